@@ -1,0 +1,33 @@
+/* config.h - flags and environment -> one validated, read-only config.
+ * Called once by main before any thread starts. */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <stdint.h>
+
+typedef struct {
+    char amqp_url[1024];
+    char amqp_cacert[1024]; /* CA bundle for amqps:// */
+    char listen_host[256];
+    uint16_t listen_port;
+    char queue[256];
+    uint32_t max_n;
+    unsigned timeout_ms;     /* default per-call timeout */
+    unsigned max_timeout_ms; /* cap on ?timeout_ms= */
+    unsigned max_inflight;   /* calls waiting for a reply, at most */
+    unsigned max_connections;
+    unsigned idle_timeout_s; /* HTTP connection idle timeout */
+    unsigned heartbeat_s;    /* AMQP heartbeat */
+    char log_level[16];      /* debug, info, warn, error */
+} gw_config_t;
+
+/* gw_config_load: fill cfg from argv, falling back to the environment, then
+ * to defaults.  Returns 0 to run, 1 when --help or --version was printed
+ * (exit 0), 2 after printing a usage error to stderr (exit 2). */
+int gw_config_load(gw_config_t *cfg, int argc, char **argv);
+
+/* gw_config_redact_url: copy url to out with any password replaced by "***"
+ * (for logs: credentials are never logged). */
+void gw_config_redact_url(const char *url, char *out, unsigned out_size);
+
+#endif

@@ -1,0 +1,118 @@
+/* request.c - route, n and timeout from a decoded request.  Pure; any
+ * thread. */
+#include "request.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "fibrpc.h"
+
+#define FIB_PREFIX "/fib"
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+size_t gw_unescape(char *s) {
+    char *r = s, *w = s;
+
+    while (*r != '\0') {
+        int hi, lo;
+
+        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 &&
+            (lo = hexval(r[2])) >= 0) {
+            unsigned char c = (unsigned char)(hi * 16 + lo);
+            if (c >= 0x20 && c != 0x7f) {
+                *w++ = (char)c;
+                r += 3;
+                continue;
+            }
+        }
+        *w++ = *r++;
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
+gw_route_t gw_request_route(const char *path) {
+    size_t plen = strlen(FIB_PREFIX);
+
+    if (strncmp(path, FIB_PREFIX, plen) == 0 &&
+        (path[plen] == '\0' || path[plen] == '/'))
+        return GW_ROUTE_FIB;
+    return GW_ROUTE_NONE;
+}
+
+gw_err_t gw_request_parse_fib(const char *path, uint32_t max_n, uint32_t *n,
+                              char *detail, size_t detail_size) {
+    const char *arg;
+    const char *why = NULL;
+    gw_err_t err = GW_E_OK;
+    size_t len;
+
+    if (gw_request_route(path) != GW_ROUTE_FIB) {
+        err = GW_E_NOT_FOUND;
+        why = "unknown path";
+        goto out;
+    }
+    arg = path + strlen(FIB_PREFIX);
+    if (*arg == '/')
+        arg++;
+    len = strlen(arg);
+    if (len == 0) {
+        err = GW_E_INVALID_N;
+        why = "missing n: use /fib/<n>";
+        goto out;
+    }
+    if (memchr(arg, '/', len) != NULL) {
+        err = GW_E_INVALID_N;
+        why = "unexpected path segments after n";
+        goto out;
+    }
+    switch (fibrpc_parse_n(arg, len, max_n, n)) {
+    case 0:
+        break;
+    case -2:
+        err = GW_E_N_OUT_OF_RANGE;
+        if (detail_size > 0)
+            snprintf(detail, detail_size, "n must be at most %u", max_n);
+        return err;
+    default:
+        err = GW_E_INVALID_N;
+        why = "n must be a non-negative decimal integer (digits only)";
+        break;
+    }
+out:
+    if (err != GW_E_OK && detail_size > 0)
+        snprintf(detail, detail_size, "%s", why);
+    return err;
+}
+
+gw_err_t gw_request_parse_timeout(const char *value, unsigned dflt,
+                                  unsigned max, unsigned *timeout_ms) {
+    uint64_t v = 0;
+    size_t i, len;
+
+    if (value == NULL) {
+        *timeout_ms = dflt < max ? dflt : max;
+        return GW_E_OK;
+    }
+    len = strlen(value);
+    if (len == 0 || len > 12)
+        return GW_E_INVALID_TIMEOUT;
+    for (i = 0; i < len; i++) {
+        if (value[i] < '0' || value[i] > '9')
+            return GW_E_INVALID_TIMEOUT;
+        v = v * 10 + (uint64_t)(value[i] - '0');
+    }
+    if (v == 0)
+        return GW_E_INVALID_TIMEOUT;
+    *timeout_ms = v > max ? max : (unsigned)v;
+    return GW_E_OK;
+}

@@ -1,0 +1,41 @@
+/* request.h - what an HTTP request asks for: route, n and timeout.
+ *
+ * Pure (no I/O): the HTTP layer hands over the decoded path and query values
+ * and gets back either what to do or which error to answer.  Any thread. */
+#ifndef GW_REQUEST_H
+#define GW_REQUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "problem.h"
+
+typedef enum {
+    GW_ROUTE_NONE, /* unknown path: 404 */
+    GW_ROUTE_FIB,  /* /fib and /fib/... */
+} gw_route_t;
+
+/* gw_unescape: percent-decode s in place, as libmicrohttpd's unescape
+ * callback; returns the new length.  A sequence that would decode to a
+ * control byte (NUL, CR, LF, ...) is left encoded, so a decoded string never
+ * hides bytes behind a NUL and such input fails validation instead. */
+size_t gw_unescape(char *s);
+
+/* The route a decoded path belongs to. */
+gw_route_t gw_request_route(const char *path);
+
+/* gw_request_parse_fib: n from a decoded /fib/<n> path.  Returns GW_E_OK and
+ * sets *n, GW_E_INVALID_N (syntax, missing n, extra segments) or
+ * GW_E_N_OUT_OF_RANGE (above max_n).  On error, detail (detail_size bytes,
+ * may be 0) gets a short human-readable reason. */
+gw_err_t gw_request_parse_fib(const char *path, uint32_t max_n, uint32_t *n,
+                              char *detail, size_t detail_size);
+
+/* gw_request_parse_timeout: the timeout_ms query value (NULL when absent).
+ * Absent -> dflt; 1..max -> itself; above max -> max (capped, not an
+ * error); anything else (0, signs, non-digits, empty) -> GW_E_INVALID_TIMEOUT.
+ */
+gw_err_t gw_request_parse_timeout(const char *value, unsigned dflt,
+                                  unsigned max, unsigned *timeout_ms);
+
+#endif

@@ -1,0 +1,40 @@
+/* rpc.h - the AMQP side: one thread owns the RabbitMQ connection, publishes
+ * calls, matches replies, enforces deadlines and reconnects.
+ *
+ * gw_rpc_admit/gw_rpc_submit may be called from any thread (the HTTP
+ * thread); the done callback runs on the AMQP thread, exactly once per
+ * submitted call.  gw_rpc_new/start/shutdown/free belong to main. */
+#ifndef GW_RPC_H
+#define GW_RPC_H
+
+#include "call.h"
+#include "config.h"
+
+typedef struct gw_rpc gw_rpc_t;
+
+/* Called on the AMQP thread when a call has its outcome.  The call belongs
+ * to the callee from then on; the AMQP thread never touches it again. */
+typedef void (*gw_rpc_done_fn)(gw_call_t *call);
+
+/* Returns a stopped instance, or NULL (logged) on failure.  cfg must outlive
+ * it. */
+gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_rpc_done_fn done);
+/* Starts the AMQP thread.  Returns 0, or -1 (logged). */
+int gw_rpc_start(gw_rpc_t *rpc);
+
+/* gw_rpc_admit: may a new call start now?  Cheap, no I/O.  Returns GW_E_OK
+ * and reserves an in-flight slot (the caller must then gw_rpc_submit), or
+ * the error to answer at once: SHUTTING_DOWN, BROKER_UNAVAILABLE, NO_SERVER
+ * or OVERLOADED. */
+gw_err_t gw_rpc_admit(gw_rpc_t *rpc);
+/* Hands an admitted call to the AMQP thread; done will be called once. */
+void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call);
+
+/* Graceful stop: new calls are refused, calls in flight run to their reply
+ * or deadline, then the connection is closed and the thread exits.  Blocks
+ * until then. */
+void gw_rpc_shutdown(gw_rpc_t *rpc);
+/* Frees a stopped instance.  NULL is a no-op. */
+void gw_rpc_free(gw_rpc_t *rpc);
+
+#endif

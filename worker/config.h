@@ -1,0 +1,39 @@
+/* config.h - fib-worker's flags and their environment fallbacks, parsed and
+ * validated once at start-up into one fw_config_t that is read-only after.
+ * Called from main() only, before anything else runs. */
+#ifndef FW_CONFIG_H
+#define FW_CONFIG_H
+
+#include <stdint.h>
+
+typedef struct {
+    /* The broker, from --amqp-url.  user and password are secrets: never
+     * log them, nor the URL. */
+    char *url_buf; /* owns the strings below */
+    const char *host;
+    int port;
+    const char *vhost;
+    const char *user;
+    const char *password;
+    int tls;            /* amqps:// */
+    const char *cacert; /* CA bundle for amqps://, NULL for none */
+    const char *queue;
+    uint16_t prefetch;
+    uint32_t max_n;
+} fw_config_t;
+
+/* What fw_config_load found. */
+typedef enum {
+    FW_CONFIG_OK,   /* *cfg is ready; fw_config_free it */
+    FW_CONFIG_EXIT, /* --help or --version was printed: exit 0 */
+    FW_CONFIG_BAD   /* a message is on stderr: exit 2 */
+} fw_config_result_t;
+
+/* Fills *cfg from argv, then the environment, then the defaults.  Prints the
+ * help, the version or what is wrong itself.  Nothing to free unless OK. */
+fw_config_result_t fw_config_load(fw_config_t *cfg, int argc, char **argv);
+
+/* Frees what fw_config_load allocated; NULL and a zeroed *cfg are no-ops. */
+void fw_config_free(fw_config_t *cfg);
+
+#endif
