@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fibrpc.h"
 
@@ -20,9 +21,10 @@ static const struct {
 static int is_error_type(const char *ct, size_t len) {
     size_t want = strlen(FIBRPC_ERROR_CONTENT_TYPE);
 
-    /* Parameters such as "; charset=utf-8" may follow the media type. */
+    /* Media types are case-insensitive (RFC 9110); parameters such as ";
+     * charset=utf-8" may follow the media type. */
     return ct != NULL && len >= want &&
-           strncmp(ct, FIBRPC_ERROR_CONTENT_TYPE, want) == 0 &&
+           strncasecmp(ct, FIBRPC_ERROR_CONTENT_TYPE, want) == 0 &&
            (len == want || ct[want] == ';' || ct[want] == ' ');
 }
 

@@ -25,7 +25,8 @@ size_t gw_unescape(char *s);
 gw_route_t gw_request_route(const char *path);
 
 /* gw_request_parse_fib: n from a decoded /fib/<n> path.  Returns GW_E_OK and
- * sets *n, GW_E_INVALID_N (syntax, missing n, extra segments) or
+ * sets *n, GW_E_NOT_FOUND (not a /fib path), GW_E_INVALID_N (syntax,
+ * missing n, extra segments) or
  * GW_E_N_OUT_OF_RANGE (above max_n).  On error, detail (detail_size bytes,
  * may be 0) gets a short human-readable reason. */
 gw_err_t gw_request_parse_fib(const char *path, uint32_t max_n, uint32_t *n,
