@@ -13,8 +13,7 @@
 #include <stdint.h>
 
 #include "problem.h"
-
-#define GW_REQUEST_ID_MAX 64
+#include "request.h"
 
 typedef struct gw_call gw_call_t;
 
@@ -24,6 +23,7 @@ struct gw_call {
     int64_t deadline_ms; /* monotonic clock (gw_now_ms) */
     unsigned timeout_ms;
     char request_id[GW_REQUEST_ID_MAX + 1];
+    char traceparent[GW_TRACEPARENT_LEN + 1]; /* "" when none */
     void *http;      /* the HTTP layer's handle; opaque to the AMQP thread */
     gw_call_t *next; /* submission queue link */
 

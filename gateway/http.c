@@ -16,8 +16,10 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 
+#include "assets.h"
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "problem.h"
 #include "request.h"
 
@@ -26,6 +28,7 @@
 struct gw_http {
     const gw_config_t *cfg;
     gw_rpc_t *rpc;
+    gw_metrics_t *metrics;
     struct MHD_Daemon *daemon;
 };
 
@@ -56,42 +59,35 @@ static void log_safe(char *out, size_t size, const char *s) {
     out[i] = '\0';
 }
 
-/* A client's X-Request-Id is kept when it is 1..64 characters from
- * [A-Za-z0-9._:-]; otherwise the gateway makes one. */
-static void request_id(struct MHD_Connection *c, char *out) {
+/* The request id: the client's X-Request-Id when it is sane, else a new
+ * one.  A valid traceparent is kept to pass on to the worker. */
+static void trace_ids(struct MHD_Connection *c, gw_call_t *call) {
     const char *v =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
-    size_t len, i;
-    uuid_t u;
     static const char hex[] = "0123456789abcdef";
+    uuid_t u;
+    size_t i;
 
-    if (v != NULL && (len = strlen(v)) > 0 && len <= GW_REQUEST_ID_MAX &&
-        strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                  "0123456789._:-") == len) {
-        memcpy(out, v, len + 1);
-        return;
+    if (gw_request_id_valid(v)) {
+        snprintf(call->request_id, sizeof(call->request_id), "%s", v);
+    } else {
+        uuid_generate_random(u);
+        for (i = 0; i < 16; i++) {
+            call->request_id[2 * i] = hex[u[i] >> 4];
+            call->request_id[2 * i + 1] = hex[u[i] & 15];
+        }
+        call->request_id[32] = '\0';
     }
-    uuid_generate_random(u);
-    for (i = 0; i < 16; i++) {
-        out[2 * i] = hex[u[i] >> 4];
-        out[2 * i + 1] = hex[u[i] & 15];
-    }
-    out[32] = '\0';
+    v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
+    if (gw_traceparent_valid(v))
+        snprintf(call->traceparent, sizeof(call->traceparent), "%s", v);
 }
 
-/* Queues body (malloc'd; ownership taken, even on failure). */
-static enum MHD_Result respond(struct MHD_Connection *c, req_t *r, int status,
-                               const char *type, char *body, size_t len) {
-    struct MHD_Response *resp;
+/* Adds the common headers and queues resp (which it releases). */
+static enum MHD_Result queue(struct MHD_Connection *c, req_t *r, int status,
+                             const char *type, struct MHD_Response *resp) {
     enum MHD_Result ret;
 
-    if (body == NULL)
-        return MHD_NO;
-    resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (resp == NULL) {
-        free(body);
-        return MHD_NO;
-    }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(resp, "X-Request-Id", r->call.request_id);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -105,6 +101,33 @@ static enum MHD_Result respond(struct MHD_Connection *c, req_t *r, int status,
     ret = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+/* Queues body (malloc'd; ownership taken, even on failure). */
+static enum MHD_Result respond(struct MHD_Connection *c, req_t *r, int status,
+                               const char *type, char *body, size_t len) {
+    struct MHD_Response *resp;
+
+    if (body == NULL)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(body);
+        return MHD_NO;
+    }
+    return queue(c, r, status, type, resp);
+}
+
+/* Queues a body that lives as long as the process. */
+static enum MHD_Result respond_static(struct MHD_Connection *c, req_t *r,
+                                      const char *type, const void *body,
+                                      size_t len) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
+
+    if (resp == NULL)
+        return MHD_NO;
+    return queue(c, r, MHD_HTTP_OK, type, resp);
 }
 
 /* Every error answer goes through here. */
@@ -162,16 +185,11 @@ static const char *admit_detail(gw_http_t *h, gw_err_t err, char *buf,
 }
 
 static enum MHD_Result start_fib(gw_http_t *h, struct MHD_Connection *c,
-                                 req_t *r, const char *url,
-                                 const char *method) {
+                                 req_t *r, const char *url) {
     char detail[320];
     unsigned timeout_ms;
     gw_err_t err;
 
-    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
-        strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return respond_problem(c, r, GW_E_METHOD_NOT_ALLOWED,
-                               "only GET and HEAD are allowed here", url);
     err = gw_request_parse_fib(url, h->cfg->max_n, &r->call.n, detail,
                                sizeof(detail));
     if (err != GW_E_OK)
@@ -198,6 +216,79 @@ static enum MHD_Result start_fib(gw_http_t *h, struct MHD_Connection *c,
     return MHD_YES;
 }
 
+/* --- operations routes --------------------------------------------------- */
+
+static enum MHD_Result readyz(gw_http_t *h, struct MHD_Connection *c, req_t *r,
+                              const char *url) {
+    gw_metrics_link_t link;
+    char detail[320];
+    char *body;
+
+    gw_rpc_link(h->rpc, &link);
+    if (!link.connected || link.blocked)
+        return respond_problem(c, r, GW_E_BROKER_UNAVAILABLE,
+                               link.connected
+                                   ? "RabbitMQ is blocking publishers"
+                                   : "not connected to RabbitMQ",
+                               url);
+    if (link.consumers <= 0) {
+        snprintf(detail, sizeof(detail), "no worker consumes queue '%s'",
+                 h->cfg->queue);
+        return respond_problem(c, r, GW_E_NO_SERVER, detail, url);
+    }
+    body = malloc(512);
+    if (body == NULL)
+        return MHD_NO;
+    snprintf(body, 512,
+             "{\"status\":\"ready\",\"queue\":\"%s\",\"consumers\":%d,"
+             "\"calls_in_flight\":%u}",
+             h->cfg->queue, link.consumers, link.inflight);
+    return respond(c, r, MHD_HTTP_OK, JSON_TYPE, body, strlen(body));
+}
+
+static enum MHD_Result metrics(gw_http_t *h, struct MHD_Connection *c,
+                               req_t *r) {
+    gw_metrics_link_t link;
+    size_t len = 0;
+    char *body;
+
+    gw_rpc_link(h->rpc, &link);
+    body = gw_metrics_render(h->metrics, &link, GW_VERSION, &len);
+    return respond(c, r, MHD_HTTP_OK,
+                   "text/plain; version=0.0.4; charset=utf-8", body, len);
+}
+
+static enum MHD_Result route(gw_http_t *h, struct MHD_Connection *c, req_t *r,
+                             const char *url, const char *method) {
+    static const char healthz[] = "{\"status\":\"ok\"}";
+    gw_route_t where = gw_request_route(url);
+
+    if (where == GW_ROUTE_NONE)
+        return respond_problem(c, r, GW_E_NOT_FOUND, "no such resource", url);
+    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
+        strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+        return respond_problem(c, r, GW_E_METHOD_NOT_ALLOWED,
+                               "only GET and HEAD are allowed here", url);
+    switch (where) {
+    case GW_ROUTE_FIB:
+        return start_fib(h, c, r, url);
+    case GW_ROUTE_INDEX:
+        return respond_static(c, r, "text/html; charset=utf-8",
+                              gw_asset_index_html, gw_asset_index_html_len);
+    case GW_ROUTE_OPENAPI:
+        return respond_static(c, r, "application/yaml; charset=utf-8",
+                              gw_asset_openapi_yaml, gw_asset_openapi_yaml_len);
+    case GW_ROUTE_HEALTHZ:
+        return respond_static(c, r, JSON_TYPE, healthz, sizeof(healthz) - 1);
+    case GW_ROUTE_READYZ:
+        return readyz(h, c, r, url);
+    case GW_ROUTE_METRICS:
+        return metrics(h, c, r);
+    default:
+        return respond_problem(c, r, GW_E_NOT_FOUND, "no such resource", url);
+    }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -212,7 +303,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         r->start_us = gw_now_us();
         snprintf(r->method, sizeof(r->method), "%s", method);
         log_safe(r->path, sizeof(r->path), url);
-        request_id(c, r->call.request_id);
+        trace_ids(c, &r->call);
         *ctx = r;
         return MHD_YES;
     }
@@ -224,13 +315,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         r->state = ST_DONE;
         return respond_outcome(c, r, url);
     }
-    if (gw_request_route(url) == GW_ROUTE_FIB)
-        return start_fib(h, c, r, url, method);
-    return respond_problem(c, r, GW_E_NOT_FOUND, "no such resource", url);
+    return route(h, c, r, url, method);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
                          enum MHD_RequestTerminationCode why) {
+    gw_http_t *http = cls;
     req_t *r = *ctx;
 
     if (r == NULL)
@@ -241,6 +331,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
            r->method, r->path, r->status,
            (double)(gw_now_us() - r->start_us) / 1000.0, r->call.request_id,
            r->call.correlation_id[0] ? " corr=" : "", r->call.correlation_id);
+    gw_metrics_request(http->metrics, r->status, r->call.err,
+                       gw_now_us() - r->start_us);
     free(r->call.body);
     free(r);
     *ctx = NULL;
@@ -268,7 +360,8 @@ void gw_http_call_done(gw_call_t *call) {
     MHD_resume_connection(call->http);
 }
 
-gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc) {
+gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
+                         gw_metrics_t *metrics) {
     struct addrinfo hints = {0}, *ai = NULL;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
@@ -281,6 +374,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc) {
         return NULL;
     h->cfg = cfg;
     h->rpc = rpc;
+    h->metrics = metrics;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
@@ -297,8 +391,8 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc) {
     h->daemon = MHD_start_daemon(
         flags, cfg->listen_port, NULL, NULL, on_request, h,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, /* first, or it warns */
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)1, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, /* no SO_REUSEPORT: one owner */
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,

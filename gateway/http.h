@@ -9,6 +9,7 @@
 
 #include "call.h"
 #include "config.h"
+#include "metrics.h"
 #include "rpc.h"
 
 typedef struct gw_http gw_http_t;
@@ -17,8 +18,10 @@ typedef struct gw_http gw_http_t;
  * Runs on the AMQP thread. */
 void gw_http_call_done(gw_call_t *call);
 
-/* Starts listening.  Returns NULL (logged) on failure. */
-gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc);
+/* Starts listening.  Returns NULL (logged) on failure.  cfg, rpc and
+ * metrics must outlive it. */
+gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
+                         gw_metrics_t *metrics);
 /* Stops accepting new connections; open ones are still served. */
 void gw_http_quiesce(gw_http_t *http);
 /* Stops the daemon and frees it.  Every call must be done first. */

@@ -28,6 +28,7 @@ static rlim_t raise_nofile(void) {
 }
 
 int main(int argc, char **argv) {
+    static gw_metrics_t metrics; /* zeroed; outlives both threads */
     gw_config_t cfg;
     gw_rpc_t *rpc = NULL;
     gw_http_t *http = NULL;
@@ -69,10 +70,10 @@ int main(int argc, char **argv) {
            cfg.max_inflight, cfg.max_n);
 
     rc = 1;
-    rpc = gw_rpc_new(&cfg, gw_http_call_done);
+    rpc = gw_rpc_new(&cfg, &metrics, gw_http_call_done);
     if (rpc == NULL || gw_rpc_start(rpc) != 0)
         goto out;
-    http = gw_http_start(&cfg, rpc);
+    http = gw_http_start(&cfg, rpc, &metrics);
     if (http == NULL)
         goto out;
 

@@ -41,12 +41,56 @@ size_t gw_unescape(char *s) {
 }
 
 gw_route_t gw_request_route(const char *path) {
-    size_t plen = strlen(FIB_PREFIX);
+    static const struct {
+        const char *path;
+        gw_route_t route;
+    } exact[] = {
+        {"/", GW_ROUTE_INDEX},
+        {"/healthz", GW_ROUTE_HEALTHZ},
+        {"/readyz", GW_ROUTE_READYZ},
+        {"/metrics", GW_ROUTE_METRICS},
+        {"/openapi.yaml", GW_ROUTE_OPENAPI},
+    };
+    size_t plen = strlen(FIB_PREFIX), i;
 
     if (strncmp(path, FIB_PREFIX, plen) == 0 &&
         (path[plen] == '\0' || path[plen] == '/'))
         return GW_ROUTE_FIB;
+    for (i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+        if (strcmp(path, exact[i].path) == 0)
+            return exact[i].route;
     return GW_ROUTE_NONE;
+}
+
+int gw_request_id_valid(const char *v) {
+    size_t len = v != NULL ? strlen(v) : 0;
+
+    return len > 0 && len <= GW_REQUEST_ID_MAX &&
+           strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                     "0123456789._:-") == len;
+}
+
+static int hex_run(const char *s, size_t n, int *nonzero) {
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+        if (s[i] != '0')
+            *nonzero = 1;
+    }
+    return 1;
+}
+
+int gw_traceparent_valid(const char *v) {
+    int any = 0, trace = 0, parent = 0;
+
+    if (v == NULL || strlen(v) != GW_TRACEPARENT_LEN || v[2] != '-' ||
+        v[35] != '-' || v[52] != '-')
+        return 0;
+    return hex_run(v, 2, &any) && strncmp(v, "ff", 2) != 0 &&
+           hex_run(v + 3, 32, &trace) && trace &&
+           hex_run(v + 36, 16, &parent) && parent && hex_run(v + 53, 2, &any);
 }
 
 gw_err_t gw_request_parse_fib(const char *path, uint32_t max_n, uint32_t *n,

@@ -10,9 +10,17 @@
 
 #include "problem.h"
 
+#define GW_REQUEST_ID_MAX  64
+#define GW_TRACEPARENT_LEN 55
+
 typedef enum {
-    GW_ROUTE_NONE, /* unknown path: 404 */
-    GW_ROUTE_FIB,  /* /fib and /fib/... */
+    GW_ROUTE_NONE,    /* unknown path: 404 */
+    GW_ROUTE_FIB,     /* /fib and /fib/... */
+    GW_ROUTE_INDEX,   /* / : the page for people */
+    GW_ROUTE_HEALTHZ, /* /healthz */
+    GW_ROUTE_READYZ,  /* /readyz */
+    GW_ROUTE_METRICS, /* /metrics */
+    GW_ROUTE_OPENAPI, /* /openapi.yaml */
 } gw_route_t;
 
 /* gw_unescape: percent-decode s in place, as libmicrohttpd's unescape
@@ -31,6 +39,14 @@ gw_route_t gw_request_route(const char *path);
  * may be 0) gets a short human-readable reason. */
 gw_err_t gw_request_parse_fib(const char *path, uint32_t max_n, uint32_t *n,
                               char *detail, size_t detail_size);
+
+/* A client's X-Request-Id is kept when it is 1..64 characters from
+ * [A-Za-z0-9._:-]: safe in headers, logs and JSON. */
+int gw_request_id_valid(const char *v);
+
+/* A W3C traceparent (version 00 layout: 2-32-16-2 lower-case hex digits,
+ * with a non-zero trace id and parent id), worth passing on. */
+int gw_traceparent_valid(const char *v);
 
 /* gw_request_parse_timeout: the timeout_ms query value (NULL when absent).
  * Absent -> dflt; 1..max -> itself; above max -> max (capped, not an

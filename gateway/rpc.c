@@ -27,6 +27,7 @@
 #include "clock.h"
 #include "fibrpc.h"
 #include "log.h"
+#include "metrics.h"
 #include "pending.h"
 #include "reply.h"
 
@@ -49,6 +50,7 @@ enum { LINK_DOWN, LINK_UP };
 struct gw_rpc {
     const gw_config_t *cfg;
     gw_rpc_done_fn done;
+    gw_metrics_t *metrics;
     pthread_t thread;
     int started;
     int wake_fd;
@@ -70,7 +72,7 @@ struct gw_rpc {
     int64_t next_check_ms;
     unsigned backoff_ms;
     gw_pending_t *pending;
-    uint64_t dropped_replies;
+    int ever_connected;
 };
 
 /* --- helpers ------------------------------------------------------------- */
@@ -278,6 +280,10 @@ static int link_up(gw_rpc_t *rpc) {
     gw_log(GW_LOG_INFO, "amqp_connected host=%s port=%d vhost=%s queue=%s",
            rpc->url.host, rpc->url.port, rpc->url.vhost, rpc->cfg->queue);
     rpc->backoff_ms = BACKOFF_MIN_MS;
+    if (rpc->ever_connected)
+        atomic_fetch_add_explicit(&rpc->metrics->reconnects, 1,
+                                  memory_order_relaxed);
+    rpc->ever_connected = 1;
     return 0;
 fail:
     amqp_destroy_connection(rpc->conn);
@@ -290,7 +296,7 @@ fail:
 static int publish(gw_rpc_t *rpc, gw_call_t *call, const uint8_t id[16],
                    int64_t now) {
     amqp_basic_properties_t p;
-    amqp_table_entry_t hdr[2];
+    amqp_table_entry_t hdr[3];
     char body[16], expiration[24];
     int64_t left = call->deadline_ms - now;
 
@@ -314,6 +320,12 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, const uint8_t id[16],
     p.reply_to = amqp_cstring_bytes(REPLY_TO);
     p.expiration = amqp_cstring_bytes(expiration);
     p.headers = (amqp_table_t){2, hdr};
+    if (call->traceparent[0] != '\0') {
+        hdr[p.headers.num_entries++] = (amqp_table_entry_t){
+            amqp_cstring_bytes(FIBRPC_HDR_TRACEPARENT),
+            {AMQP_FIELD_KIND_UTF8,
+             {.bytes = amqp_cstring_bytes(call->traceparent)}}};
+    }
     /* mandatory: a missing queue comes back as basic.return at once. */
     return amqp_basic_publish(rpc->conn, CH_RPC, amqp_empty_bytes,
                               amqp_cstring_bytes(rpc->cfg->queue), 1, 0, &p,
@@ -398,13 +410,17 @@ static gw_call_t *take_by_correlation(gw_rpc_t *rpc,
 
 static void drop_reply(gw_rpc_t *rpc, const amqp_basic_properties_t *p,
                        const char *what) {
-    rpc->dropped_replies++;
+    uint64_t dropped = atomic_fetch_add_explicit(&rpc->metrics->replies_dropped,
+                                                 1, memory_order_relaxed) +
+                       1;
+    int has_id = (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) != 0;
+
     gw_log(GW_LOG_INFO,
            "reply_dropped reason=%s corr=\"%.*s\" dropped=%" PRIu64, what,
-           (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
+           has_id
                ? (int)(p->correlation_id.len > 64 ? 64 : p->correlation_id.len)
                : 0,
-           (const char *)p->correlation_id.bytes, rpc->dropped_replies);
+           has_id ? (const char *)p->correlation_id.bytes : "", dropped);
 }
 
 static void on_reply(gw_rpc_t *rpc, const amqp_message_t *m) {
@@ -615,13 +631,15 @@ static void *rpc_main(void *arg) {
 
 /* --- public -------------------------------------------------------------- */
 
-gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_rpc_done_fn done) {
+gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
+                     gw_rpc_done_fn done) {
     gw_rpc_t *rpc = calloc(1, sizeof(*rpc));
 
     if (rpc == NULL)
         return NULL;
     rpc->cfg = cfg;
     rpc->done = done;
+    rpc->metrics = metrics;
     rpc->wake_fd = -1;
     rpc->backoff_ms = BACKOFF_MIN_MS;
     atomic_init(&rpc->link, LINK_DOWN);
@@ -677,6 +695,14 @@ gw_err_t gw_rpc_admit(gw_rpc_t *rpc) {
         return GW_E_OVERLOADED;
     }
     return GW_E_OK;
+}
+
+void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out) {
+    out->connected = atomic_load(&rpc->link) == LINK_UP;
+    out->blocked = atomic_load(&rpc->blocked);
+    out->consumers = out->connected ? atomic_load(&rpc->consumers) : -1;
+    out->inflight = atomic_load(&rpc->inflight);
+    out->max_inflight = rpc->cfg->max_inflight;
 }
 
 void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call) {

@@ -9,6 +9,7 @@
 
 #include "call.h"
 #include "config.h"
+#include "metrics.h"
 
 typedef struct gw_rpc gw_rpc_t;
 
@@ -16,9 +17,10 @@ typedef struct gw_rpc gw_rpc_t;
  * to the callee from then on; the AMQP thread never touches it again. */
 typedef void (*gw_rpc_done_fn)(gw_call_t *call);
 
-/* Returns a stopped instance, or NULL (logged) on failure.  cfg must outlive
- * it. */
-gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_rpc_done_fn done);
+/* Returns a stopped instance, or NULL (logged) on failure.  cfg and metrics
+ * must outlive it. */
+gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
+                     gw_rpc_done_fn done);
 /* Starts the AMQP thread.  Returns 0, or -1 (logged). */
 int gw_rpc_start(gw_rpc_t *rpc);
 
@@ -27,6 +29,8 @@ int gw_rpc_start(gw_rpc_t *rpc);
  * the error to answer at once: SHUTTING_DOWN, BROKER_UNAVAILABLE, NO_SERVER
  * or OVERLOADED. */
 gw_err_t gw_rpc_admit(gw_rpc_t *rpc);
+/* The link's state right now (any thread; atomics only). */
+void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out);
 /* Hands an admitted call to the AMQP thread; done will be called once. */
 void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call);
 

@@ -39,7 +39,7 @@ BAD_INPUT = [
     "/fib/10?timeout_ms=1.5",
 ]
 
-NOT_FOUND = ["/", "/nope", "/fibx/1", "/FIB/1", "/fib10"]
+NOT_FOUND = ["/index.html", "/nope", "/healthz/x", "/fibx/1", "/FIB/1", "/fib10"]
 
 
 def setUpModule():
@@ -48,7 +48,7 @@ def setUpModule():
     def start(env):
         global GW, PROBE
         PROBE = harness.FakeConsumer(env.url, QUEUE).start_and_wait()
-        GW = env.start_gateway(queue=QUEUE, ready_path="/nope", ready_status=None)
+        GW = env.start_gateway(queue=QUEUE, ready_path="/readyz", ready_status=200)
 
     ENV = harness.setup_env("input", start)
 

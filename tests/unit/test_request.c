@@ -70,6 +70,51 @@ static void test_unescape_malformed(void **state) {
     assert_unescape("% 41", "% 41");
 }
 
+/* --- request id and traceparent ----------------------------------------- */
+
+static void test_request_id(void **state) {
+    char max[GW_REQUEST_ID_MAX + 2];
+
+    assert_true(gw_request_id_valid("abc-123_x.y:z"));
+    assert_true(gw_request_id_valid("A"));
+    assert_false(gw_request_id_valid(NULL));
+    assert_false(gw_request_id_valid(""));
+    assert_false(gw_request_id_valid("has space"));
+    assert_false(gw_request_id_valid("quote\""));
+    assert_false(gw_request_id_valid("new\nline"));
+    assert_false(gw_request_id_valid("caf\xc3\xa9"));
+    memset(max, 'a', GW_REQUEST_ID_MAX);
+    max[GW_REQUEST_ID_MAX] = '\0';
+    assert_true(gw_request_id_valid(max));
+    max[GW_REQUEST_ID_MAX] = 'a';
+    max[GW_REQUEST_ID_MAX + 1] = '\0';
+    assert_false(gw_request_id_valid(max));
+}
+
+static void test_traceparent(void **state) {
+    assert_true(gw_traceparent_valid(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    assert_true(gw_traceparent_valid(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"));
+    assert_false(gw_traceparent_valid(NULL));
+    assert_false(gw_traceparent_valid(""));
+    /* upper case, zero ids, version ff, wrong lengths and separators */
+    assert_false(gw_traceparent_valid(
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"));
+    assert_false(gw_traceparent_valid(
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+    assert_false(gw_traceparent_valid(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"));
+    assert_false(gw_traceparent_valid(
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    assert_false(gw_traceparent_valid(
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01"));
+    assert_false(gw_traceparent_valid(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-"));
+    assert_false(gw_traceparent_valid(
+        "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01"));
+}
+
 /* --- gw_request_route ---------------------------------------------------- */
 
 static void test_route(void **state) {
@@ -79,7 +124,14 @@ static void test_route(void **state) {
     assert_int_equal(gw_request_route("/fib/x/y"), GW_ROUTE_FIB);
     assert_int_equal(gw_request_route("/fibx/1"), GW_ROUTE_NONE);
     assert_int_equal(gw_request_route("/fibx"), GW_ROUTE_NONE);
-    assert_int_equal(gw_request_route("/"), GW_ROUTE_NONE);
+    assert_int_equal(gw_request_route("/"), GW_ROUTE_INDEX);
+    assert_int_equal(gw_request_route("/healthz"), GW_ROUTE_HEALTHZ);
+    assert_int_equal(gw_request_route("/readyz"), GW_ROUTE_READYZ);
+    assert_int_equal(gw_request_route("/metrics"), GW_ROUTE_METRICS);
+    assert_int_equal(gw_request_route("/openapi.yaml"), GW_ROUTE_OPENAPI);
+    assert_int_equal(gw_request_route("/healthz/"), GW_ROUTE_NONE);
+    assert_int_equal(gw_request_route("/metrics.txt"), GW_ROUTE_NONE);
+    assert_int_equal(gw_request_route("/index.html"), GW_ROUTE_NONE);
     assert_int_equal(gw_request_route(""), GW_ROUTE_NONE);
     assert_int_equal(gw_request_route("/fi"), GW_ROUTE_NONE);
     assert_int_equal(gw_request_route("/FIB/1"), GW_ROUTE_NONE);
@@ -336,6 +388,8 @@ int main(void) {
         cmocka_unit_test(test_unescape_decodes),
         cmocka_unit_test(test_unescape_keeps_controls),
         cmocka_unit_test(test_unescape_malformed),
+        cmocka_unit_test(test_request_id),
+        cmocka_unit_test(test_traceparent),
         cmocka_unit_test(test_route),
         cmocka_unit_test(test_parse_fib_ok),
         cmocka_unit_test(test_parse_fib_out_of_range),
