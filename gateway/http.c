@@ -14,10 +14,10 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-#include <uuid/uuid.h>
 
 #include "assets.h"
 #include "clock.h"
+#include "ids.h"
 #include "log.h"
 #include "metrics.h"
 #include "problem.h"
@@ -29,6 +29,7 @@ struct gw_http {
     const gw_config_t *cfg;
     gw_rpc_t *rpc;
     gw_metrics_t *metrics;
+    gw_idgen_t ids; /* request ids; libmicrohttpd's thread only */
     struct MHD_Daemon *daemon;
 };
 
@@ -61,22 +62,16 @@ static void log_safe(char *out, size_t size, const char *s) {
 
 /* The request id: the client's X-Request-Id when it is sane, else a new
  * one.  A valid traceparent is kept to pass on to the worker. */
-static void trace_ids(struct MHD_Connection *c, gw_call_t *call) {
+static void trace_ids(gw_http_t *h, struct MHD_Connection *c, gw_call_t *call) {
     const char *v =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
-    static const char hex[] = "0123456789abcdef";
-    uuid_t u;
-    size_t i;
+    uint8_t id[GW_ID_LEN];
 
     if (gw_request_id_valid(v)) {
         snprintf(call->request_id, sizeof(call->request_id), "%s", v);
     } else {
-        uuid_generate_random(u);
-        for (i = 0; i < 16; i++) {
-            call->request_id[2 * i] = hex[u[i] >> 4];
-            call->request_id[2 * i + 1] = hex[u[i] & 15];
-        }
-        call->request_id[32] = '\0';
+        gw_idgen_next(&h->ids, id);
+        gw_id_hex(id, call->request_id);
     }
     v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
     if (gw_traceparent_valid(v))
@@ -303,7 +298,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         r->start_us = gw_now_us();
         snprintf(r->method, sizeof(r->method), "%s", method);
         log_safe(r->path, sizeof(r->path), url);
-        trace_ids(c, &r->call);
+        trace_ids(h, c, &r->call);
         *ctx = r;
         return MHD_YES;
     }
@@ -375,6 +370,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
     h->cfg = cfg;
     h->rpc = rpc;
     h->metrics = metrics;
+    gw_idgen_init(&h->ids);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;

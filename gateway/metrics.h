@@ -14,8 +14,9 @@
 /* Upper bounds of the request duration histogram, in seconds. */
 #define GW_METRICS_BUCKETS(X)                                                  \
     X(0.0005)                                                                  \
-    X(0.001) X(0.0025) X(0.005) X(0.01) X(0.025) X(0.05) X(0.1) X(0.25) X(0.5) \
-        X(1) X(2.5) X(5) X(10) X(30)
+    X(0.001)                                                                   \
+    X(0.0025) X(0.005) X(0.01) X(0.025) X(0.05) X(0.1) X(0.25) X(0.5) X(1)     \
+        X(2.5) X(5) X(10) X(30)
 
 enum {
 #define GW_X(le) +1

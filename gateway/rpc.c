@@ -22,10 +22,10 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-#include <uuid/uuid.h>
 
 #include "clock.h"
 #include "fibrpc.h"
+#include "ids.h"
 #include "log.h"
 #include "metrics.h"
 #include "pending.h"
@@ -72,6 +72,7 @@ struct gw_rpc {
     int64_t next_check_ms;
     unsigned backoff_ms;
     gw_pending_t *pending;
+    gw_idgen_t ids;
     int ever_connected;
 };
 
@@ -300,7 +301,7 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, const uint8_t id[16],
     char body[16], expiration[24];
     int64_t left = call->deadline_ms - now;
 
-    uuid_unparse_lower(id, call->correlation_id);
+    gw_id_text(id, call->correlation_id);
     snprintf(body, sizeof(body), "%" PRIu32, call->n);
     snprintf(expiration, sizeof(expiration), "%" PRId64, left);
     hdr[0] =
@@ -354,7 +355,7 @@ static void start_calls(gw_rpc_t *rpc) {
             complete(rpc, call, GW_E_TIMEOUT, "timed out before publishing");
             continue;
         }
-        uuid_generate_random(id);
+        gw_idgen_next(&rpc->ids, id);
         status = publish(rpc, call, id, now);
         if (status != AMQP_STATUS_OK) {
             gw_log(GW_LOG_WARN, "amqp_publish_failed error=\"%s\"",
@@ -395,15 +396,10 @@ static void expire_calls(gw_rpc_t *rpc) {
  * table, or NULL (unknown, late, duplicate or malformed id). */
 static gw_call_t *take_by_correlation(gw_rpc_t *rpc,
                                       const amqp_basic_properties_t *p) {
-    char text[37];
-    uuid_t id;
+    uint8_t id[GW_ID_LEN];
 
     if (!(p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) ||
-        p->correlation_id.len != 36)
-        return NULL;
-    memcpy(text, p->correlation_id.bytes, 36);
-    text[36] = '\0';
-    if (uuid_parse(text, id) != 0)
+        gw_id_parse(p->correlation_id.bytes, p->correlation_id.len, id) != 0)
         return NULL;
     return gw_pending_take(rpc->pending, id);
 }
@@ -642,6 +638,7 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     rpc->metrics = metrics;
     rpc->wake_fd = -1;
     rpc->backoff_ms = BACKOFF_MIN_MS;
+    gw_idgen_init(&rpc->ids);
     atomic_init(&rpc->link, LINK_DOWN);
     atomic_init(&rpc->consumers, -1);
     atomic_init(&rpc->blocked, 0);
