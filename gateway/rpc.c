@@ -20,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -42,10 +45,23 @@
  * (so a worker that appears is noticed at once), rarely otherwise. */
 #define CHECK_IDLE_MS   1000
 #define CHECK_NOBODY_MS 100
+/* The send queue is checked every STALL_CHECK_EVERY publishes (~250 bytes
+ * each, far less than any socket buffer). */
+#define STALL_CHECK_EVERY 16
+#define STALL_GRACE_MS    100
 /* Frames read per loop turn before new submissions get a look in. */
 #define READ_BATCH 512
 
 enum { LINK_DOWN, LINK_UP };
+
+/* The consumer check on CH_CHECK runs asynchronously once connected: the
+ * AMQP thread never waits for the broker in steady state. */
+enum {
+    CHECK_CLOSED,  /* CH_CHECK is not open */
+    CHECK_OPENING, /* channel.open sent */
+    CHECK_IDLE,    /* open; next check at next_check_ms */
+    CHECK_WAITING, /* queue.declare (passive) sent */
+};
 
 struct gw_rpc {
     const gw_config_t *cfg;
@@ -68,8 +84,8 @@ struct gw_rpc {
     amqp_connection_state_t conn;
     struct amqp_connection_info url;
     char *url_buf;
-    int check_open; /* channel CH_CHECK is open */
-    int64_t next_check_ms;
+    int check;             /* CHECK_* state of channel CH_CHECK */
+    int64_t next_check_ms; /* INT64_MAX while a check is under way */
     unsigned backoff_ms;
     gw_pending_t *pending;
     gw_idgen_t ids;
@@ -171,42 +187,70 @@ static int check_ok(gw_rpc_t *rpc, const char *what) {
     return -1;
 }
 
-/* Refreshes the request queue's consumer count with a passive declare on
- * CH_CHECK.  A missing queue closes CH_CHECK (404); that means nobody
- * consumes.  Returns -1 only when the connection itself failed. */
-static int check_queue(gw_rpc_t *rpc) {
-    amqp_queue_declare_ok_t *ok;
-    amqp_rpc_reply_t r;
-    int consumers;
-
-    if (!rpc->check_open) {
-        if (amqp_channel_open(rpc->conn, CH_CHECK) == NULL)
-            return check_ok(rpc, "channel.open"), -1;
-        rpc->check_open = 1;
-    }
-    ok = amqp_queue_declare(rpc->conn, CH_CHECK,
-                            amqp_cstring_bytes(rpc->cfg->queue), 1, 0, 0, 0,
-                            amqp_empty_table);
-    r = amqp_get_rpc_reply(rpc->conn);
-    if (ok != NULL) {
-        consumers = (int)ok->consumer_count;
-    } else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-               r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        amqp_channel_close_ok_t close_ok = {0};
-        rpc->check_open = 0;
-        if (amqp_send_method(rpc->conn, CH_CHECK, AMQP_CHANNEL_CLOSE_OK_METHOD,
-                             &close_ok) != AMQP_STATUS_OK)
-            return -1;
-        consumers = 0;
-    } else {
-        return check_ok(rpc, "queue.declare"), -1;
-    }
+static void set_consumers(gw_rpc_t *rpc, int consumers) {
     if (atomic_exchange(&rpc->consumers, consumers) != consumers)
         gw_log(GW_LOG_INFO, "queue_consumers queue=%s consumers=%d",
                rpc->cfg->queue, consumers);
     rpc->next_check_ms =
         gw_now_ms() + (consumers > 0 ? CHECK_IDLE_MS : CHECK_NOBODY_MS);
-    return 0;
+}
+
+/* A missing queue makes the broker close CH_CHECK (404): nobody consumes. */
+static int check_closed(gw_rpc_t *rpc) {
+    amqp_channel_close_ok_t close_ok = {0};
+
+    rpc->check = CHECK_CLOSED;
+    set_consumers(rpc, 0);
+    return amqp_send_method(rpc->conn, CH_CHECK, AMQP_CHANNEL_CLOSE_OK_METHOD,
+                            &close_ok) == AMQP_STATUS_OK
+               ? 0
+               : -1;
+}
+
+/* The first consumer count, synchronously, while connecting.  Returns -1
+ * when the connection failed. */
+static int check_queue_now(gw_rpc_t *rpc) {
+    amqp_queue_declare_ok_t *ok;
+    amqp_rpc_reply_t r;
+
+    if (amqp_channel_open(rpc->conn, CH_CHECK) == NULL)
+        return check_ok(rpc, "channel.open"), -1;
+    rpc->check = CHECK_IDLE;
+    ok = amqp_queue_declare(rpc->conn, CH_CHECK,
+                            amqp_cstring_bytes(rpc->cfg->queue), 1, 0, 0, 0,
+                            amqp_empty_table);
+    if (ok != NULL) {
+        set_consumers(rpc, (int)ok->consumer_count);
+        return 0;
+    }
+    r = amqp_get_rpc_reply(rpc->conn);
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD)
+        return check_closed(rpc);
+    return check_ok(rpc, "queue.declare"), -1;
+}
+
+/* Starts the next step of the consumer check without waiting; the answer
+ * arrives in on_frame.  Returns -1 when the connection failed. */
+static int check_queue_start(gw_rpc_t *rpc) {
+    amqp_channel_open_t open = {amqp_empty_bytes};
+    amqp_queue_declare_t declare = {0};
+    int status;
+
+    rpc->next_check_ms = INT64_MAX;
+    if (rpc->check == CHECK_CLOSED) {
+        rpc->check = CHECK_OPENING;
+        status = amqp_send_method(rpc->conn, CH_CHECK, AMQP_CHANNEL_OPEN_METHOD,
+                                  &open);
+    } else {
+        declare.queue = amqp_cstring_bytes(rpc->cfg->queue);
+        declare.passive = 1;
+        declare.arguments = amqp_empty_table;
+        rpc->check = CHECK_WAITING;
+        status = amqp_send_method(rpc->conn, CH_CHECK,
+                                  AMQP_QUEUE_DECLARE_METHOD, &declare);
+    }
+    return status == AMQP_STATUS_OK ? 0 : -1;
 }
 
 static int link_up(gw_rpc_t *rpc) {
@@ -272,9 +316,9 @@ static int link_up(gw_rpc_t *rpc) {
                            amqp_empty_table) == NULL ||
         check_ok(rpc, "basic.consume"))
         goto fail;
-    rpc->check_open = 0;
+    rpc->check = CHECK_CLOSED;
     atomic_store(&rpc->link, LINK_UP);
-    if (check_queue(rpc) != 0) {
+    if (check_queue_now(rpc) != 0) {
         atomic_store(&rpc->link, LINK_DOWN);
         goto fail;
     }
@@ -333,10 +377,29 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, const uint8_t id[16],
                               amqp_cstring_bytes(body));
 }
 
+/* Whether the broker has stopped reading.  rabbitmq-c publishes with no
+ * deadline, so a publish into a full socket would hang this thread, and
+ * with it every call; a broker under a resource alarm stops reading, with
+ * or without a connection.blocked first.  When the send queue is over half
+ * full, the broker gets STALL_GRACE_MS to make room before we call it
+ * stalled; until then nothing is published. */
+static int send_stalled(gw_rpc_t *rpc) {
+    int fd = amqp_get_sockfd(rpc->conn), queued = 0, sndbuf = 0;
+    socklen_t len = sizeof(sndbuf);
+    struct pollfd p = {fd, POLLOUT, 0};
+
+    if (ioctl(fd, SIOCOUTQ, &queued) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0 ||
+        queued < sndbuf / 2)
+        return 0;
+    return poll(&p, 1, STALL_GRACE_MS) != 1;
+}
+
 static void start_calls(gw_rpc_t *rpc) {
     gw_call_t *call, *next;
     int64_t now = gw_now_ms();
     uint8_t id[16];
+    unsigned published = 0;
     int status;
 
     for (call = take_submitted(rpc); call != NULL; call = next) {
@@ -349,6 +412,12 @@ static void start_calls(gw_rpc_t *rpc) {
         if (atomic_load(&rpc->blocked)) {
             complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
                      "RabbitMQ is blocking publishers (resource alarm)");
+            continue;
+        }
+        if (published++ % STALL_CHECK_EVERY == 0 && send_stalled(rpc)) {
+            complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
+                     "RabbitMQ is not reading what we publish");
+            published = 0; /* look again for the next call */
             continue;
         }
         if (call->deadline_ms <= now) {
@@ -491,18 +560,30 @@ static int on_frame(gw_rpc_t *rpc, const amqp_frame_t *f) {
     case AMQP_CHANNEL_CLOSE_METHOD: {
         amqp_channel_close_t *m = f->payload.method.decoded;
         amqp_channel_close_ok_t ok = {0};
+
+        if (f->channel == CH_CHECK) /* 404: the queue does not exist */
+            return check_closed(rpc);
         snprintf(why, sizeof(why), "channel %u closed by broker: %u %.*s",
                  f->channel, m->reply_code, (int)m->reply_text.len,
                  (const char *)m->reply_text.bytes);
         gw_log(GW_LOG_WARN, "amqp_channel_closed reason=\"%s\"", why);
         amqp_send_method(rpc->conn, f->channel, AMQP_CHANNEL_CLOSE_OK_METHOD,
                          &ok);
-        if (f->channel == CH_CHECK) {
-            rpc->check_open = 0;
-            return 0;
-        }
         return -1;
     }
+    case AMQP_CHANNEL_OPEN_OK_METHOD:
+        if (f->channel == CH_CHECK && rpc->check == CHECK_OPENING) {
+            rpc->check = CHECK_IDLE;
+            return check_queue_start(rpc);
+        }
+        return 0;
+    case AMQP_QUEUE_DECLARE_OK_METHOD:
+        if (f->channel == CH_CHECK && rpc->check == CHECK_WAITING) {
+            amqp_queue_declare_ok_t *ok = f->payload.method.decoded;
+            rpc->check = CHECK_IDLE;
+            set_consumers(rpc, (int)ok->consumer_count);
+        }
+        return 0;
     case AMQP_CONNECTION_CLOSE_METHOD: {
         amqp_connection_close_ok_t ok = {0};
         amqp_send_method(rpc->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
@@ -612,7 +693,7 @@ static void *rpc_main(void *arg) {
             continue;
         }
         expire_calls(rpc);
-        if (gw_now_ms() >= rpc->next_check_ms && check_queue(rpc) != 0) {
+        if (gw_now_ms() >= rpc->next_check_ms && check_queue_start(rpc) != 0) {
             link_down(rpc, GW_E_CONNECTION_LOST,
                       "lost the connection to RabbitMQ", 0);
             continue;
