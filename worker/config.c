@@ -45,12 +45,18 @@ static void fw_print_usage(void) {
         "                      default: %u\n"
         "  --max-n=N           largest n served, 0-%lu [FIB_MAX_N]\n"
         "                      default: %lu\n"
+        "  --metrics-listen=HOST:PORT\n"
+        "                      serve Prometheus metrics at\n"
+        "                      http://HOST:PORT/metrics ([::1]:PORT for\n"
+        "                      IPv6) [WORKER_METRICS_LISTEN]\n"
+        "                      default: empty, no metrics port\n"
         "  --version           print the version and exit\n"
         "  --help              print this help and exit\n"
         "\n"
         "Logs go to stderr, one logfmt line per event.  On SIGTERM or\n"
         "SIGINT the worker finishes the request in hand, then exits 0.\n"
-        "Exit status 2: a bad option or environment variable.\n",
+        "Exit status 2: a bad option or environment variable, or a metrics\n"
+        "address that cannot be listened on.\n",
         FW_DEFAULT_URL, FW_DEFAULT_CACERT, FIBRPC_DEFAULT_QUEUE,
         FW_DEFAULT_PREFETCH, (unsigned long)FIBRPC_HARD_MAX_N,
         (unsigned long)FIBRPC_DEFAULT_MAX_N);
@@ -62,6 +68,7 @@ enum {
     FW_OPT_QUEUE,
     FW_OPT_PREFETCH,
     FW_OPT_MAX_N,
+    FW_OPT_METRICS_LISTEN,
     FW_OPT_VERSION,
     FW_OPT_HELP
 };
@@ -72,6 +79,7 @@ static const struct option fw_options[] = {
     {"queue", required_argument, NULL, FW_OPT_QUEUE},
     {"prefetch", required_argument, NULL, FW_OPT_PREFETCH},
     {"max-n", required_argument, NULL, FW_OPT_MAX_N},
+    {"metrics-listen", required_argument, NULL, FW_OPT_METRICS_LISTEN},
     {"version", no_argument, NULL, FW_OPT_VERSION},
     {"help", no_argument, NULL, FW_OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -145,6 +153,32 @@ static int fw_config_url(fw_config_t *cfg, const char *url, const char *from) {
     return 0;
 }
 
+/* "HOST:PORT", "[IPv6]:PORT"; the port 1-65535 (0 would pick a port nobody
+ * could find). */
+static int fw_config_metrics(fw_config_t *cfg, const char *v,
+                             const char *from) {
+    const char *colon = strrchr(v, ':');
+    const char *host = v;
+    unsigned long port;
+    size_t hlen;
+
+    if (colon == NULL)
+        return fw_bad(from, "metrics address must be HOST:PORT");
+    hlen = (size_t)(colon - v);
+    if (hlen >= 2 && v[0] == '[' && v[hlen - 1] == ']') { /* [::1]:9100 */
+        host++;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= sizeof(cfg->metrics_host))
+        return fw_bad(from, "metrics address must be HOST:PORT");
+    if (fw_parse_uint(colon + 1, 1, 65535, &port) != 0)
+        return fw_bad(from, "metrics port must be a whole number 1-65535");
+    memcpy(cfg->metrics_host, host, hlen);
+    cfg->metrics_host[hlen] = '\0';
+    cfg->metrics_port = (uint16_t)port;
+    return 0;
+}
+
 static int fw_config_check(fw_config_t *cfg, const char **flags) {
     const char *from, *v;
     unsigned long num;
@@ -197,6 +231,11 @@ static int fw_config_check(fw_config_t *cfg, const char **flags) {
         }
         cfg->max_n = (uint32_t)num;
     }
+
+    v = fw_pick(flags[FW_OPT_METRICS_LISTEN], "--metrics-listen",
+                "WORKER_METRICS_LISTEN", "", &from);
+    if (*v != '\0' && fw_config_metrics(cfg, v, from) != 0)
+        return -1;
     return 0;
 }
 

@@ -20,6 +20,10 @@ typedef struct {
     const char *queue;
     uint16_t prefetch;
     uint32_t max_n;
+    /* --metrics-listen HOST:PORT; metrics_host is "" when metrics are off.
+     * An IPv6 host is kept without its brackets. */
+    char metrics_host[256];
+    uint16_t metrics_port;
 } fw_config_t;
 
 /* What fw_config_load found. */

@@ -1,6 +1,7 @@
 /* log.c - logfmt lines on stderr for fib-worker.  Each line is built in a
- * stack buffer and written with one fwrite, so lines never interleave.  Only
- * the worker's one thread may call it. */
+ * stack buffer and written with one fwrite, so lines never interleave.  Any
+ * thread may call it: there is no shared state but stderr, which stdio
+ * locks. */
 #include "log.h"
 
 #include <stdarg.h>

@@ -1,6 +1,7 @@
 /* log.h - logfmt lines on stderr, one per event: ts, level, prog and msg,
- * then key=value pairs, values quoted and escaped when they need it.  Not
- * thread-safe: the worker has one thread and only it logs. */
+ * then key=value pairs, values quoted and escaped when they need it.  Any
+ * thread may log (the AMQP thread, the metrics server's): each line lives in
+ * the caller's fw_log_t and goes out in one fwrite, which locks stderr. */
 #ifndef FW_LOG_H
 #define FW_LOG_H
 

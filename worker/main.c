@@ -1,6 +1,8 @@
 /* main.c - fib-worker: consume Fibonacci requests from an AMQP queue, reply
  * F(n) or a typed error to each request's reply_to, then ack; reconnect for
- * ever.  One thread owns the one connection; signal handlers set a flag. */
+ * ever.  One thread owns the one connection; signal handlers set a flag.
+ * With --metrics-listen, libmicrohttpd's thread reads the counters this
+ * thread records (metrics.h: atomics, nothing else is shared). */
 #include <amqp.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
@@ -16,6 +18,8 @@
 #include "fib.h"
 #include "fibrpc.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
 
 #define FW_CHANNEL           1
 #define FW_HEARTBEAT_S       30
@@ -34,6 +38,7 @@ static volatile sig_atomic_t fw_stop_signal;
 
 typedef struct {
     const fw_config_t *cfg;
+    fw_metrics_t *metrics;
     amqp_connection_state_t conn; /* NULL while disconnected */
     /* Whether conn can still carry a polite connection.close. */
     int conn_usable;
@@ -386,7 +391,10 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
         fw_log_corr(&l, in);
         fw_log_request_id(&l, req_id);
         fw_log_end(&l);
-        return fw_ack(w, env);
+        if (fw_ack(w, env) != 0)
+            return -1;
+        fw_metrics_dropped(w->metrics);
+        return 0;
     }
 
     if (deadline != NULL &&
@@ -414,7 +422,10 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
         text = fw_error_json(req.err, req.message, &body.len);
     if (text != NULL) {
         body.bytes = text;
-    } else {
+    } else { /* what goes on the wire is an internal error */
+        req.err = FW_ERR_internal;
+        snprintf(req.message, sizeof(req.message),
+                 "out of memory writing the reply");
         body.bytes = (void *)fw_oom_json;
         body.len = sizeof(fw_oom_json) - 1;
     }
@@ -446,6 +457,8 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
     }
     if (fw_ack(w, env) != 0)
         return -1;
+    /* Counted once acked: a request redelivered after a failure counts once. */
+    fw_metrics_reply(w->metrics, req.err, ms / 1e3);
 
     if (req.err == FW_OK) {
         fw_log_begin(&l, "info", "served");
@@ -578,6 +591,8 @@ static void fw_handle_signals(void) {
 }
 
 int main(int argc, char **argv) {
+    fw_metrics_http_t *metrics_http = NULL;
+    fw_metrics_t metrics;
     fw_worker_t w;
     fw_config_t cfg;
     long backoff = FW_BACKOFF_MIN_MS;
@@ -595,6 +610,8 @@ int main(int argc, char **argv) {
     }
     memset(&w, 0, sizeof(w));
     w.cfg = &cfg;
+    fw_metrics_init(&metrics);
+    w.metrics = &metrics;
     fw_handle_signals();
 
     fw_log_begin(&l, "info", "starting");
@@ -605,6 +622,17 @@ int main(int argc, char **argv) {
     fw_log_kv(&l, "max_n", "%" PRIu32, cfg.max_n);
     fw_log_end(&l);
 
+    /* The operator asked for metrics: not serving them is a start-up error,
+     * not something to find out when the dashboards stay empty. */
+    if (cfg.metrics_host[0] != '\0') {
+        metrics_http = fw_metrics_http_start(cfg.metrics_host, cfg.metrics_port,
+                                             &metrics, FW_VERSION);
+        if (metrics_http == NULL) {
+            fw_config_free(&cfg);
+            return 2;
+        }
+    }
+
     while (!fw_stop_signal) {
         if (fw_connect(&w) != 0) {
             fw_log_retry(&w, "connect_failed", backoff);
@@ -613,6 +641,7 @@ int main(int argc, char **argv) {
             continue;
         }
         backoff = FW_BACKOFF_MIN_MS;
+        fw_metrics_link(&metrics, 1);
         fw_log_begin(&l, "info", "ready");
         fw_log_str(&l, "queue", cfg.queue, strlen(cfg.queue));
         fw_log_kv(&l, "prefetch", "%u", (unsigned)cfg.prefetch);
@@ -620,6 +649,7 @@ int main(int argc, char **argv) {
 
         if (fw_serve(&w) == 0)
             break;
+        fw_metrics_link(&metrics, 0);
         fw_log_retry(&w, "disconnected", backoff);
         fw_disconnect(&w);
         fw_sleep_ms(backoff);
@@ -631,6 +661,8 @@ int main(int argc, char **argv) {
               fw_stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
     fw_log_end(&l);
     fw_disconnect(&w);
+    fw_metrics_link(&metrics, 0);
+    fw_metrics_http_stop(metrics_http);
     fw_config_free(&cfg);
     fw_log_begin(&l, "info", "stopped");
     fw_log_end(&l);
