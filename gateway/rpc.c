@@ -317,11 +317,12 @@ static int link_up(gw_rpc_t *rpc) {
         check_ok(rpc, "basic.consume"))
         goto fail;
     rpc->check = CHECK_CLOSED;
-    atomic_store(&rpc->link, LINK_UP);
-    if (check_queue_now(rpc) != 0) {
-        atomic_store(&rpc->link, LINK_DOWN);
+    /* The consumer count first, then admit calls: with the link up and the
+     * count still unknown, a call to a queue nobody consumes would be
+     * published and wait for its timeout instead of getting no_server. */
+    if (check_queue_now(rpc) != 0)
         goto fail;
-    }
+    atomic_store(&rpc->link, LINK_UP);
     gw_log(GW_LOG_INFO, "amqp_connected host=%s port=%d vhost=%s queue=%s",
            rpc->url.host, rpc->url.port, rpc->url.vhost, rpc->cfg->queue);
     rpc->backoff_ms = BACKOFF_MIN_MS;
