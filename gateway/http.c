@@ -40,6 +40,7 @@ typedef struct {
     gw_call_t call;
     int state;
     int status;
+    gw_route_t route;
     int64_t start_us;
     char method[8];
     char path[96]; /* for the access log only */
@@ -258,6 +259,7 @@ static enum MHD_Result route(gw_http_t *h, struct MHD_Connection *c, req_t *r,
     static const char healthz[] = "{\"status\":\"ok\"}";
     gw_route_t where = gw_request_route(url);
 
+    r->route = where;
     if (where == GW_ROUTE_NONE)
         return respond_problem(c, r, GW_E_NOT_FOUND, "no such resource", url);
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
@@ -320,7 +322,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
 
     if (r == NULL)
         return;
-    gw_log(GW_LOG_INFO,
+    /* Probes and scrapes that succeed would drown the other lines. */
+    gw_log((r->route == GW_ROUTE_HEALTHZ || r->route == GW_ROUTE_READYZ ||
+            r->route == GW_ROUTE_METRICS) &&
+                   r->status < 400
+               ? GW_LOG_DEBUG
+               : GW_LOG_INFO,
            "request method=%s path=\"%s\" status=%d dur_ms=%.3f "
            "request_id=%s%s%s",
            r->method, r->path, r->status,
