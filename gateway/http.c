@@ -126,19 +126,29 @@ static enum MHD_Result respond_static(struct MHD_Connection *c, req_t *r,
     return queue(c, r, MHD_HTTP_OK, type, resp);
 }
 
-/* Every error answer goes through here. */
-static enum MHD_Result respond_problem(struct MHD_Connection *c, req_t *r,
-                                       gw_err_t err, const char *detail,
-                                       const char *instance) {
+/* Every error answer goes through here: with err's own status, or (when
+ * status is not 0) with another. */
+static enum MHD_Result respond_problem_status(struct MHD_Connection *c,
+                                              req_t *r, gw_err_t err,
+                                              int status, const char *detail,
+                                              const char *instance) {
     gw_worker_error_t worker = {r->call.worker_type, detail};
     size_t len = 0;
     char *body;
 
+    if (status == 0)
+        status = gw_err_status(err);
     r->call.err = err;
-    body = gw_problem_json(err, detail, instance, r->call.request_id,
-                           r->call.worker_type[0] ? &worker : NULL, &len);
-    return respond(c, r, gw_err_status(err), GW_PROBLEM_CONTENT_TYPE, body,
-                   len);
+    body = gw_problem_json_status(
+        err, status, detail, instance, r->call.request_id,
+        r->call.worker_type[0] ? &worker : NULL, &len);
+    return respond(c, r, status, GW_PROBLEM_CONTENT_TYPE, body, len);
+}
+
+static enum MHD_Result respond_problem(struct MHD_Connection *c, req_t *r,
+                                       gw_err_t err, const char *detail,
+                                       const char *instance) {
+    return respond_problem_status(c, r, err, 0, detail, instance);
 }
 
 static enum MHD_Result respond_outcome(struct MHD_Connection *c, req_t *r,
@@ -221,16 +231,18 @@ static enum MHD_Result readyz(gw_http_t *h, struct MHD_Connection *c, req_t *r,
     char *body;
 
     gw_rpc_link(h->rpc, &link);
+    /* Not ready, whatever the reason, is 503: orchestrators key on it. */
     if (!link.connected || link.blocked)
-        return respond_problem(c, r, GW_E_BROKER_UNAVAILABLE,
-                               link.connected
-                                   ? "RabbitMQ is blocking publishers"
-                                   : "not connected to RabbitMQ",
-                               url);
+        return respond_problem_status(
+            c, r, GW_E_BROKER_UNAVAILABLE, MHD_HTTP_SERVICE_UNAVAILABLE,
+            link.connected ? "RabbitMQ is blocking publishers"
+                           : "not connected to RabbitMQ",
+            url);
     if (link.consumers <= 0) {
         snprintf(detail, sizeof(detail), "no worker consumes queue '%s'",
                  h->cfg->queue);
-        return respond_problem(c, r, GW_E_NO_SERVER, detail, url);
+        return respond_problem_status(
+            c, r, GW_E_NO_SERVER, MHD_HTTP_SERVICE_UNAVAILABLE, detail, url);
     }
     body = malloc(512);
     if (body == NULL)
@@ -333,7 +345,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
            r->method, r->path, r->status,
            (double)(gw_now_us() - r->start_us) / 1000.0, r->call.request_id,
            r->call.correlation_id[0] ? " corr=" : "", r->call.correlation_id);
-    gw_metrics_request(http->metrics, r->status, r->call.err,
+    /* An unready gateway answering its probe is not a failed call. */
+    gw_metrics_request(http->metrics, r->status,
+                       r->route == GW_ROUTE_READYZ ? GW_E_OK : r->call.err,
                        gw_now_us() - r->start_us);
     free(r->call.body);
     free(r);

@@ -34,6 +34,13 @@ const char *gw_err_title(gw_err_t err) {
 char *gw_problem_json(gw_err_t err, const char *detail, const char *instance,
                       const char *request_id, const gw_worker_error_t *worker,
                       size_t *len) {
+    return gw_problem_json_status(err, gw_err_status(err), detail, instance,
+                                  request_id, worker, len);
+}
+
+char *gw_problem_json_status(gw_err_t err, int status, const char *detail,
+                             const char *instance, const char *request_id,
+                             const gw_worker_error_t *worker, size_t *len) {
     char type[96];
     json_t *obj, *w;
     char *out = NULL;
@@ -50,7 +57,7 @@ char *gw_problem_json(gw_err_t err, const char *detail, const char *instance,
      * field that fails is simply left out. */
     json_object_set_new(obj, "type", json_string(type));
     json_object_set_new(obj, "title", json_string(gw_err_title(err)));
-    json_object_set_new(obj, "status", json_integer(gw_err_status(err)));
+    json_object_set_new(obj, "status", json_integer(status));
     json_object_set_new(obj, "detail",
                         json_string(detail ? detail : gw_err_title(err)));
     json_object_set_new(obj, "code", json_string(gw_err_code(err)));

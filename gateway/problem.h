@@ -55,4 +55,10 @@ char *gw_problem_json(gw_err_t err, const char *detail, const char *instance,
                       const char *request_id, const gw_worker_error_t *worker,
                       size_t *len);
 
+/* As gw_problem_json, but with HTTP status `status` instead of err's own:
+ * /readyz answers every reason for not being ready with 503. */
+char *gw_problem_json_status(gw_err_t err, int status, const char *detail,
+                             const char *instance, const char *request_id,
+                             const gw_worker_error_t *worker, size_t *len);
+
 #endif

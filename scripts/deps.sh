@@ -3,8 +3,9 @@
 #
 # Idempotent: when every package is already installed it changes nothing and
 # does not touch apt.  Needs root or sudo only when something is missing.
-# Installing rabbitmq-server does not start the system service (we always run
-# a private node, scripts/broker.sh).
+# Installing rabbitmq-server or prometheus does not start their system
+# services (we always run a private node, scripts/broker.sh; prometheus is
+# here only for promtool).
 set -euo pipefail
 
 PACKAGES=(
@@ -12,7 +13,19 @@ PACKAGES=(
     libmicrohttpd-dev librabbitmq-dev libjansson-dev uuid-dev libgmp-dev
     libcmocka-dev
     rabbitmq-server python3-pika curl
+    # contract tests (tests/contract/): promtool, and the spec read and its
+    # schemas applied in Python; the browser test (tests/browser/): headless
+    # Chromium driven through chromedriver
+    prometheus python3-yaml python3-jsonschema chromium chromium-driver
 )
+# The contract tests also need Node.js >= 20.19 with npm (prism, redocly:
+# tests/contract/package.json; the tests `npm ci` them).  A machine whose
+# Node.js came from elsewhere (NodeSource's nodejs, which bundles npm, as on
+# our CI image) keeps it; only a machine without node or npm gets Debian's
+# (18.x: too old for redocly, so there the contract tests report a skip).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    PACKAGES+=(nodejs npm)
+fi
 
 log() { echo "deps.sh: $*" >&2; }
 
@@ -43,8 +56,9 @@ if [ "$(id -u)" != 0 ]; then
     as_root=(sudo)
 fi
 
-# Keep package scripts from starting the system RabbitMQ (and its epmd)
-# while installing: the standard policy-rc.d veto, removed afterwards.
+# Keep package scripts from starting the system RabbitMQ (and its epmd) or
+# Prometheus while installing: the standard policy-rc.d veto, removed
+# afterwards.
 policy=/usr/sbin/policy-rc.d
 added_policy=0
 cleanup() {
@@ -53,7 +67,8 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-if [[ " ${missing[*]} " == *" rabbitmq-server "* ]] && [ ! -e "$policy" ]; then
+if [[ " ${missing[*]} " == *" rabbitmq-server "* || " ${missing[*]} " == *" prometheus "* ]] &&
+    [ ! -e "$policy" ]; then
     printf '#!/bin/sh\n# added by fibrpc scripts/deps.sh while installing\nexit 101\n' |
         "${as_root[@]}" tee "$policy" >/dev/null
     "${as_root[@]}" chmod 755 "$policy"

@@ -1,0 +1,408 @@
+#!/usr/bin/env python3
+"""test_openapi.py - the gateway answers as openapi.yaml says, proven on
+real traffic: every request goes through `prism proxy --errors` (Stoplight's
+validating proxy, tests/contract/package.json), which checks each live
+response (status, headers, media type, body schema) against the spec and
+marks a violation in an `sl-violations` header, a 500 VIOLATIONS answer and
+its log.  Any violation fails the test.
+
+Two proxies: a strict one that also validates the request (for requests
+the spec allows) and a lax one (--validate-request false, for the
+deliberately bad requests the spec answers with 400).  Behind them, through
+a relay that holds its port for the whole test (contract.Relay), a gateway
+in each setting needed to provoke every status, one after the other: a real
+worker; a scripted server (timeouts, worker errors, garbage replies) behind
+--max-inflight 1 (overloaded); a queue nobody consumes (no_server); no
+broker at all (broker_unavailable).
+
+Two kinds of response prism cannot carry are checked directly against the
+spec with jsonschema: HEAD (prism parses the empty body as JSON) and unknown
+paths (no spec path to route them by).  At the end, every status and problem
+code the spec documents must have been seen, except the few that need a
+failure of the gateway itself (see UNREPLAYABLE)."""
+
+import collections
+import os
+import re
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import contract  # noqa: E402
+import harness  # noqa: E402
+
+# (path template, method, status) the spec documents that this test cannot
+# provoke from outside: the gateway's own failure (500 internal), the broker
+# dropping mid-call (502 connection_lost, test_failures-style) and a stop in
+# progress (503 shutting_down).  Codes likewise.
+UNREPLAYABLE = {("/fib/{n}", "get", 500), ("/fib/{n}", "head", 500)}
+UNREPLAYABLE_CODES = {"internal", "connection_lost", "shutting_down"}
+
+OTHER_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+PATHS = {"/fib/{n}": "/fib/10", "/healthz": "/healthz", "/readyz": "/readyz",
+         "/metrics": "/metrics", "/": "/", "/openapi.yaml": "/openapi.yaml"}
+UNKNOWN_PATHS = ["/nope", "/index.html", "/healthz/x", "/FIB/1", "/fibx/1"]
+# Under /fib/ but outside the /fib/{n} template: the API's 400.
+FIB_OUTSIDE_TEMPLATE = ["/fib", "/fib/", "/fib/10/extra"]
+
+WORKER_MAX_N = 1000        # the real worker rejects n above this: worker_rejected
+SLOW_TIMEOUT_MS = 1500     # the call that holds the only in-flight slot
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+ENV = None
+SPEC = None
+VALIDATOR = None
+PRISM = {}                 # "strict"/"lax" -> Prism
+RELAY = None               # prism -> RELAY -> the current gateway
+GW = None                  # the current gateway (harness.Proc)
+COVERED = set()            # (path template, method, status)
+CODES = collections.Counter()
+FAILURES = []              # violations found outside a test method's asserts
+
+
+class Prism:
+    """`prism proxy openapi.yaml http://127.0.0.1:<gw> --errors` on a free port."""
+
+    def __init__(self, env, name, upstream_port, validate_request):
+        self.name = name
+        self.port = harness.free_port()
+        argv = [os.path.join(contract.NPM_BIN, "prism"), "proxy", contract.SPEC_PATH,
+                f"http://127.0.0.1:{upstream_port}", "--errors", "--host", "127.0.0.1",
+                "--port", str(self.port), f"--validate-request={str(validate_request).lower()}"]
+        self.proc = harness.Proc(name, argv, env.dir, env=contract.node_env())
+        env.procs.append(self.proc)
+
+    def wait_listening(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.proc.running():
+                raise RuntimeError(f"{self.name} exited ({self.proc.popen.returncode}):\n"
+                                   f"{self.proc.log_tail()}")
+            if "Prism is listening" in self.proc.log():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not listen within {timeout} s:\n"
+                           f"{self.proc.log_tail()}")
+
+    def violations_logged(self):
+        """Log lines reporting a violation or a failed request."""
+        return [ln for ln in self.proc.log().splitlines()
+                if re.search(r"violation|✖|\berror\b|fatal", ln, re.I)]
+
+
+def start_gateway(queue, url=None, args=()):
+    """rpc-gateway on a fresh port, ready when /healthz is; from now on the
+    one behind the proxies."""
+    global GW
+    port = harness.free_port()
+    argv = [harness.binary("rpc-gateway"), "--amqp-url", url or ENV.url,
+            "--listen", f"127.0.0.1:{port}", "--queue", queue] + list(args)
+    p = harness.Proc(ENV._unique("rpc-gateway"), argv, ENV.dir)
+    p.port = port
+    ENV.procs.append(p)
+    ENV.wait_http(p, "/healthz", 200)
+    GW = p
+    RELAY.upstream = port
+    return p
+
+
+def wait_metric(gw, name, want, timeout=harness.READY_TIMEOUT):
+    """Waits until the gateway's /metrics shows `name want` (direct)."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = harness.get(gw.port, "/metrics").body.decode()
+        if re.search(rf"^{re.escape(name)} {re.escape(str(want))}$", text, re.M):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{name} never became {want}:\n{text}")
+
+
+def setUpModule():
+    global ENV, SPEC, VALIDATOR, RELAY
+    SPEC = contract.load_spec()
+    VALIDATOR = contract.SpecValidator(SPEC)
+    harness.binary("fib-worker"), harness.binary("rpc-gateway")
+    # As harness.setup_env, but the proxies (slow to start: seconds of
+    # module loading) start first, while the broker boots.
+    ENV = harness.Env("contract")
+    try:
+        RELAY = contract.Relay()
+        PRISM["strict"] = Prism(ENV, "prism-strict", RELAY.port, True)
+        PRISM["lax"] = Prism(ENV, "prism-lax", RELAY.port, False)
+        ENV.start_broker()
+        ENV.start_worker(queue="contract_fib", max_n=WORKER_MAX_N)
+        for p in PRISM.values():
+            p.wait_listening()
+    except BaseException:
+        ENV.stop()
+        raise
+
+
+def tearDownModule():
+    harness.teardown_env(ENV)
+    if RELAY is not None:
+        RELAY.close()
+
+
+def template_of(path):
+    path = path.split("?")[0]
+    if path.startswith("/fib/") and re.fullmatch(r"/fib/[^/]+", path):
+        return "/fib/{n}"
+    return path if path in SPEC["paths"] else None
+
+
+class Base(unittest.TestCase):
+    """Requests through a proxy, and checks of what comes back."""
+
+    def via(self, proxy, method, path, status, code=None, headers=None):
+        """One request through prism `proxy`; asserts no violation, the
+        status and (for problems) the code.  Then the same as HEAD, straight
+        to the gateway, checked against the spec here (GET only)."""
+        hdrs = dict(headers or {})
+        r = harness.http_request(PRISM[proxy].port, method, path, headers=hdrs,
+                                 body=b"" if method in OTHER_METHODS else None)
+        what = f"{method} {path} via prism-{proxy}: {harness.show(r)}"
+        self.assertIsNone(r.headers.get("sl-violations"),
+                          f"prism found violations: {r.headers.get('sl-violations')}; {what}")
+        if isinstance(r.json, dict) and "stoplight.io/prism" in str(r.json.get("type")):
+            self.fail(f"prism answered instead of the gateway: {what}")
+        self.assertEqual(r.status, status, what)
+        rid = r.headers.get("X-Request-Id")
+        self.assertTrue(rid, f"no X-Request-Id: {what}")
+        if code is not None:
+            harness.assert_problem(self, r, status, code, what)
+            self.assertEqual(r.json.get("request_id"), rid, what)
+        template = template_of(path)
+        COVERED.add((template, method.lower(), status))
+        if code is not None:
+            CODES[code] += 1
+        if method == "GET":
+            self.head(path, status, headers=hdrs)
+        return r
+
+    def head(self, path, status, headers=None):
+        """HEAD straight to the gateway: the status GET gave, the spec's
+        headers for it, no body."""
+        r = harness.http_request(GW.port, "HEAD", path, headers=headers or {})
+        what = f"HEAD {path}: {harness.show(r)}"
+        self.assertEqual(r.status, status, what)
+        template = template_of(path)
+        resp = VALIDATOR.response_object(template, "head", status)
+        self.assertIsNotNone(resp, f"the spec has no HEAD {template} {status}; {what}")
+        self.assertEqual(VALIDATOR.check(resp, status, r.headers, r.body, has_body=False),
+                         [], what)
+        COVERED.add((template, "head", status))
+
+    def direct(self, path, status, response_ref, code):
+        """A GET the spec has no operation for, checked against a named
+        response component."""
+        r = harness.get(GW.port, path)
+        what = f"GET {path}: {harness.show(r)}"
+        harness.assert_problem(self, r, status, code, what)
+        resp = VALIDATOR.deref({"$ref": f"#/components/responses/{response_ref}"})
+        self.assertEqual(VALIDATOR.check(resp, status, r.headers, r.body), [], what)
+        r = harness.http_request(GW.port, "HEAD", path)
+        self.assertEqual(r.status, status, f"HEAD {path}: {harness.show(r)}")
+        self.assertEqual(VALIDATOR.check(resp, status, r.headers, r.body, has_body=False),
+                         [], f"HEAD {path}: {harness.show(r)}")
+        CODES[code] += 1
+
+
+class A_WorkerTest(Base):
+    """A real fib-worker (with --max-n 1000) behind the gateway."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = start_gateway("contract_fib")
+        ENV.wait_http(cls.gw, "/readyz", 200)
+
+    @classmethod
+    def tearDownClass(cls):
+        ENV.stop_proc(cls.gw)
+
+    def test_fib_200(self):
+        r = self.via("strict", "GET", "/fib/10", 200)
+        self.assertEqual(r.json, {"n": 10, "fib": "55"})
+        r = self.via("strict", "GET", "/fib/0?timeout_ms=2000", 200,
+                     headers={"X-Request-Id": "contract-test.1:a", "traceparent": TRACEPARENT})
+        self.assertEqual(r.json, {"n": 0, "fib": "0"})
+        self.assertEqual(r.headers["X-Request-Id"], "contract-test.1:a")
+        r = self.via("strict", "GET", "/fib/0090", 200)
+        self.assertEqual(r.json, {"n": 90, "fib": str(harness.fib(90))})
+
+    def test_fib_400(self):
+        self.via("strict", "GET", "/fib/100001", 400, "n_out_of_range")
+        self.via("strict", "GET", "/fib/10?timeout_ms=0", 400, "invalid_timeout")
+        r = self.via("strict", "GET", f"/fib/{WORKER_MAX_N + 1}", 400, "worker_rejected")
+        self.assertEqual(r.json["worker_error"]["type"], "out_of_range", harness.show(r))
+        # Requests the spec itself rules out: only the lax proxy forwards them.
+        for path in ("/fib/abc", "/fib/-1", "/fib/1e3", "/fib/" + "1" * 21):
+            self.via("lax", "GET", path, 400, "invalid_n")
+        self.via("lax", "GET", "/fib/10?timeout_ms=abc", 400, "invalid_timeout")
+        self.via("lax", "GET", "/fib/10?timeout_ms=-5", 400, "invalid_timeout")
+
+    def test_bad_request_id_is_replaced(self):
+        r = self.via("lax", "GET", "/healthz", 200, headers={"X-Request-Id": "x" * 65})
+        self.assertNotEqual(r.headers["X-Request-Id"], "x" * 65)
+        r = self.via("lax", "GET", "/healthz", 200, headers={"X-Request-Id": "a b"})
+        self.assertNotEqual(r.headers["X-Request-Id"], "a b")
+
+    def test_operations_and_documents(self):
+        self.assertEqual(self.via("strict", "GET", "/healthz", 200).json, {"status": "ok"})
+        r = self.via("strict", "GET", "/readyz", 200)
+        self.assertEqual((r.json["status"], r.json["queue"]), ("ready", "contract_fib"))
+        self.assertGreaterEqual(r.json["consumers"], 1)
+        r = self.via("strict", "GET", "/metrics", 200)
+        self.assertIn(b"fibgw_http_requests_total", r.body)
+        r = self.via("strict", "GET", "/", 200)
+        self.assertIn(b"<form", r.body)
+        r = self.via("strict", "GET", "/openapi.yaml", 200)
+        with open(contract.SPEC_PATH, "rb") as f:
+            self.assertEqual(r.body, f.read(),
+                             "the gateway serves a stale openapi.yaml: rebuild it")
+
+    def test_other_methods_405(self):
+        for template, path in PATHS.items():
+            for method in OTHER_METHODS:
+                with self.subTest(method=method, path=path):
+                    r = self.via("strict", method, path, 405, "method_not_allowed")
+                    self.assertEqual(r.headers.get("Allow"), "GET, HEAD")
+
+    def test_unknown_paths_404(self):
+        for path in UNKNOWN_PATHS:
+            with self.subTest(path=path):
+                self.direct(path, 404, "NotFound", "not_found")
+        for path in FIB_OUTSIDE_TEMPLATE:
+            with self.subTest(path=path):
+                self.direct(path, 400, "BadRequest", "invalid_n")
+
+
+class B_ScriptedTest(Base):
+    """A scripted RPC server behind a gateway with --max-inflight 1."""
+
+    SCRIPT = {1: ("error", "internal", "the disk is on fire"),   # 502 worker_error
+              2: ("raw", b"12a", "text/plain"),                  # 502 bad_reply
+              3: ("fib", 0)}                                    # 200
+    # any other n: never answered (timeouts, and the slot held for overloaded)
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = contract.ScriptedServer(ENV.url, "contract_scripted",
+                                             lambda n: cls.SCRIPT.get(n)).start_and_wait()
+        cls.gw = start_gateway("contract_scripted", args=("--max-inflight", "1"))
+        ENV.wait_http(cls.gw, "/readyz", 200)
+
+    @classmethod
+    def tearDownClass(cls):
+        ENV.stop_proc(cls.gw)
+        cls.server.stop()
+
+    def test_502(self):
+        r = self.via("strict", "GET", "/fib/1", 502, "worker_error")
+        self.assertEqual(r.json["worker_error"],
+                         {"type": "internal", "message": "the disk is on fire"})
+        self.via("strict", "GET", "/fib/2", 502, "bad_reply")
+
+    def test_504_timeout(self):
+        r = self.via("strict", "GET", "/fib/9?timeout_ms=200", 504, "timeout")
+        self.assertLess(r.elapsed, 5.0)
+
+    def test_503_overloaded(self):
+        self.via("strict", "GET", "/fib/3", 200)
+        held = {}
+
+        def hold():  # takes the only slot until its timeout
+            held["r"] = harness.http_request(
+                PRISM["strict"].port, "GET", f"/fib/7?timeout_ms={SLOW_TIMEOUT_MS}")
+        t = threading.Thread(target=hold)
+        t.start()
+        try:
+            wait_metric(self.gw, "fibgw_calls_in_flight", 1, timeout=SLOW_TIMEOUT_MS / 1000)
+            r = self.via("strict", "GET", "/fib/8", 503, "overloaded")
+            self.assertEqual(r.headers.get("Retry-After"), "1")
+        finally:
+            t.join()
+        r = held["r"]
+        self.assertIsNone(r.headers.get("sl-violations"), harness.show(r))
+        harness.assert_problem(self, r, 504, "timeout", "the call that held the slot")
+
+
+class C_NoServerTest(Base):
+    """Nobody consumes the gateway's queue."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = start_gateway("contract_nobody")
+        wait_metric(cls.gw, "fibgw_amqp_connected", 1)
+
+    @classmethod
+    def tearDownClass(cls):
+        ENV.stop_proc(cls.gw)
+
+    def test_fib_504_no_server(self):
+        self.via("strict", "GET", "/fib/10", 504, "no_server")
+
+    def test_readyz_503_no_server(self):
+        self.via("strict", "GET", "/readyz", 503, "no_server")
+
+    def test_healthz_still_200(self):
+        self.via("strict", "GET", "/healthz", 200)
+
+
+class D_NoBrokerTest(Base):
+    """The gateway's broker is not there at all."""
+
+    @classmethod
+    def setUpClass(cls):
+        dead = f"amqp://guest:guest@127.0.0.1:{harness.free_port()}/"
+        cls.gw = start_gateway("contract_fib", url=dead)
+
+    @classmethod
+    def tearDownClass(cls):
+        ENV.stop_proc(cls.gw)
+
+    def test_fib_503(self):
+        r = self.via("strict", "GET", "/fib/10", 503, "broker_unavailable")
+        self.assertEqual(r.headers.get("Retry-After"), "1")
+
+    def test_readyz_503(self):
+        self.via("strict", "GET", "/readyz", 503, "broker_unavailable")
+
+    def test_healthz_and_metrics_200(self):
+        self.via("strict", "GET", "/healthz", 200)
+        r = self.via("strict", "GET", "/metrics", 200)
+        self.assertRegex(r.body.decode(), r"(?m)^fibgw_amqp_connected 0$")
+
+
+class E_CoverageTest(unittest.TestCase):
+    """Runs last: everything the spec documents was seen, and the proxies
+    logged no violation."""
+
+    def test_every_documented_response_was_replayed(self):
+        documented = {(path, method, int(status))
+                      for path, item in SPEC["paths"].items()
+                      for method, op in item.items() if method != "parameters"
+                      for status in op["responses"]}
+        missing = sorted(documented - COVERED - UNREPLAYABLE)
+        self.assertEqual(missing, [], "documented responses never replayed")
+        undocumented = sorted(COVERED - documented)
+        self.assertEqual(undocumented, [], "replayed responses the spec lacks")
+
+    def test_every_problem_code_was_seen(self):
+        codes = set(SPEC["components"]["schemas"]["ProblemCode"]["enum"])
+        self.assertEqual(sorted(codes - set(CODES) - UNREPLAYABLE_CODES), [],
+                         f"problem codes never replayed (seen: {dict(CODES)})")
+
+    def test_prism_logged_no_violation(self):
+        for p in PRISM.values():
+            with self.subTest(proxy=p.name):
+                self.assertEqual(p.violations_logged(), [], f"{p.name} log: {p.proc.log_path}")
+
+
+if __name__ == "__main__":
+    contract.need_python_modules()
+    contract.npm_tools()
+    harness.main()
