@@ -9,10 +9,13 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "assets.h"
@@ -31,6 +34,10 @@ struct gw_http {
     gw_metrics_t *metrics;
     gw_idgen_t ids; /* request ids; libmicrohttpd's thread only */
     struct MHD_Daemon *daemon;
+    /* Calls admitted whose answer is not written yet: suspended, or resumed
+     * by the AMQP thread and waiting for libmicrohttpd's thread. */
+    atomic_uint unanswered;
+    MHD_socket quiesced_fd; /* the listening socket, shut down, until stop */
 };
 
 enum { ST_NEW, ST_WAITING, ST_DONE };
@@ -216,6 +223,7 @@ static enum MHD_Result start_fib(gw_http_t *h, struct MHD_Connection *c,
     r->call.deadline_ms = gw_now_ms() + timeout_ms;
     r->call.http = c;
     r->state = ST_WAITING;
+    atomic_fetch_add(&h->unanswered, 1);
     /* Suspend before submitting: the AMQP thread may resume at once. */
     MHD_suspend_connection(c);
     gw_rpc_submit(h->rpc, &r->call);
@@ -334,6 +342,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
 
     if (r == NULL)
         return;
+    if (r->state != ST_NEW)
+        atomic_fetch_sub(&http->unanswered, 1);
     /* Probes and scrapes that succeed would drown the other lines. */
     gw_log((r->route == GW_ROUTE_HEALTHZ || r->route == GW_ROUTE_READYZ ||
             r->route == GW_ROUTE_METRICS) &&
@@ -389,6 +399,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
     if (h == NULL)
         return NULL;
     h->cfg = cfg;
+    h->quiesced_fd = MHD_INVALID_SOCKET;
     h->rpc = rpc;
     h->metrics = metrics;
     gw_idgen_init(&h->ids);
@@ -428,15 +439,27 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
 }
 
 void gw_http_quiesce(gw_http_t *http) {
-    MHD_socket s = MHD_quiesce_daemon(http->daemon);
-
-    if (s != MHD_INVALID_SOCKET)
-        close(s);
+    /* libmicrohttpd's thread may still use the descriptor: shut it down so
+     * that new connections are refused, close it after MHD_stop_daemon. */
+    http->quiesced_fd = MHD_quiesce_daemon(http->daemon);
+    if (http->quiesced_fd != MHD_INVALID_SOCKET)
+        shutdown(http->quiesced_fd, SHUT_RDWR);
 }
 
 void gw_http_stop(gw_http_t *http) {
+    struct timespec tick = {0, 5 * 1000000L};
+    int i;
+
     if (http == NULL)
         return;
+    /* The AMQP thread has finished every call, but libmicrohttpd writes the
+     * answers of resumed connections on a later turn of its loop, and
+     * MHD_stop_daemon closes whatever is not written yet: give it up to
+     * 2 s to send them. */
+    for (i = 0; i < 400 && atomic_load(&http->unanswered) > 0; i++)
+        nanosleep(&tick, NULL);
     MHD_stop_daemon(http->daemon);
+    if (http->quiesced_fd != MHD_INVALID_SOCKET)
+        close(http->quiesced_fd);
     free(http);
 }

@@ -5,6 +5,10 @@
 #                                  prints its AMQP URL and writes it to DIR/amqp_url
 #   scripts/broker.sh stop DIR     stop that node and every process it started
 #   scripts/broker.sh status DIR   exit 0 when the node in DIR is running
+#   scripts/broker.sh restart DIR  start the node in DIR again (stopping it first
+#                                  if it runs) with the same name, ports, cookie
+#                                  and data; prints the same AMQP URL
+#   scripts/broker.sh ctl DIR ARGS...  run rabbitmqctl ARGS against that node
 #
 # The node listens on 127.0.0.1 only, on free ports, with its own epmd
 # (ERL_EPMD_PORT), its own cookie (DIR/home/.erlang.cookie), data and logs
@@ -25,7 +29,7 @@ die() { echo "broker.sh: $*" >&2; exit 1; }
 log() { echo "broker.sh: $*" >&2; }
 
 usage() {
-    sed -n '2,8s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,12s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
@@ -196,8 +200,17 @@ make_trimmed_home() {
 
 # ---------------------------------------------------------------- start
 
+# start_once DIR SBIN [reuse]: with reuse, starts the node DIR already
+# describes (broker.env, cookie, config, data) on its recorded ports.
 start_once() {
-    local dir=$1 sbin=$2 ports amqp dist epmd cookie server_sbin trimmed
+    local dir=$1 sbin=$2 reuse=${3:-} ports amqp dist epmd cookie
+    if [ -n "$reuse" ]; then
+        # shellcheck source=/dev/null
+        read -r amqp epmd < <(. "$dir/broker.env"; echo "$AMQP_PORT $EPMD_PORT")
+        rm -f "$dir"/amqp_url "$dir"/*.pid
+        launch_node "$dir" "$sbin" "$amqp" "$epmd"
+        return
+    fi
     ports=$(pick_ports) || return 1
     read -r amqp dist epmd <<<"$ports"
 
@@ -224,7 +237,15 @@ AMQP_PORT=$amqp
 DIST_PORT=$dist
 EPMD_PORT=$epmd
 EOF
+    launch_node "$dir" "$sbin" "$amqp" "$epmd"
+}
 
+# launch_node DIR SBIN AMQP_PORT EPMD_PORT: starts epmd and the node that
+# DIR's files describe, and waits until it accepts AMQP.  Returns 3 when a
+# port was taken, 1 on any other failure.
+launch_node() {
+    local dir=$1 sbin=$2 amqp=$3 epmd=$4 server_sbin trimmed
+    mkdir -p "$dir/log"
     (
         load_env "$dir"
         export FIBRPC_BROKER_DIR="$dir"
@@ -353,6 +374,37 @@ cmd_stop() {
     stop_node "$dir"
 }
 
+cmd_restart() {
+    local dir=$1 sbin t0
+    [ -f "$dir/broker.env" ] || die "no node in $dir (start it first)"
+    dir=$(cd "$dir" && pwd)
+    sbin=$(find_rabbit_sbin) || die "RabbitMQ not found (apt-get install rabbitmq-server)"
+    stop_node "$dir" >/dev/null || die "could not stop the node in $dir"
+    t0=$(date +%s%N)
+    # The ports were the node's a moment ago and lie below the ephemeral
+    # range; should one be taken meanwhile, the node cannot come back as it was.
+    if ! start_once "$dir" "$sbin" reuse; then
+        show_logs "$dir"
+        stop_node "$dir" >/dev/null 2>&1 || true
+        die "failed to restart RabbitMQ in $dir on its old ports"
+    fi
+    # shellcheck source=/dev/null
+    log "RabbitMQ node $(. "$dir/broker.env"; echo "$NODENAME") up again in $((($(date +%s%N) - t0) / 1000000)) ms"
+    cat "$dir/amqp_url"
+}
+
+# Runs rabbitmqctl with the node's environment (cookie, epmd port, name).
+cmd_ctl() {
+    local dir=$1 sbin
+    shift
+    [ -f "$dir/broker.env" ] || die "no node in $dir"
+    dir=$(cd "$dir" && pwd)
+    sbin=$(find_rabbit_sbin) || die "RabbitMQ not found (apt-get install rabbitmq-server)"
+    load_env "$dir"
+    cd "$dir"
+    exec "$sbin/rabbitmqctl" -n "$NODENAME" "$@" </dev/null
+}
+
 cmd_status() {
     local dir=$1 amqp
     [ -f "$dir/broker.env" ] && [ -f "$dir/amqp_url" ] || return 1
@@ -360,10 +412,12 @@ cmd_status() {
     alive "$(cat "$dir/rabbit.pid" 2>/dev/null || true)" && amqp_ready "$amqp"
 }
 
-[ $# -eq 2 ] || usage
+[ $# -ge 2 ] || usage
 case $1 in
-start) cmd_start "$2" ;;
-stop) cmd_stop "$2" ;;
-status) cmd_status "$2" ;;
+ctl) shift; cmd_ctl "$@" ;;
+start) [ $# -eq 2 ] || usage; cmd_start "$2" ;;
+stop) [ $# -eq 2 ] || usage; cmd_stop "$2" ;;
+status) [ $# -eq 2 ] || usage; cmd_status "$2" ;;
+restart) [ $# -eq 2 ] || usage; cmd_restart "$2" ;;
 *) usage ;;
 esac

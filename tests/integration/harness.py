@@ -181,6 +181,41 @@ class Proc:
                 self.popen.wait()
         return self.popen.returncode
 
+    def signal(self, sig):
+        """Sends `sig` as part of a test: the exit it causes is expected, so
+        teardown does not report it (an exit status other than 0 after
+        SIGTERM or SIGINT still counts; a SIGKILLed process is not checked)."""
+        self.stopped_by_us = True
+        if sig == signal.SIGKILL:
+            self.checked = True
+        self.popen.send_signal(sig)
+
+    def wait(self, timeout):
+        """Exit status, or None when it still runs after `timeout` seconds."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def cpu_ticks(self):
+        """User + system CPU time used so far, in clock ticks (0 once gone)."""
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    def events(self, msg=None):
+        """The program's logfmt log lines as dicts (key -> value, quotes
+        removed), optionally only those with msg=`msg`."""
+        out = []
+        for line in self.log().splitlines():
+            ev = parse_logfmt(line)
+            if ev and (msg is None or ev.get("msg") == msg):
+                out.append(ev)
+        return out
+
     def problems(self):
         """What went wrong with this process, as text lines (after stop())."""
         out = []
@@ -242,6 +277,48 @@ class Broker:
         if r.returncode != 0:
             return [f"scripts/broker.sh stop failed ({r.returncode}): {r.stdout}{r.stderr}"]
         return []
+
+    def stop_node(self):
+        """Stops the node (scripts/broker.sh stop) but keeps its state, its
+        ports and .url, for restart().  Raises when the stop fails."""
+        r = subprocess.run(["bash", BROKER_SH, "stop", self.dir], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"scripts/broker.sh stop failed ({r.returncode}):\n"
+                               f"{r.stdout}{r.stderr}")
+
+    def kill_node(self):
+        """SIGKILLs the node's Erlang VM: a crash, not a shutdown.  Returns
+        its pid.  restart() cleans up what is left (epmd and helpers)."""
+        with open(os.path.join(self.dir, "rabbit.pid")) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def restart(self):
+        """Starts the node again on the same ports with the same data
+        (scripts/broker.sh restart); returns seconds until it accepted AMQP."""
+        t0 = time.monotonic()
+        r = subprocess.run(["bash", BROKER_SH, "restart", self.dir], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            raise RuntimeError(f"scripts/broker.sh restart failed ({r.returncode}):\n"
+                               f"{r.stdout}{r.stderr}")
+        url = r.stdout.strip().splitlines()[-1]
+        if url != self.url:
+            raise RuntimeError(f"node came back as {url}, not {self.url}")
+        return time.monotonic() - t0
+
+    def ctl(self, *args, timeout=60):
+        """Runs rabbitmqctl ARGS against this node; returns its stdout.
+        Raises on failure."""
+        r = subprocess.run(["bash", BROKER_SH, "ctl", self.dir] + list(args),
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed ({r.returncode}):\n"
+                               f"{r.stdout}{r.stderr}")
+        return r.stdout
 
     def log_tail(self, lines=15):
         """The node's last warnings and errors."""
@@ -606,6 +683,172 @@ class FakeConsumer(threading.Thread):
                     return m
             time.sleep(0.02)
         return None
+
+    def stop(self):
+        self._halt.set()
+        self.join(10)
+
+
+# --------------------------------------------------------------------- logs, big F(n)
+
+
+def parse_logfmt(line):
+    """One logfmt line (key=value, value possibly "quoted") as a dict."""
+    out = {}
+    i, n = 0, len(line)
+    while i < n:
+        while i < n and line[i] == " ":
+            i += 1
+        j = line.find("=", i)
+        if j < 0:
+            break
+        key = line[i:j]
+        if " " in key:
+            break
+        i = j + 1
+        if i < n and line[i] == '"':
+            k = i + 1
+            while k < n and line[k] != '"':
+                k += 2 if line[k] == "\\" else 1
+            out[key] = line[i + 1:k]
+            i = k + 1
+        else:
+            k = line.find(" ", i)
+            k = n if k < 0 else k
+            out[key] = line[i:k]
+            i = k
+    return out
+
+
+def log_time(event):
+    """A log event's ts= as seconds since the epoch (float)."""
+    import datetime
+    ts = event["ts"].rstrip("Z")
+    return datetime.datetime.fromisoformat(ts).replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def fib_summary(n, lead=12, trail=18):
+    """(number of decimal digits, first `lead` digits, last `trail` digits)
+    of F(n) for n >= 100, without computing F(n): the count and the leading
+    digits from log10(phi^n / sqrt 5), the trailing digits by fast doubling
+    modulo 10**trail.  Independent of the worker's GMP code."""
+    import decimal
+    ctx = decimal.Context(prec=80)
+    five = decimal.Decimal(5)
+    phi = (1 + five.sqrt(ctx)) / 2
+    x = ctx.subtract(ctx.multiply(decimal.Decimal(n), phi.log10(ctx)),
+                     five.log10(ctx) / 2)
+    whole = int(x)
+    leading = int(ctx.power(decimal.Decimal(10), x - whole + lead - 1))
+    mod = 10 ** trail
+
+    def pair(k):  # (F(k), F(k+1)) mod 10**trail
+        if k == 0:
+            return 0, 1
+        a, b = pair(k >> 1)
+        c = a * ((2 * b - a) % mod) % mod
+        d = (a * a + b * b) % mod
+        return (d, (c + d) % mod) if k & 1 else (c, d)
+    return whole + 1, str(leading), str(pair(n)[0]).rjust(trail, "0")
+
+
+# --------------------------------------------------------------------- replying fake
+
+
+class ReplyingFake(threading.Thread):
+    """A fake worker that survives broker restarts: consumes `queue`
+    (declared durable) with auto-ack in its own thread and connection,
+    answers each request with the right F(n) after delay(n) seconds
+    (delay(n) None: never answers), and reconnects every 0.2 s after it lost
+    the broker, until stop().  .requests lists (monotonic time, n, props);
+    .lost_at the monotonic times it lost a working connection.  Only its own
+    thread touches its connection."""
+
+    def __init__(self, url, queue, delay=lambda n: 1.0):
+        super().__init__(name=f"replying-fake-{queue}", daemon=True)
+        self.url = url
+        self.queue = queue
+        self.delay = delay
+        self.requests = []
+        self.replies_sent = 0
+        self.connections = 0
+        self.lost_at = []
+        self.last_error = None
+        self.lock = threading.Lock()
+        self._ready = threading.Event()
+        self._halt = threading.Event()
+
+    def run(self):
+        while not self._halt.is_set():
+            conn = None
+            consuming = False
+            try:
+                conn = pika.BlockingConnection(pika.URLParameters(self.url))
+                ch = conn.channel()
+                ch.queue_declare(self.queue, durable=True)
+                ch.basic_consume(
+                    self.queue,
+                    lambda c, m, p, b: self._on_message(conn, c, p, b),
+                    auto_ack=True)
+                with self.lock:
+                    self.connections += 1
+                consuming = True
+                self._ready.set()
+                while not self._halt.is_set():
+                    conn.process_data_events(time_limit=0.05)
+            except Exception as e:  # noqa: BLE001 - the broker went away: retry
+                if consuming:
+                    with self.lock:
+                        self.lost_at.append(time.monotonic())
+                self.last_error = e
+                time.sleep(0.2)
+            finally:
+                try:
+                    if conn is not None and conn.is_open:
+                        conn.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _on_message(self, conn, ch, props, body):
+        try:
+            n = int(body.decode("ascii"))
+        except ValueError:
+            n = None
+        with self.lock:
+            self.requests.append((time.monotonic(), n, props))
+        d = None if n is None else self.delay(n)
+        if d is None or not props.reply_to:
+            return
+        conn.call_later(d, lambda: self._reply(ch, props, n))
+
+    def _reply(self, ch, props, n):
+        if not ch.is_open:
+            return
+        ch.basic_publish("", props.reply_to, str(fib(n)).encode(),
+                         pika.BasicProperties(content_type="text/plain",
+                                              correlation_id=props.correlation_id))
+        with self.lock:
+            self.replies_sent += 1
+
+    def start_and_wait(self, timeout=READY_TIMEOUT):
+        self.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError(f"{self.name} did not connect: {self.last_error!r}")
+        return self
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.requests)
+
+    def wait_requests(self, count, timeout=10.0):
+        """True once at least `count` requests arrived."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.snapshot()) >= count:
+                return True
+            time.sleep(0.01)
+        return False
 
     def stop(self):
         self._halt.set()
