@@ -239,6 +239,9 @@ class WorkerMetricsTest(unittest.TestCase):
                          before["fibw_amqp_reconnects_total"] + 1, WORKER.log_tail())
         self.assertEqual(after["fibw_amqp_connected"], 1, WORKER.log_tail())
         ENV.broker.wait_consumers("rpc_queue", 1, procs=[WORKER])
+        # The gateway rechecks the consumer count every 100 ms while it is
+        # zero: wait until it has seen the worker again.
+        ENV.wait_http(GW, "/readyz", 200)
         r = harness.get(GW.port, "/fib/11")
         self.assertEqual(r.status, 200, harness.show(r))
 

@@ -1,0 +1,594 @@
+#!/usr/bin/env bash
+# run.sh - the benchmark: in one run on this machine, measures the raw AMQP
+# RPC ceiling (rpc-ceiling), the gateway under wrk, heavy calls with 1 and 2
+# workers, 10,000 calls waiting at once, and RSS after 10k vs 1M requests;
+# prints every figure and a summary table.  Loopback only; a private RabbitMQ
+# node; every process it starts is stopped again, also on Ctrl-C.
+#
+# Environment, with its defaults:
+#   DURATION=10       seconds per measurement (ceiling, wrk, heavy)
+#   WARMUP=1          seconds of unmeasured load before each ceiling/wrk run
+#   PREFETCH=64       fib-worker --prefetch for the ceiling and wrk runs
+#   HEAVY_N=100000    n of the heavy calls;  HEAVY_CONNS=8  wrk connections
+#   MANY=10000        connections (= calls in flight) of the many-waiting run
+#   LEAK_WARM=10000   requests before the first RSS reading of the leak run
+#   LEAK_REQUESTS=1000000  requests before the second
+#   SKIP_CEILING=1 SKIP_GATEWAY=1 SKIP_HEAVY=1 SKIP_MANY=1 SKIP_LEAK=1
+#                     skip that part (ratios need both ceiling and gateway)
+#   PERF=1            perf record the gateway during the 64-connection run
+#   BUILD_DIR=build   where to build (Release);  OUT_DIR=bench/out  logs
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-1}
+PREFETCH=${PREFETCH:-64}
+HEAVY_N=${HEAVY_N:-100000}
+HEAVY_CONNS=${HEAVY_CONNS:-8}
+MANY=${MANY:-10000}
+LEAK_WARM=${LEAK_WARM:-10000}
+LEAK_REQUESTS=${LEAK_REQUESTS:-1000000}
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+OUT_DIR=${OUT_DIR:-$ROOT/bench/out}
+PY=/usr/bin/python3 # Debian's: the one python3-pika is installed for
+[ -x "$PY" ] || PY=python3
+
+BIN=$BUILD_DIR/bin
+STAMP=$(date +%Y%m%d-%H%M%S)
+LOGS=$OUT_DIR/$STAMP
+mkdir -p "$LOGS"
+
+say() { printf '[bench] %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# ---------------------------------------------------------------- processes
+
+# name -> pid of everything started in the background, for cleanup().
+declare -A PIDS=()
+FG_PID= # the child run_child waits for
+WORK=
+broker_dir=
+
+stop_pid() { # stop_pid PID: TERM, then KILL after 10 s
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+stop() { # stop NAME
+    local pid=${PIDS[$1]:-}
+    [ -n "$pid" ] || return 0
+    stop_pid "$pid"
+    unset "PIDS[$1]"
+}
+
+cleanup() {
+    local name
+    trap - INT TERM EXIT
+    if [ -n "$FG_PID" ]; then stop_pid "$FG_PID"; fi
+    for name in "${!PIDS[@]}"; do
+        kill -TERM "${PIDS[$name]}" 2>/dev/null || true
+    done
+    for name in "${!PIDS[@]}"; do stop "$name"; done
+    if [ -n "$broker_dir" ]; then
+        bash scripts/broker.sh stop "$broker_dir" >/dev/null 2>&1 ||
+            say "could not stop the broker in $broker_dir"
+    fi
+    if [ -n "$WORK" ]; then rm -rf "$WORK"; fi
+    trim_logs
+}
+
+# The workers log a line per call (~200 MB over a run): keep their first
+# and last lines and every warning.
+trim_logs() {
+    local f n
+    for f in "$LOGS"/worker*.log; do
+        if [ ! -f "$f" ] || [ "$(stat -c %s "$f")" -le 1048576 ]; then continue; fi
+        n=$(wc -l <"$f")
+        {
+            head -n 5 "$f"
+            echo "[bench: $n lines in all; only warnings/errors and the last 20 lines kept]"
+            tail -n +6 "$f" | head -n -20 | grep -E 'level=(warn|error)' || true
+            tail -n 20 "$f"
+        } >"$f.trim" && mv "$f.trim" "$f"
+    done
+}
+trap 'say "interrupted: stopping everything"; cleanup; exit 130' INT
+trap 'say "terminated: stopping everything"; cleanup; exit 143' TERM
+trap cleanup EXIT
+
+# start NAME CMD...: runs CMD in its own session (so Ctrl-C reaches only this
+# script, which then stops everything), stdout+stderr to $LOGS/NAME.log.
+start() {
+    local name=$1
+    shift
+    setsid "$@" </dev/null >"$LOGS/$name.log" 2>&1 &
+    PIDS[$name]=$!
+}
+
+alive() { [ -n "${PIDS[$1]:-}" ] && kill -0 "${PIDS[$1]}" 2>/dev/null; }
+
+# run_child CMD...: runs CMD and waits for it, in a way Ctrl-C still stops
+# this script: wrk catches SIGINT itself, and bash does not run its INT trap
+# when a foreground child survives the signal.  Here the child runs in the
+# background (so it ignores SIGINT), the trap interrupts `wait` and stops it.
+run_child() {
+    local rc
+    "$@" &
+    FG_PID=$!
+    wait "$FG_PID" && rc=0 || rc=$?
+    FG_PID=
+    return "$rc"
+}
+
+# A port below Linux's ephemeral range (so 10,000 client sockets cannot take
+# it) that nothing listens on.
+free_port() {
+    local p
+    for _ in $(seq 200); do
+        p=$((20000 + RANDOM % 12000))
+        [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ] && { echo "$p"; return; }
+    done
+    die "no free port"
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+nfds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# ---------------------------------------------------------------- programs
+
+workers_ready() { # workers_ready COUNT: wait until COUNT workers logged ready
+    local want=$1 have i
+    for _ in $(seq 300); do
+        have=0
+        for i in $(seq "$want"); do
+            grep -qs 'msg=ready' "$LOGS/worker$i-$phase.log" && have=$((have + 1))
+        done
+        [ "$have" -ge "$want" ] && return 0
+        sleep 0.1
+    done
+    die "fib-workers not ready (see $LOGS)"
+}
+
+# start_workers COUNT PREFETCH: (re)starts COUNT fib-workers.
+phase=0
+start_workers() {
+    local count=$1 prefetch=$2 i
+    stop_workers
+    phase=$((phase + 1))
+    for i in $(seq "$count"); do
+        start "worker$i-$phase" "$BIN/fib-worker" --amqp-url "$URL" \
+            --prefetch "$prefetch"
+    done
+    workers_ready "$count"
+}
+
+stop_workers() {
+    local name
+    for name in "${!PIDS[@]}"; do
+        [[ $name == worker* ]] && stop "$name"
+    done
+    return 0
+}
+
+# start_gateway NAME PORT ARGS...: starts rpc-gateway, waits for HTTP.
+start_gateway() {
+    local name=$1 port=$2
+    shift 2
+    start "$name" "$BIN/rpc-gateway" --amqp-url "$URL" \
+        --listen "127.0.0.1:$port" --log-level warn "$@"
+    for _ in $(seq 300); do
+        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/fib/x" && return 0
+        alive "$name" || die "$name exited at start (see $LOGS/$name.log)"
+        sleep 0.1
+    done
+    die "$name does not answer HTTP"
+}
+
+# wait_200 PORT: until /fib/10 answers 200 (AMQP link up, workers seen).
+wait_200() {
+    for _ in $(seq 300); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+            "http://127.0.0.1:$1/fib/10")" = 200 ] && return 0
+        sleep 0.1
+    done
+    die "the gateway on :$1 never answered /fib/10 with 200"
+}
+
+# ---------------------------------------------------------------- wrk
+
+# wrk_run NAME ARGS...: runs wrk --latency, keeps its output in $LOGS/NAME.txt
+# and sets W_RPS W_REQS W_P50 W_P99 (µs) W_NON2XX W_SOCKERR.
+wrk_run() {
+    local name=$1 out
+    shift
+    out=$LOGS/$name.txt
+    run_child wrk --latency "$@" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
+    read -r W_RPS W_REQS W_P50 W_P99 W_NON2XX W_SOCKERR < <(awk '
+        function us(v) {
+            if (v ~ /us$/) return v + 0
+            if (v ~ /ms$/) return v * 1000
+            if (v ~ /m$/)  return v * 60e6
+            if (v ~ /s$/)  return v * 1e6
+            return v + 0
+        }
+        /^Requests\/sec:/            { rps = $2 }
+        / requests in /              { reqs = $1 }
+        $1 == "50%"                  { p50 = us($2) }
+        $1 == "99%"                  { p99 = us($2) }
+        /Non-2xx or 3xx responses:/  { non = $NF }
+        /Socket errors:/             { gsub(",", ""); err = $4 + $6 + $8 + $10 }
+        END { printf "%.0f %d %.0f %.0f %d %d\n", rps, reqs, p50, p99, non, err }
+    ' "$out")
+}
+
+# ---------------------------------------------------------------- CPU
+
+# Where the CPU goes: clock ticks used so far by the broker, the workers and
+# the gateway, and CPU seconds of this script's finished children (the
+# client: rpc-ceiling or wrk).  cpu_mark before a run, cpu_per_call after.
+TICK=$(getconf CLK_TCK)
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_now() {
+    local w=0 name
+    # `times` must run in this shell, not in a $(...) subshell, to see our
+    # children; its second line is theirs: "0m1.23s 0m0.45s".
+    times >"$WORK/times"
+    for name in "${!PIDS[@]}"; do
+        [[ $name == worker* ]] && w=$((w + $(ticks "${PIDS[$name]}")))
+    done
+    CPU_NOW="$(ticks "$(cat "$broker_dir/rabbit.pid")") $w $(ticks "${PIDS[gw]:-0}") $(
+        awk 'NR == 2 {
+            t = 0
+            for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+            printf "%.2f", t }' "$WORK/times")"
+}
+cpu_mark() { cpu_now; CPU_MARK=$CPU_NOW; }
+# cpu_per_call KEY CALLS: sets R[cpu_KEY] to µs of CPU per call, per part.
+cpu_per_call() {
+    cpu_now
+    R[cpu_$1]=$(awk -v a="$CPU_MARK" -v b="$CPU_NOW" -v n="$2" -v hz="$TICK" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        if (n <= 0) { print "n/a"; exit }
+        br = (y[1] - x[1]) / hz * 1e6 / n; wk = (y[2] - x[2]) / hz * 1e6 / n
+        gw = (y[3] - x[3]) / hz * 1e6 / n; cl = (y[4] - x[4]) * 1e6 / n
+        printf "broker %.0f, workers %.0f, gateway %.0f, client %.0f; total %.0f", br, wk, gw, cl, br + wk + gw + cl }')
+}
+
+# ---------------------------------------------------------------- results
+
+declare -A R=() # figure -> value, for the summary
+
+ceiling_run() { # ceiling_run K
+    local line
+    cpu_mark
+    line=$("$BIN/rpc-ceiling" --amqp-url "$URL" --inflight "$1" \
+        --duration "$DURATION" --warmup "$WARMUP" 2>>"$LOGS/ceiling.err") ||
+        { cat "$LOGS/ceiling.err" >&2; die "rpc-ceiling failed"; }
+    echo "$line" | tee -a "$LOGS/ceiling.txt"
+    R[ceil_cps_$1]=$(sed -n 's/.*calls_per_s=\([0-9]*\).*/\1/p' <<<"$line")
+    # wrk corrects its percentiles for coordinated omission; compare like
+    # with like (the raw ones are kept for the notes).
+    R[ceil_p50_$1]=$(sed -n 's/.* wrk_p50_us=\([0-9]*\).*/\1/p' <<<"$line")
+    R[ceil_p99_$1]=$(sed -n 's/.* wrk_p99_us=\([0-9]*\).*/\1/p' <<<"$line")
+    R[ceil_raw_$1]="raw p50/p99 $(sed -n 's/.* p50_us=\([0-9]*\).* p99_us=\([0-9]*\).*/\1\/\2/p' <<<"$line") us"
+    R[ceil_err_$1]=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$line")
+    R[ceil_load_$1]=$(load)
+    # The CPU was spent over warm-up + window: count the calls of both.
+    cpu_per_call "ceil_$1" "$(awk -v r="${R[ceil_cps_$1]}" -v d="$DURATION" \
+        -v w="$WARMUP" 'BEGIN { printf "%.0f", r * (d + w) }')"
+}
+
+gw_warnings() { # gw_warnings NAME: warn/error lines the gateway logged
+    local f=$LOGS/$1.log
+    [ -f "$f" ] || return 0
+    if grep -qE 'level=(warn|error)' "$f"; then
+        say "$1 logged $(grep -cE 'level=(warn|error)' "$f") warn/error lines, e.g.:"
+        grep -E 'level=(warn|error)' "$f" | sed 's/^ts=[^ ]* //' | sort | uniq -c |
+            sort -rn | head -5 >&2
+    fi
+}
+
+check_alive() { # check_alive NAME: complain loudly when it died
+    if ! alive "$1"; then
+        wait "${PIDS[$1]}" 2>/dev/null && rc=0 || rc=$?
+        say "!!! $1 is not running any more (exit status $rc); tail of its log:"
+        tail -n 20 "$LOGS/$1.log" >&2 || true
+        R[crash_$1]=$rc
+        unset "PIDS[$1]"
+        return 1
+    fi
+}
+
+# ================================================================ set-up
+
+setup() {
+    command -v wrk >/dev/null || die "wrk is missing: apt-get install -y wrk"
+    command -v curl >/dev/null || die "curl is missing: apt-get install -y curl"
+    "$PY" -c 'import pika' 2>/dev/null || die "pika is missing: apt-get install -y python3-pika"
+
+    # 10,000 connections need 10,000 descriptors in the gateway and in the client.
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    [ "$(ulimit -n)" -ge $((MANY + 200)) ] ||
+        say "open-file limit $(ulimit -n) is below MANY=$MANY: that run will fail"
+
+    if ! grep -qs '^CMAKE_BUILD_TYPE:STRING=Release$' "$BUILD_DIR/CMakeCache.txt"; then
+        say "configuring a Release build in $BUILD_DIR"
+        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >"$LOGS/cmake.log" ||
+            { cat "$LOGS/cmake.log" >&2; die "cmake failed"; }
+    fi
+    say "building in $BUILD_DIR"
+    cmake --build "$BUILD_DIR" -j "$(nproc)" --target rpc-gateway fib-worker rpc-ceiling \
+        >>"$LOGS/cmake.log" 2>&1 || { tail -n 30 "$LOGS/cmake.log" >&2; die "build failed"; }
+
+    WORK=$(mktemp -d /tmp/fibrpc-bench.XXXXXX)
+    broker_dir=$WORK/broker
+    say "starting a private RabbitMQ node (logs: $LOGS)"
+    URL=$(bash scripts/broker.sh start "$broker_dir" 2>>"$LOGS/broker.log")
+    say "machine: $(nproc) cores, load $(load); git $(git rev-parse --short HEAD 2>/dev/null || echo ?)$(git diff --quiet HEAD -- gateway worker 2>/dev/null || echo ' + uncommitted changes in gateway/ or worker/')"
+    R[load_start]=$(load)
+}
+
+# ================================================================ 1. ceiling
+
+phase_ceiling() {
+    say "1. ceiling: rpc-ceiling, 2 workers at prefetch $PREFETCH, ${DURATION}s each (load $(load))"
+    ceiling_run 1
+    ceiling_run 64
+}
+
+# ================================================================ 2. gateway
+
+phase_gateway() {
+    say "2. gateway: wrk on /fib/10, ${DURATION}s each (load $(load))"
+    URL_10=http://127.0.0.1:$GW_PORT/fib/10
+    run_child wrk -t2 -c64 -d"$WARMUP"s "$URL_10" >/dev/null 2>&1 || true
+    wrk_run wrk-c1 -t1 -c1 -d"$DURATION"s "$URL_10"
+    R[gw_rps_1]=$W_RPS R[gw_p50_1]=$W_P50 R[gw_p99_1]=$W_P99
+    R[gw_bad_1]=$((W_NON2XX + W_SOCKERR)) R[gw_load_1]=$(load)
+    say "   c=1:  $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
+    if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null; then
+        perf record -F 999 -g -o "$LOGS/perf-gw-c64.data" -p "${PIDS[gw]}" \
+            -- sleep "$DURATION" >"$LOGS/perf-record.log" 2>&1 &
+        PIDS[perf]=$!
+    fi
+    cpu_mark
+    wrk_run wrk-c64 -t2 -c64 -d"$DURATION"s "$URL_10"
+    cpu_per_call gw_64 "$W_REQS"
+    R[gw_rps_64]=$W_RPS R[gw_p50_64]=$W_P50 R[gw_p99_64]=$W_P99
+    R[gw_bad_64]=$((W_NON2XX + W_SOCKERR)) R[gw_load_64]=$(load)
+    say "   c=64: $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
+    if [ -n "${PIDS[perf]:-}" ]; then
+        wait "${PIDS[perf]}" || true
+        unset 'PIDS[perf]'
+        perf report -i "$LOGS/perf-gw-c64.data" --stdio --no-children \
+            --sort dso,symbol 2>/dev/null | grep -v '^#' | grep '%' |
+            head -40 >"$LOGS/perf-gw-c64.txt" || true
+        say "   perf: top of $LOGS/perf-gw-c64.txt:"
+        head -15 "$LOGS/perf-gw-c64.txt" >&2 || true
+    fi
+    check_alive gw || true
+    gw_warnings gw
+}
+
+# ================================================================ 4. heavy
+
+phase_heavy() {
+    local w
+    URL_H=http://127.0.0.1:$GW_PORT/fib/$HEAVY_N
+    for w in 1 2; do
+        start_workers "$w" 1
+        wait_200 "$GW_PORT"
+        say "4. heavy: /fib/$HEAVY_N, $w worker(s) at prefetch 1, wrk -c$HEAVY_CONNS (load $(load))"
+        wrk_run "wrk-heavy-w$w" -t2 -c"$HEAVY_CONNS" -d"$DURATION"s "$URL_H"
+        R[heavy_rps_$w]=$W_RPS R[heavy_p50_$w]=$W_P50 R[heavy_bad_$w]=$((W_NON2XX + W_SOCKERR))
+        R[heavy_load_$w]=$(load)
+        say "   $w worker(s): $W_RPS req/s  p50 ${W_P50}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
+    done
+    check_alive gw || true
+}
+
+# ================================================================ 5. many waiting
+
+phase_many() {
+    local gw_pid gate
+    say "5. many waiting: $MANY connections, one call each, against a slow fake worker (load $(load))"
+    start slow "$PY" -u bench/slow_worker.py --amqp-url "$URL" --queue slow_queue \
+        --release-at "$MANY" --linger 3 --max-hold 60
+    for _ in $(seq 300); do grep -qsx ready "$LOGS/slow.log" && break; sleep 0.1; done
+    grep -qsx ready "$LOGS/slow.log" || die "slow_worker.py did not start (see $LOGS/slow.log)"
+    MANY_PORT=$(free_port)
+    start_gateway gw-many "$MANY_PORT" --queue slow_queue \
+        --max-inflight $((MANY + 1000)) --max-connections $((MANY + 1000)) \
+        --timeout-ms 120000 --max-timeout-ms 120000 --idle-timeout-s 300
+    # Ready when a call is published (it times out; the slow worker drops it).
+    for _ in $(seq 300); do
+        curl -s --max-time 2 "http://127.0.0.1:$MANY_PORT/fib/10?timeout_ms=1" |
+            grep -q '"code": *"timeout"' && break
+        sleep 0.1
+    done
+    gw_pid=${PIDS[gw-many]}
+    R[many_rss_idle]=$(rss_kib "$gw_pid") R[many_fds_idle]=$(nfds "$gw_pid")
+    # Peak RSS and fds, sampled twice a second while the run lasts.
+    (
+        max_rss=0 max_fd=0
+        while kill -0 "$gw_pid" 2>/dev/null; do
+            r=$(rss_kib "$gw_pid") f=$(nfds "$gw_pid")
+            [ "$r" -gt "$max_rss" ] && max_rss=$r
+            [ "$f" -gt "$max_fd" ] && max_fd=$f
+            echo "$max_rss $max_fd" >"$LOGS/many-peak.txt"
+            sleep 0.5
+        done
+    ) &
+    PIDS[sampler]=$!
+    start many "$PY" -u bench/many_clients.py --port "$MANY_PORT" \
+        --connections "$MANY" --path /fib/10 --expect '"fib":"55"' --keep-open 3
+    # All calls are in flight once the slow worker holds MANY of them.
+    gate=0
+    for _ in $(seq 1200); do
+        grep -qs '^holding' "$LOGS/slow.log" && { gate=1; break; }
+        alive many || break
+        sleep 0.1
+    done
+    if [ "$gate" = 1 ]; then
+        R[many_held]=$(sed -n 's/^holding //p' "$LOGS/slow.log")
+        R[many_rss]=$(rss_kib "$gw_pid") R[many_fds]=$(nfds "$gw_pid")
+        R[many_load]=$(load)
+        say "   all in flight: slow worker holds ${R[many_held]}; gateway RSS $(mib "${R[many_rss]}") MiB, ${R[many_fds]} fds"
+    else
+        say "   !!! the slow worker never held $MANY calls: $(tail -n 2 "$LOGS/slow.log" | tr '\n' ' ')"
+    fi
+    # Then the same connections, answered and idle (keep-alive).
+    for _ in $(seq 1200); do
+        grep -qs '^answered' "$LOGS/many.log" && break
+        alive many || break
+        sleep 0.1
+    done
+    if grep -qs '^answered' "$LOGS/many.log"; then
+        sleep 1
+        R[many_rss_after]=$(rss_kib "$gw_pid") R[many_fds_after]=$(nfds "$gw_pid")
+        say "   all answered, connections still open: gateway RSS $(mib "${R[many_rss_after]}") MiB, ${R[many_fds_after]} fds"
+    fi
+    wait "${PIDS[many]}" && R[many_ok]=yes || R[many_ok]=no
+    unset "PIDS[many]"
+    R[many_line]=$(grep '^many ' "$LOGS/many.log" || echo "many: no result (see $LOGS/many.log)")
+    say "   ${R[many_line]}"
+    grep -s '^many_clients:' "$LOGS/many.log" >&2 || true
+    read -r 'R[many_peak_rss]' 'R[many_peak_fds]' <"$LOGS/many-peak.txt" || true
+    R[many_hwm]=$(hwm_kib "$gw_pid")
+    say "   gateway peak: VmHWM $(mib "${R[many_hwm]}") MiB, sampled max RSS $(mib "${R[many_peak_rss]:-0}") MiB, max fds ${R[many_peak_fds]:-?} (idle before: $(mib "${R[many_rss_idle]}") MiB, ${R[many_fds_idle]} fds)"
+    check_alive gw-many || true
+    gw_warnings gw-many
+    stop sampler
+    stop gw-many
+    stop slow
+}
+
+# ================================================================ 6. leak
+
+phase_leak() {
+    local gw_pid total bad chunk
+    start_workers 2 "$PREFETCH"
+    LEAK_PORT=$(free_port)
+    start_gateway gw-leak "$LEAK_PORT"
+    wait_200 "$LEAK_PORT"
+    gw_pid=${PIDS[gw-leak]}
+    URL_10=http://127.0.0.1:$LEAK_PORT/fib/10
+    say "6. leak: gateway RSS after $LEAK_WARM and after $LEAK_REQUESTS requests (load $(load))"
+    # wrk has no request budget (a script's thread:stop() still waits out
+    # -d), so run it in slices until the count is reached.
+    total=0 bad=0 chunk=0
+    while [ "$total" -lt "$LEAK_WARM" ] && alive gw-leak; do
+        chunk=$((chunk + 1))
+        wrk_run "wrk-leak-warm-$chunk" -t2 -c64 -d1s "$URL_10"
+        total=$((total + W_REQS)) bad=$((bad + W_NON2XX + W_SOCKERR))
+        [ "$W_REQS" -gt 0 ] || { say "   !!! no request completed in 1 s"; break; }
+    done
+    R[leak_rss_warm]=$(rss_kib "$gw_pid") R[leak_n_warm]=$total
+    say "   after $total requests: RSS $(mib "${R[leak_rss_warm]}") MiB"
+    while [ "$total" -lt "$LEAK_REQUESTS" ] && alive gw-leak; do
+        chunk=$((chunk + 1))
+        wrk_run "wrk-leak-$chunk" -t2 -c64 -d"$DURATION"s "$URL_10"
+        total=$((total + W_REQS)) bad=$((bad + W_NON2XX + W_SOCKERR))
+        say "   after $total requests: RSS $(mib "$(rss_kib "$gw_pid")") MiB ($W_RPS req/s)"
+        [ "$W_REQS" -gt 0 ] || { say "   !!! no request completed in ${DURATION}s"; break; }
+    done
+    sleep 1 # let the gateway close wrk's last connections
+    R[leak_rss_end]=$(rss_kib "$gw_pid") R[leak_n_end]=$total R[leak_bad]=$bad
+    R[leak_fds_end]=$(nfds "$gw_pid") R[leak_load]=$(load)
+    check_alive gw-leak || true
+    gw_warnings gw-leak
+    stop gw-leak
+}
+
+# ================================================================ summary
+
+v() { echo "${R[$1]:-n/a}"; }
+ratio() { # ratio A B: A/B with 2 decimals, n/a when either is missing
+    awk -v a="${R[$1]:-}" -v b="${R[$2]:-}" 'BEGIN {
+        if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'
+}
+ms() { awk -v u="${R[$1]:-}" 'BEGIN { if (u == "") print "n/a"; else printf "%.3f", u / 1000 }'; }
+added_ms() {
+    awk -v g="${R[gw_p50_1]:-}" -v c="${R[ceil_p50_1]:-}" 'BEGIN {
+        if (g == "" || c == "") print "n/a"; else printf "%.3f", (g - c) / 1000 }'
+}
+
+summary() {
+    {
+        echo
+        echo "== fib-rpc benchmark $STAMP: $(nproc) cores, load at start ${R[load_start]}, at end $(load)"
+        echo "(p50/p99 as wrk reports them, corrected for coordinated omission, also for rpc-ceiling)"
+        printf '%-44s %12s %10s %10s  %s\n' "measurement" "req/s" "p50 ms" "p99 ms" "notes"
+        if [ -n "${R[ceil_cps_1]:-}" ]; then
+            printf '%-44s %12s %10s %10s  %s\n' "ceiling, 1 in flight (rpc-ceiling)" \
+                "$(v ceil_cps_1)" "$(ms ceil_p50_1)" "$(ms ceil_p99_1)" "errors $(v ceil_err_1); ${R[ceil_raw_1]}; load ${R[ceil_load_1]}"
+            printf '%-44s %12s %10s %10s  %s\n' "ceiling, 64 in flight (rpc-ceiling)" \
+                "$(v ceil_cps_64)" "$(ms ceil_p50_64)" "$(ms ceil_p99_64)" "errors $(v ceil_err_64); ${R[ceil_raw_64]}; load ${R[ceil_load_64]}"
+        fi
+        if [ -n "${R[gw_rps_1]:-}" ]; then
+            printf '%-44s %12s %10s %10s  %s\n' "gateway, 1 connection (wrk /fib/10)" \
+                "$(v gw_rps_1)" "$(ms gw_p50_1)" "$(ms gw_p99_1)" "non-2xx+socket errors $(v gw_bad_1); load ${R[gw_load_1]}"
+            printf '%-44s %12s %10s %10s  %s\n' "gateway, 64 connections (wrk /fib/10)" \
+                "$(v gw_rps_64)" "$(ms gw_p50_64)" "$(ms gw_p99_64)" "non-2xx+socket errors $(v gw_bad_64); load ${R[gw_load_64]}"
+            printf '%-44s %12s %10s %10s  %s\n' "ratio gateway/ceiling, 1 connection" "$(ratio gw_rps_1 ceil_cps_1)" "" "" ""
+            printf '%-44s %12s %10s %10s  %s\n' "ratio gateway/ceiling, 64 connections" "$(ratio gw_rps_64 ceil_cps_64)" "" "" "target >= 0.6"
+            printf '%-44s %12s %10s %10s  %s\n' "added round trip at 1 connection (p50, ms)" "$(added_ms)" "" "" "target <= 0.15"
+        printf '%-44s %s\n' "CPU per call (us), ceiling at 64" "$(v cpu_ceil_64)"
+        printf '%-44s %s\n' "CPU per call (us), gateway at 64" "$(v cpu_gw_64)"
+        fi
+        if [ -n "${R[heavy_rps_1]:-}" ]; then
+            printf '%-44s %12s %10s %10s  %s\n' "heavy /fib/$HEAVY_N, 1 worker" "$(v heavy_rps_1)" "$(ms heavy_p50_1)" "" "errors $(v heavy_bad_1); load ${R[heavy_load_1]}"
+            printf '%-44s %12s %10s %10s  %s\n' "heavy /fib/$HEAVY_N, 2 workers" "$(v heavy_rps_2)" "$(ms heavy_p50_2)" "" "errors $(v heavy_bad_2); load ${R[heavy_load_2]}"
+            printf '%-44s %12s %10s %10s  %s\n' "heavy scale factor 2 workers / 1" "$(ratio heavy_rps_2 heavy_rps_1)" "" "" "2 cores shared with broker, gateway, wrk"
+        fi
+        if [ -n "${R[many_line]:-}" ]; then
+            printf '%-44s %12s  %s\n' "$MANY calls waiting: all answered 200" "$(v many_ok)" "${R[many_line]}"
+            printf '%-44s %12s  %s\n' "  gateway RSS while all wait (MiB)" "$(mib "${R[many_rss]:-0}")" "peak VmHWM $(mib "${R[many_hwm]:-0}") MiB; idle $(mib "${R[many_rss_idle]:-0}") MiB; target < 100"
+            printf '%-44s %12s  %s\n' "  gateway open fds while all wait" "$(v many_fds)" "peak sampled $(v many_peak_fds); idle $(v many_fds_idle)"
+            printf '%-44s %12s  %s\n' "  RSS once answered, connections open (MiB)" "$(mib "${R[many_rss_after]:-0}")" "fds $(v many_fds_after)"
+        fi
+        if [ -n "${R[leak_rss_end]:-}" ]; then
+            printf '%-44s %12s  %s\n' "leak: RSS after $(v leak_n_warm) requests (MiB)" "$(mib "${R[leak_rss_warm]}")" ""
+            printf '%-44s %12s  %s\n' "leak: RSS after $(v leak_n_end) requests (MiB)" "$(mib "${R[leak_rss_end]}")" \
+                "growth $(awk -v a="${R[leak_rss_warm]}" -v b="${R[leak_rss_end]}" 'BEGIN { printf "%+d KiB", b - a }'); non-2xx+socket errors $(v leak_bad); fds $(v leak_fds_end)"
+        fi
+        for k in "${!R[@]}"; do
+            [[ $k == crash_* ]] && echo "!!! ${k#crash_} died during the run (exit status ${R[$k]})"
+        done
+        echo "logs: $LOGS"
+    } | tee "$LOGS/summary.txt"
+}
+
+# ================================================================ main
+
+# Everything runs from here, so bash has read the whole file before it
+# starts (editing the script during a run cannot derail it).
+main() {
+    setup
+    start_workers 2 "$PREFETCH"
+    [ "${SKIP_CEILING:-0}" = 1 ] || phase_ceiling
+    GW_PORT=$(free_port)
+    if [ "${SKIP_GATEWAY:-0}" != 1 ] || [ "${SKIP_HEAVY:-0}" != 1 ]; then
+        start_gateway gw "$GW_PORT"
+        wait_200 "$GW_PORT"
+    fi
+    [ "${SKIP_GATEWAY:-0}" = 1 ] || phase_gateway
+    if [ "${SKIP_HEAVY:-0}" != 1 ] && alive gw; then phase_heavy; fi
+    stop gw
+    [ "${SKIP_MANY:-0}" = 1 ] || phase_many
+    [ "${SKIP_LEAK:-0}" = 1 ] || phase_leak
+    summary
+}
+
+main "$@"
