@@ -27,6 +27,12 @@
 #include "request.h"
 
 #define JSON_TYPE "application/json"
+/* Per-connection memory for the request line, headers and response headers
+ * (libmicrohttpd clears it after every request on a kept-alive connection,
+ * so it is both RSS per idle connection and work per request).  8 KiB is
+ * the common request-header limit (nginx's large buffer); bigger headers
+ * get 431. */
+#define GW_HTTP_CONN_MEMORY 8192
 
 struct gw_http {
     const gw_config_t *cfg;
@@ -423,7 +429,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GW_HTTP_CONN_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_END);
     freeaddrinfo(ai);

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -396,14 +398,26 @@ static int send_stalled(gw_rpc_t *rpc) {
     return poll(&p, 1, STALL_GRACE_MS) != 1;
 }
 
+/* Holds back (on) or flushes (off) partial TCP segments.  Returns whether
+ * it took effect. */
+static int cork(gw_rpc_t *rpc, int on) {
+    return setsockopt(amqp_get_sockfd(rpc->conn), IPPROTO_TCP, TCP_CORK, &on,
+                      sizeof(on)) == 0;
+}
+
 static void start_calls(gw_rpc_t *rpc) {
     gw_call_t *call, *next;
     int64_t now = gw_now_ms();
     uint8_t id[16];
     unsigned published = 0;
-    int status;
+    int status, corked;
 
-    for (call = take_submitted(rpc); call != NULL; call = next) {
+    call = take_submitted(rpc);
+    /* A batch goes out in as few TCP segments as it fills: fewer reads for
+     * the broker.  rabbitmq-c writes each frame with its own send(). */
+    corked =
+        call != NULL && call->next != NULL && rpc->conn != NULL && cork(rpc, 1);
+    for (; call != NULL; call = next) {
         next = call->next;
         if (rpc->conn == NULL) {
             complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
@@ -448,6 +462,8 @@ static void start_calls(gw_rpc_t *rpc) {
         if (gw_pending_add(rpc->pending, id, call->deadline_ms, call) != 0)
             complete(rpc, call, GW_E_OVERLOADED, "too many calls in flight");
     }
+    if (corked && rpc->conn != NULL)
+        cork(rpc, 0);
 }
 
 static void expire_calls(gw_rpc_t *rpc) {
