@@ -2,6 +2,7 @@
  * defaults, --help and --version.  Each value is checked here, once, so the
  * rest of the worker can trust fw_config_t.  Called from main() only. */
 #include "config.h"
+#include "log.h"
 
 #include <amqp.h>
 #include <errno.h>
@@ -50,6 +51,9 @@ static void fw_print_usage(void) {
         "                      http://HOST:PORT/metrics ([::1]:PORT for\n"
         "                      IPv6) [WORKER_METRICS_LISTEN]\n"
         "                      default: empty, no metrics port\n"
+        "  --log-level=LEVEL   debug, info (a line per request), warn or\n"
+        "                      error [WORKER_LOG_LEVEL]\n"
+        "                      default: info\n"
         "  --version           print the version and exit\n"
         "  --help              print this help and exit\n"
         "\n"
@@ -69,6 +73,7 @@ enum {
     FW_OPT_PREFETCH,
     FW_OPT_MAX_N,
     FW_OPT_METRICS_LISTEN,
+    FW_OPT_LOG_LEVEL,
     FW_OPT_VERSION,
     FW_OPT_HELP
 };
@@ -80,6 +85,7 @@ static const struct option fw_options[] = {
     {"prefetch", required_argument, NULL, FW_OPT_PREFETCH},
     {"max-n", required_argument, NULL, FW_OPT_MAX_N},
     {"metrics-listen", required_argument, NULL, FW_OPT_METRICS_LISTEN},
+    {"log-level", required_argument, NULL, FW_OPT_LOG_LEVEL},
     {"version", no_argument, NULL, FW_OPT_VERSION},
     {"help", no_argument, NULL, FW_OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -236,6 +242,11 @@ static int fw_config_check(fw_config_t *cfg, const char **flags) {
                 "WORKER_METRICS_LISTEN", "", &from);
     if (*v != '\0' && fw_config_metrics(cfg, v, from) != 0)
         return -1;
+
+    v = fw_pick(flags[FW_OPT_LOG_LEVEL], "--log-level", "WORKER_LOG_LEVEL",
+                "info", &from);
+    if (fw_log_set_level(v) != 0)
+        return fw_bad(from, "log level must be debug, info, warn or error");
     return 0;
 }
 

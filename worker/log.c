@@ -9,6 +9,28 @@
 #include <string.h>
 #include <time.h>
 
+static const char *const fw_levels[] = {"debug", "info", "warn", "error"};
+/* Lines below this index in fw_levels are not written. */
+static int fw_log_min = 1;
+
+static int fw_level_index(const char *level) {
+    int i;
+
+    for (i = 0; i < 4; i++)
+        if (strcmp(level, fw_levels[i]) == 0)
+            return i;
+    return -1;
+}
+
+int fw_log_set_level(const char *level) {
+    int i = fw_level_index(level);
+
+    if (i < 0)
+        return -1;
+    fw_log_min = i;
+    return 0;
+}
+
 /* Room kept at the end of the buffer for "..." and the newline. */
 #define FW_LOG_RESERVE 4
 
@@ -38,6 +60,9 @@ void fw_log_begin(fw_log_t *l, const char *level, const char *msg) {
 
     l->len = 0;
     l->cut = 0;
+    l->muted = fw_level_index(level) < fw_log_min;
+    if (l->muted)
+        return;
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     n = snprintf(ts, sizeof(ts), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
@@ -58,6 +83,8 @@ void fw_log_str(fw_log_t *l, const char *key, const void *val, size_t len) {
     int quote = len == 0;
     char esc[4];
 
+    if (l->muted)
+        return;
     for (i = 0; i < shown && !quote; i++)
         quote = !fw_log_bare_char(v[i]);
     fw_log_append(l, " ", 1);
@@ -92,6 +119,8 @@ void fw_log_kv(fw_log_t *l, const char *key, const char *fmt, ...) {
     char val[FW_LOG_VALUE_MAX + 1];
     va_list ap;
 
+    if (l->muted)
+        return;
     val[0] = '\0';
     va_start(ap, fmt);
     (void)vsnprintf(val, sizeof(val), fmt, ap);
@@ -100,6 +129,8 @@ void fw_log_kv(fw_log_t *l, const char *key, const char *fmt, ...) {
 }
 
 void fw_log_end(fw_log_t *l) {
+    if (l->muted)
+        return;
     if (l->cut) {
         memcpy(l->buf + l->len, "...", 3);
         l->len += 3;

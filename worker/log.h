@@ -17,7 +17,13 @@ typedef struct {
     char buf[FW_LOG_LINE_MAX];
     size_t len;
     int cut;
+    int muted; /* below the log level: nothing is built or written */
 } fw_log_t;
+
+/* Sets the lowest level written: "debug", "info", "warn" or "error".
+ * Returns -1 (and changes nothing) for anything else.  Call before any
+ * thread logs. */
+int fw_log_set_level(const char *level);
 
 /* Starts a line: ts=<UTC ms> level=<level> prog=fib-worker msg=<msg>. */
 void fw_log_begin(fw_log_t *l, const char *level, const char *msg);
