@@ -51,7 +51,7 @@ void gw_id_hex(const uint8_t id[GW_ID_LEN], char out[GW_ID_HEX_LEN + 1]) {
     out[GW_ID_HEX_LEN] = '\0';
 }
 
-static int nibble(char c) {
+int gw_hex_value(char c) {
     if (c >= '0' && c <= '9')
         return c - '0';
     if (c >= 'a' && c <= 'f')
@@ -74,8 +74,8 @@ int gw_id_parse(const char *s, size_t len, uint8_t id[GW_ID_LEN]) {
                 return -1;
             continue;
         }
-        hi = nibble(s[i]);
-        lo = nibble(s[i + 1]);
+        hi = gw_hex_value(s[i]);
+        lo = gw_hex_value(s[i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         id[b++] = (uint8_t)(hi << 4 | lo);

@@ -30,6 +30,8 @@ void gw_idgen_next(gw_idgen_t *g, uint8_t id[GW_ID_LEN]);
 void gw_id_text(const uint8_t id[GW_ID_LEN], char out[GW_ID_TEXT_LEN + 1]);
 /* Writes id as 32 lower-case hex digits and a NUL. */
 void gw_id_hex(const uint8_t id[GW_ID_LEN], char out[GW_ID_HEX_LEN + 1]);
+/* The value of one hex digit (either case), or -1. */
+int gw_hex_value(char c);
 /* Parses exactly len bytes of UUID text (either case).  Returns 0, or -1
  * when s is not a UUID (then id is unspecified). */
 int gw_id_parse(const char *s, size_t len, uint8_t id[GW_ID_LEN]);

@@ -6,18 +6,9 @@
 #include <string.h>
 
 #include "fibrpc.h"
+#include "ids.h"
 
 #define FIB_PREFIX "/fib"
-
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 size_t gw_unescape(char *s) {
     char *r = s, *w = s;
@@ -25,8 +16,8 @@ size_t gw_unescape(char *s) {
     while (*r != '\0') {
         int hi, lo;
 
-        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 &&
-            (lo = hexval(r[2])) >= 0) {
+        if (r[0] == '%' && (hi = gw_hex_value(r[1])) >= 0 &&
+            (lo = gw_hex_value(r[2])) >= 0) {
             unsigned char c = (unsigned char)(hi * 16 + lo);
             if (c >= 0x20 && c != 0x7f) {
                 *w++ = (char)c;

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "promtext.h"
+
 static const double fw_bucket_le[] = {
 #define FW_X(le) le,
     FW_METRICS_BUCKETS(FW_X)
@@ -76,67 +78,22 @@ void fw_metrics_link(fw_metrics_t *m, int up) {
         fw_add(&m->reconnects, 1);
 }
 
-/* A growing text buffer; on allocation failure it stops growing and
- * remembers that it failed. */
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    int failed;
-} fw_out_t;
-
-static void fw_put(fw_out_t *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void fw_put(fw_out_t *o, const char *fmt, ...) {
-    va_list ap;
-    size_t cap;
-    char *b;
-    int n;
-
-    while (!o->failed) {
-        va_start(ap, fmt);
-        n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            o->failed = 1;
-            return;
-        }
-        if ((size_t)n < o->cap - o->len) {
-            o->len += (size_t)n;
-            return;
-        }
-        cap = o->cap * 2 + (size_t)n;
-        b = realloc(o->buf, cap);
-        if (b == NULL) {
-            o->failed = 1;
-            return;
-        }
-        o->buf = b;
-        o->cap = cap;
-    }
-}
-
-static void fw_header(fw_out_t *o, const char *name, const char *type,
-                      const char *help) {
-    fw_put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 /* A label value, escaped as the text format asks (\\, \" and \n). */
-static void fw_put_label(fw_out_t *o, const char *v) {
+static void fw_put_label(promtext_t *o, const char *v) {
     for (; *v != '\0'; v++) {
         if (*v == '\\')
-            fw_put(o, "\\\\");
+            promtext_put(o, "\\\\");
         else if (*v == '"')
-            fw_put(o, "\\\"");
+            promtext_put(o, "\\\"");
         else if (*v == '\n')
-            fw_put(o, "\\n");
+            promtext_put(o, "\\n");
         else
-            fw_put(o, "%c", *v);
+            promtext_put(o, "%c", *v);
     }
 }
 
 char *fw_metrics_render(fw_metrics_t *m, const char *version, size_t *len) {
-    fw_out_t o = {NULL, 0, 4096, 0};
+    promtext_t o = {NULL, 0, 4096, 0};
     uint64_t cum = 0;
     size_t i;
 
@@ -144,51 +101,52 @@ char *fw_metrics_render(fw_metrics_t *m, const char *version, size_t *len) {
     if (o.buf == NULL)
         return NULL;
 
-    fw_header(&o, "fibw_build_info", "gauge",
-              "Build information; the value is always 1.");
-    fw_put(&o, "fibw_build_info{version=\"");
+    promtext_family(&o, "fibw_build_info", "gauge",
+                    "Build information; the value is always 1.");
+    promtext_put(&o, "fibw_build_info{version=\"");
     fw_put_label(&o, version);
-    fw_put(&o, "\"} 1\n");
+    promtext_put(&o, "\"} 1\n");
 
-    fw_header(&o, "fibw_messages_total", "counter",
-              "Requests consumed and acked, by outcome: served (F(n) "
-              "replied), rejected (an error reply other than expired), "
-              "expired (deadline passed), dropped (no reply_to).");
+    promtext_family(&o, "fibw_messages_total", "counter",
+                    "Requests consumed and acked, by outcome: served (F(n) "
+                    "replied), rejected (an error reply other than expired), "
+                    "expired (deadline passed), dropped (no reply_to).");
     for (i = 0; i < FW_OUTCOME__COUNT; i++)
-        fw_put(&o, "fibw_messages_total{outcome=\"%s\"} %llu\n",
-               fw_outcome_names[i],
-               (unsigned long long)fw_get(&m->messages[i]));
+        promtext_put(&o, "fibw_messages_total{outcome=\"%s\"} %llu\n",
+                     fw_outcome_names[i],
+                     (unsigned long long)fw_get(&m->messages[i]));
 
-    fw_header(&o, "fibw_errors_total", "counter",
-              "Error replies sent, by error type.");
+    promtext_family(&o, "fibw_errors_total", "counter",
+                    "Error replies sent, by error type.");
     for (i = 0; i < FW_METRICS_NERRORS; i++)
-        fw_put(&o, "fibw_errors_total{type=\"%s\"} %llu\n",
-               fw_err_name((fw_err_t)(i + 1)),
-               (unsigned long long)fw_get(&m->errors[i]));
+        promtext_put(&o, "fibw_errors_total{type=\"%s\"} %llu\n",
+                     fw_err_name((fw_err_t)(i + 1)),
+                     (unsigned long long)fw_get(&m->errors[i]));
 
-    fw_header(&o, "fibw_compute_seconds", "histogram",
-              "Time spent computing F(n) for served requests.");
+    promtext_family(&o, "fibw_compute_seconds", "histogram",
+                    "Time spent computing F(n) for served requests.");
     for (i = 0; i <= FW_METRICS_NBUCKETS; i++) {
         cum += fw_get(&m->buckets[i]);
         if (i < FW_METRICS_NBUCKETS)
-            fw_put(&o, "fibw_compute_seconds_bucket{le=\"%g\"} %llu\n",
-                   fw_bucket_le[i], (unsigned long long)cum);
+            promtext_put(&o, "fibw_compute_seconds_bucket{le=\"%g\"} %llu\n",
+                         fw_bucket_le[i], (unsigned long long)cum);
         else
-            fw_put(&o, "fibw_compute_seconds_bucket{le=\"+Inf\"} %llu\n",
-                   (unsigned long long)cum);
+            promtext_put(&o, "fibw_compute_seconds_bucket{le=\"+Inf\"} %llu\n",
+                         (unsigned long long)cum);
     }
-    fw_put(&o, "fibw_compute_seconds_sum %.9f\n",
-           (double)fw_get(&m->compute_ns_sum) / 1e9);
-    fw_put(&o, "fibw_compute_seconds_count %llu\n", (unsigned long long)cum);
+    promtext_put(&o, "fibw_compute_seconds_sum %.9f\n",
+                 (double)fw_get(&m->compute_ns_sum) / 1e9);
+    promtext_put(&o, "fibw_compute_seconds_count %llu\n",
+                 (unsigned long long)cum);
 
-    fw_header(&o, "fibw_amqp_connected", "gauge",
-              "1 while the AMQP connection is up and consuming.");
-    fw_put(&o, "fibw_amqp_connected %d\n",
-           atomic_load_explicit(&m->connected, memory_order_relaxed));
-    fw_header(&o, "fibw_amqp_reconnects_total", "counter",
-              "Successful AMQP connections after the first.");
-    fw_put(&o, "fibw_amqp_reconnects_total %llu\n",
-           (unsigned long long)fw_get(&m->reconnects));
+    promtext_family(&o, "fibw_amqp_connected", "gauge",
+                    "1 while the AMQP connection is up and consuming.");
+    promtext_put(&o, "fibw_amqp_connected %d\n",
+                 atomic_load_explicit(&m->connected, memory_order_relaxed));
+    promtext_family(&o, "fibw_amqp_reconnects_total", "counter",
+                    "Successful AMQP connections after the first.");
+    promtext_put(&o, "fibw_amqp_reconnects_total %llu\n",
+                 (unsigned long long)fw_get(&m->reconnects));
 
     if (o.failed) {
         free(o.buf);
