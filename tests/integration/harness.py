@@ -417,6 +417,24 @@ def get(port, path, **kw):
     return http_request(port, "GET", path, **kw)
 
 
+class Call(threading.Thread):
+    """GET path on a thread of its own, started at once: .resp (or .error)
+    and .done_at (time.monotonic()) once it has its answer."""
+
+    def __init__(self, port, path, timeout=60):
+        super().__init__(daemon=True)
+        self.port, self.path, self.timeout = port, path, timeout
+        self.resp = self.error = self.done_at = None
+        self.start()
+
+    def run(self):
+        try:
+            self.resp = get(self.port, self.path, timeout=self.timeout)
+        except Exception as e:  # noqa: BLE001 - asserted by the test
+            self.error = e
+        self.done_at = time.monotonic()
+
+
 def media_type(resp):
     """Content-Type without parameters, lower case ('' when absent)."""
     return (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()

@@ -19,7 +19,6 @@ close)."""
 
 import os
 import sys
-import threading
 import time
 import unittest
 
@@ -65,19 +64,8 @@ def tearDownModule():
     harness.teardown_env(ENV)
 
 
-class Call(threading.Thread):
-    def __init__(self, port, path):
-        super().__init__(daemon=True)
-        self.port, self.path = port, path
-        self.resp = self.error = self.done_at = None
-        self.start()
-
-    def run(self):
-        try:
-            self.resp = harness.get(self.port, self.path, timeout=60)
-        except Exception as e:  # noqa: BLE001 - asserted by the test
-            self.error = e
-        self.done_at = time.monotonic()
+def Call(port, path):
+    return harness.Call(port, path, timeout=60)
 
 
 class BrokerRestartTest(unittest.TestCase):

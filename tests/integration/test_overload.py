@@ -30,7 +30,6 @@ import os
 import select
 import socket
 import sys
-import threading
 import time
 import unittest
 import uuid
@@ -74,18 +73,8 @@ def tearDownModule():
     harness.teardown_env(ENV)
 
 
-class Call(threading.Thread):
-    def __init__(self, port, path):
-        super().__init__(daemon=True)
-        self.port, self.path = port, path
-        self.resp = self.error = None
-        self.start()
-
-    def run(self):
-        try:
-            self.resp = harness.get(self.port, self.path, timeout=30)
-        except Exception as e:  # noqa: BLE001 - asserted by the test
-            self.error = e
+def Call(port, path):
+    return harness.Call(port, path, timeout=30)
 
 
 class BrokerAlarmTest(unittest.TestCase):

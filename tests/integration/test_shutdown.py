@@ -74,21 +74,8 @@ def connect_refused(port):
         s.close()
 
 
-class Call(threading.Thread):
-    """GET path in a thread; .resp (or .error) and .done_at (monotonic)."""
-
-    def __init__(self, port, path):
-        super().__init__(daemon=True)
-        self.port, self.path = port, path
-        self.resp = self.error = self.done_at = None
-        self.start()
-
-    def run(self):
-        try:
-            self.resp = harness.get(self.port, self.path, timeout=30)
-        except Exception as e:  # noqa: BLE001 - asserted by the test
-            self.error = e
-        self.done_at = time.monotonic()
+def Call(port, path):
+    return harness.Call(port, path, timeout=30)
 
 
 class GatewayStopTest(unittest.TestCase):
