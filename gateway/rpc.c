@@ -21,8 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -51,6 +49,11 @@
  * each, far less than any socket buffer). */
 #define STALL_CHECK_EVERY 16
 #define STALL_GRACE_MS    100
+/* Publishes are encoded into one buffer and written with one send() per
+ * batch; it is flushed when less than OUT_ROOM is left (one publish is
+ * under 1 KiB: a queue name is at most 255 bytes). */
+#define OUT_SIZE (64 * 1024)
+#define OUT_ROOM 4096
 /* Frames read per loop turn before new submissions get a look in. */
 #define READ_BATCH 512
 
@@ -92,6 +95,8 @@ struct gw_rpc {
     gw_pending_t *pending;
     gw_idgen_t ids;
     int ever_connected;
+    uint8_t *out; /* publishes encoded, not yet written (plain TCP) */
+    size_t out_len;
 };
 
 /* --- helpers ------------------------------------------------------------- */
@@ -163,6 +168,7 @@ static void fail_all(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
 
 static void link_down(gw_rpc_t *rpc, gw_err_t err, const char *why,
                       int polite) {
+    rpc->out_len = 0; /* never half a batch on the next connection */
     if (rpc->conn != NULL) {
         if (polite)
             amqp_connection_close(rpc->conn, AMQP_REPLY_SUCCESS);
@@ -341,6 +347,102 @@ fail:
 
 /* --- calls --------------------------------------------------------------- */
 
+/* --- publishing ----------------------------------------------------------
+ * rabbitmq-c writes every frame with its own send(), three per publish.  On
+ * plain TCP the gateway encodes the frames itself, with rabbitmq-c's own
+ * encoders, into rpc->out and writes a whole batch with one send(); over
+ * TLS it leaves the writing to rabbitmq-c. */
+
+static void put_be(uint8_t *p, uint64_t v, int bytes) {
+    while (bytes-- > 0) {
+        p[bytes] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+/* Completes a frame whose payload (len bytes) was written at the payload
+ * position, rpc->out + rpc->out_len + 7, and appends it. */
+static void frame_close(gw_rpc_t *rpc, uint8_t type, size_t len) {
+    uint8_t *f = rpc->out + rpc->out_len;
+
+    f[0] = type;
+    put_be(f + 1, CH_RPC, 2);
+    put_be(f + 3, len, 4);
+    f[7 + len] = AMQP_FRAME_END;
+    rpc->out_len += 7 + len + 1;
+}
+
+/* Encodes basic.publish, its content header and its body into rpc->out,
+ * which has at least OUT_ROOM bytes free.  Returns 0, or -1 when an encoder
+ * failed (nothing is appended then). */
+static int encode_publish(gw_rpc_t *rpc, amqp_basic_properties_t *p,
+                          amqp_bytes_t body) {
+    amqp_basic_publish_t m;
+    size_t start = rpc->out_len;
+    uint8_t *pl;
+    int n;
+
+    memset(&m, 0, sizeof(m));
+    m.routing_key = amqp_cstring_bytes(rpc->cfg->queue);
+    m.mandatory = 1; /* a missing queue comes back as basic.return at once */
+    pl = rpc->out + rpc->out_len + 7;
+    put_be(pl, AMQP_BASIC_PUBLISH_METHOD, 4);
+    n = amqp_encode_method(AMQP_BASIC_PUBLISH_METHOD, &m,
+                           (amqp_bytes_t){OUT_ROOM / 2, pl + 4});
+    if (n < 0)
+        goto fail;
+    frame_close(rpc, AMQP_FRAME_METHOD, (size_t)n + 4);
+
+    pl = rpc->out + rpc->out_len + 7;
+    put_be(pl, AMQP_BASIC_CLASS, 2);
+    put_be(pl + 2, 0, 2); /* weight */
+    put_be(pl + 4, body.len, 8);
+    n = amqp_encode_properties(AMQP_BASIC_CLASS, p,
+                               (amqp_bytes_t){OUT_ROOM / 4, pl + 12});
+    if (n < 0)
+        goto fail;
+    frame_close(rpc, AMQP_FRAME_HEADER, (size_t)n + 12);
+
+    memcpy(rpc->out + rpc->out_len + 7, body.bytes, body.len);
+    frame_close(rpc, AMQP_FRAME_BODY, body.len);
+    return 0;
+fail:
+    rpc->out_len = start;
+    return -1;
+}
+
+/* Writes rpc->out.  Returns 0, or -1 when the socket failed or the broker
+ * made no room within STALL_GRACE_MS: a batch cut mid-frame leaves the
+ * connection unusable, so the caller drops it. */
+static int flush_out(gw_rpc_t *rpc) {
+    int fd = amqp_get_sockfd(rpc->conn);
+    size_t off = 0;
+
+    while (off < rpc->out_len) {
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        ssize_t n = send(fd, rpc->out + off, rpc->out_len - off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+            poll(&pfd, 1, STALL_GRACE_MS) == 1)
+            continue;
+        gw_log(GW_LOG_WARN, "amqp_write_failed error=\"%s\"",
+               n < 0 ? strerror(errno) : "the broker stopped reading");
+        rpc->out_len = 0;
+        return -1;
+    }
+    rpc->out_len = 0;
+    return 0;
+}
+
+/* Publishes call to the request queue: into rpc->out on plain TCP (written
+ * by the caller's flush_out), straight through rabbitmq-c over TLS. */
 static int publish(gw_rpc_t *rpc, gw_call_t *call, const uint8_t id[16],
                    int64_t now) {
     amqp_basic_properties_t p;
@@ -374,7 +476,13 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, const uint8_t id[16],
             {AMQP_FIELD_KIND_UTF8,
              {.bytes = amqp_cstring_bytes(call->traceparent)}}};
     }
-    /* mandatory: a missing queue comes back as basic.return at once. */
+    if (!rpc->url.ssl) {
+        if (OUT_SIZE - rpc->out_len < OUT_ROOM && flush_out(rpc) != 0)
+            return AMQP_STATUS_SOCKET_ERROR;
+        return encode_publish(rpc, &p, amqp_cstring_bytes(body)) == 0
+                   ? AMQP_STATUS_OK
+                   : AMQP_STATUS_BAD_AMQP_DATA;
+    }
     return amqp_basic_publish(rpc->conn, CH_RPC, amqp_empty_bytes,
                               amqp_cstring_bytes(rpc->cfg->queue), 1, 0, &p,
                               amqp_cstring_bytes(body));
@@ -398,26 +506,14 @@ static int send_stalled(gw_rpc_t *rpc) {
     return poll(&p, 1, STALL_GRACE_MS) != 1;
 }
 
-/* Holds back (on) or flushes (off) partial TCP segments.  Returns whether
- * it took effect. */
-static int cork(gw_rpc_t *rpc, int on) {
-    return setsockopt(amqp_get_sockfd(rpc->conn), IPPROTO_TCP, TCP_CORK, &on,
-                      sizeof(on)) == 0;
-}
-
 static void start_calls(gw_rpc_t *rpc) {
     gw_call_t *call, *next;
     int64_t now = gw_now_ms();
     uint8_t id[16];
     unsigned published = 0;
-    int status, corked;
+    int status;
 
-    call = take_submitted(rpc);
-    /* A batch goes out in as few TCP segments as it fills: fewer reads for
-     * the broker.  rabbitmq-c writes each frame with its own send(). */
-    corked =
-        call != NULL && call->next != NULL && rpc->conn != NULL && cork(rpc, 1);
-    for (; call != NULL; call = next) {
+    for (call = take_submitted(rpc); call != NULL; call = next) {
         next = call->next;
         if (rpc->conn == NULL) {
             complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
@@ -462,8 +558,9 @@ static void start_calls(gw_rpc_t *rpc) {
         if (gw_pending_add(rpc->pending, id, call->deadline_ms, call) != 0)
             complete(rpc, call, GW_E_OVERLOADED, "too many calls in flight");
     }
-    if (corked && rpc->conn != NULL)
-        cork(rpc, 0);
+    if (rpc->conn != NULL && rpc->out_len > 0 && flush_out(rpc) != 0)
+        link_down(rpc, GW_E_CONNECTION_LOST,
+                  "lost the connection to RabbitMQ while publishing", 0);
 }
 
 static void expire_calls(gw_rpc_t *rpc) {
@@ -746,7 +843,9 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     rpc->url_buf = strdup(cfg->amqp_url);
     rpc->pending = gw_pending_new(cfg->max_inflight);
     rpc->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (rpc->url_buf == NULL || rpc->pending == NULL || rpc->wake_fd < 0) {
+    rpc->out = malloc(OUT_SIZE);
+    if (rpc->url_buf == NULL || rpc->pending == NULL || rpc->wake_fd < 0 ||
+        rpc->out == NULL) {
         gw_log(GW_LOG_ERROR, "rpc_init_failed error=\"%s\"", strerror(errno));
         goto fail;
     }
@@ -833,6 +932,7 @@ void gw_rpc_free(gw_rpc_t *rpc) {
     if (rpc->wake_fd >= 0)
         close(rpc->wake_fd);
     gw_pending_free(rpc->pending);
+    free(rpc->out);
     free(rpc->url_buf);
     pthread_mutex_destroy(&rpc->lock);
     free(rpc);
