@@ -41,7 +41,6 @@ static uint64_t get(atomic_uint_fast64_t *a) {
 char *gw_metrics_render(gw_metrics_t *m, const gw_metrics_link_t *link,
                         const char *version, size_t *len) {
     promtext_t o = {malloc(8192), 0, 8192, 0};
-    uint64_t cum = 0;
     size_t i;
 
     if (o.buf == NULL)
@@ -65,27 +64,10 @@ char *gw_metrics_render(gw_metrics_t *m, const gw_metrics_link_t *link,
                      gw_err_code((gw_err_t)i),
                      (unsigned long long)get(&m->by_problem[i]));
 
-    promtext_family(&o, "fibgw_http_request_duration_seconds", "histogram",
-                    "Time from request headers to the answer being queued.");
-    for (i = 0; i <= GW_METRICS_NBUCKETS; i++) {
-        cum += get(&m->buckets[i]);
-        if (i < GW_METRICS_NBUCKETS)
-            promtext_put(
-                &o,
-                "fibgw_http_request_duration_seconds_bucket{le=\"%g\"} "
-                "%llu\n",
-                bucket_le[i], (unsigned long long)cum);
-        else
-            promtext_put(
-                &o,
-                "fibgw_http_request_duration_seconds_bucket{le=\"+Inf\"} "
-                "%llu\n",
-                (unsigned long long)cum);
-    }
-    promtext_put(&o, "fibgw_http_request_duration_seconds_sum %.6f\n",
-                 (double)get(&m->duration_us_sum) / 1e6);
-    promtext_put(&o, "fibgw_http_request_duration_seconds_count %llu\n",
-                 (unsigned long long)cum);
+    promtext_histogram(&o, "fibgw_http_request_duration_seconds",
+                       "Time from request headers to the answer being queued.",
+                       bucket_le, m->buckets, GW_METRICS_NBUCKETS,
+                       (double)get(&m->duration_us_sum) / 1e6);
 
     promtext_family(&o, "fibgw_calls_in_flight", "gauge",
                     "RPC calls published and waiting for a reply.");

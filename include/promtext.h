@@ -6,6 +6,8 @@
 #define PROMTEXT_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -53,6 +55,27 @@ static inline void promtext_put(promtext_t *o, const char *fmt, ...) {
 static inline void promtext_family(promtext_t *o, const char *name,
                                    const char *type, const char *help) {
     promtext_put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A histogram family from per-interval counts: counts[i] holds the
+ * observations in (le[i-1], le[i]], counts[n] those above le[n-1]; the
+ * rendered buckets are cumulative, as the format asks. */
+static inline void promtext_histogram(promtext_t *o, const char *name,
+                                      const char *help, const double *le,
+                                      atomic_uint_fast64_t *counts, size_t n,
+                                      double sum) {
+    unsigned long long cum = 0;
+    size_t i;
+
+    promtext_family(o, name, "histogram", help);
+    for (i = 0; i <= n; i++) {
+        cum += atomic_load_explicit(&counts[i], memory_order_relaxed);
+        if (i < n)
+            promtext_put(o, "%s_bucket{le=\"%g\"} %llu\n", name, le[i], cum);
+        else
+            promtext_put(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+    }
+    promtext_put(o, "%s_sum %.9f\n%s_count %llu\n", name, sum, name, cum);
 }
 
 #endif

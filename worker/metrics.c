@@ -94,7 +94,6 @@ static void fw_put_label(promtext_t *o, const char *v) {
 
 char *fw_metrics_render(fw_metrics_t *m, const char *version, size_t *len) {
     promtext_t o = {NULL, 0, 4096, 0};
-    uint64_t cum = 0;
     size_t i;
 
     o.buf = malloc(o.cap);
@@ -123,21 +122,10 @@ char *fw_metrics_render(fw_metrics_t *m, const char *version, size_t *len) {
                      fw_err_name((fw_err_t)(i + 1)),
                      (unsigned long long)fw_get(&m->errors[i]));
 
-    promtext_family(&o, "fibw_compute_seconds", "histogram",
-                    "Time spent computing F(n) for served requests.");
-    for (i = 0; i <= FW_METRICS_NBUCKETS; i++) {
-        cum += fw_get(&m->buckets[i]);
-        if (i < FW_METRICS_NBUCKETS)
-            promtext_put(&o, "fibw_compute_seconds_bucket{le=\"%g\"} %llu\n",
-                         fw_bucket_le[i], (unsigned long long)cum);
-        else
-            promtext_put(&o, "fibw_compute_seconds_bucket{le=\"+Inf\"} %llu\n",
-                         (unsigned long long)cum);
-    }
-    promtext_put(&o, "fibw_compute_seconds_sum %.9f\n",
-                 (double)fw_get(&m->compute_ns_sum) / 1e9);
-    promtext_put(&o, "fibw_compute_seconds_count %llu\n",
-                 (unsigned long long)cum);
+    promtext_histogram(&o, "fibw_compute_seconds",
+                       "Time spent computing F(n) for served requests.",
+                       fw_bucket_le, m->buckets, FW_METRICS_NBUCKETS,
+                       (double)fw_get(&m->compute_ns_sum) / 1e9);
 
     promtext_family(&o, "fibw_amqp_connected", "gauge",
                     "1 while the AMQP connection is up and consuming.");
