@@ -23,7 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import harness  # noqa: E402  (re-executes under Debian's python3 if needed)
-import pika  # noqa: E402
+import fakes  # noqa: E402
 
 SKIP = 77  # ctest SKIP_RETURN_CODE
 SPEC_PATH = os.path.join(harness.SOURCE_DIR, "openapi.yaml")
@@ -275,84 +275,27 @@ class Relay(threading.Thread):
 # ----------------------------------------------------------------- scripted server
 
 
-class ScriptedServer(threading.Thread):
+class ScriptedServer(fakes.FakeServer):
     """An RPC server on `queue` (declared durable, as fib-worker does) that
     answers each request as script(n) says: ("fib", delay) replies F(n)
     after delay seconds, ("error", type, message) replies a fibrpc error,
     ("raw", body, content_type) replies those bytes, None never replies.
-    Its own thread and connection; start_and_wait(), then stop()."""
+    Its own thread and connection (tests/integration/fakes.py);
+    start_and_wait(), then stop()."""
 
-    ERROR_CT = "application/vnd.fibrpc.error+json"
+    kind = "scripted"
 
     def __init__(self, url, queue, script):
-        super().__init__(name=f"scripted-{queue}", daemon=True)
-        self.url, self.queue, self.script = url, queue, script
-        self.received = []
-        self.sent = 0
-        self.error = None
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._halt = threading.Event()
-        self._conn = self._ch = None
+        super().__init__(url, queue)
+        self.script = script
 
-    def run(self):
-        try:
-            self._conn = pika.BlockingConnection(pika.URLParameters(self.url))
-            self._ch = self._conn.channel()
-            self._ch.queue_declare(self.queue, durable=True)
-            self._ch.basic_consume(self.queue, self._on_message, auto_ack=True)
-            self._ready.set()
-            while not self._halt.is_set():
-                self._conn.process_data_events(time_limit=0.05)
-        except Exception as e:  # noqa: BLE001 - reported to the test
-            self.error = e
-        finally:
-            self._ready.set()
-            try:
-                if self._conn is not None and self._conn.is_open:
-                    self._conn.close()
-            except Exception:  # noqa: BLE001 - the broker may be gone
-                pass
-
-    def _on_message(self, ch, method, props, body):
-        text = body.decode("ascii", "replace")
-        n = int(text) if text.isdigit() else None
-        with self._lock:
-            self.received.append(n)
-        plan = self.script(n)
+    def plan(self, req):
+        plan = self.script(req.n)
         if plan is None:
-            return
+            return []
         if plan[0] == "fib":
-            reply, ct, delay = str(harness.fib(n)).encode(), "text/plain", plan[1]
-        elif plan[0] == "error":
-            reply = json.dumps({"type": plan[1], "message": plan[2]}).encode()
-            ct, delay = self.ERROR_CT, 0
-        else:
-            reply, ct, delay = plan[1], plan[2], 0
-
-        def send():
-            if self._ch is not None and self._ch.is_open and props.reply_to:
-                self._ch.basic_publish("", props.reply_to, reply, pika.BasicProperties(
-                    content_type=ct, correlation_id=props.correlation_id))
-                with self._lock:
-                    self.sent += 1
-        if delay > 0:
-            self._conn.call_later(delay, send)
-        else:
-            send()
-
-    def start_and_wait(self, timeout=harness.READY_TIMEOUT):
-        self.start()
-        if not self._ready.wait(timeout) or self.error is not None:
-            self.stop()
-            raise RuntimeError(f"{self.name} failed to start: {self.error!r}")
-        return self
-
-    def sent_count(self):
-        with self._lock:
-            return self.sent
-
-    def stop(self):
-        self._halt.set()
-        if self.is_alive():
-            self.join(10)
+            return [fakes.Reply(harness.fib(req.n), delay=plan[1])]
+        if plan[0] == "error":
+            return [fakes.Reply(json.dumps({"type": plan[1], "message": plan[2]}),
+                                fakes.ERROR_CONTENT_TYPE)]
+        return [fakes.Reply(plan[1], plan[2])]
