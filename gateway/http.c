@@ -1,19 +1,26 @@
 /* http.c - libmicrohttpd: routes requests, answers what it can at once,
  * suspends the rest until the AMQP thread resumes them with an outcome.
  *
- * Callbacks run on libmicrohttpd's single polling thread, except
- * gw_http_call_done, which runs on the AMQP thread and only resumes. */
+ * The HTTP thread is ours: it runs libmicrohttpd's epoll loop (external
+ * polling) so that stopping can look at every connection between two turns
+ * of the loop, when libmicrohttpd is not reading.  All callbacks run on that
+ * thread, except gw_http_call_done, which runs on the AMQP thread and only
+ * resumes. */
 #include "http.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,16 +41,35 @@
  * get 431. */
 #define GW_HTTP_CONN_MEMORY 8192
 
+/* How far stopping has got; main moves it forward, the HTTP thread acts. */
+enum { PHASE_RUN, PHASE_DRAIN, PHASE_FINISH };
+
+/* One open connection.  It is idle while no request on it has a request
+ * line yet: only then may stopping close it, because nothing of a new
+ * request has been taken from it. */
+typedef struct conn {
+    struct conn *prev, *next;
+    int fd;
+    int active;  /* a request line was read; its answer is not written */
+    int closing; /* shut down by the drain; libmicrohttpd closes it next */
+} conn_t;
+
 struct gw_http {
     const gw_config_t *cfg;
     gw_rpc_t *rpc;
     gw_metrics_t *metrics;
-    gw_idgen_t ids; /* request ids; libmicrohttpd's thread only */
     struct MHD_Daemon *daemon;
-    /* Calls admitted whose answer is not written yet: suspended, or resumed
-     * by the AMQP thread and waiting for libmicrohttpd's thread. */
-    atomic_uint unanswered;
-    MHD_socket quiesced_fd; /* the listening socket, shut down, until stop */
+    pthread_t thread;
+    int started;
+    int wake_fd;             /* -> HTTP thread: a resume, or the phase moved */
+    atomic_int wake_pending; /* wake_fd written and not read yet */
+    atomic_int phase;        /* PHASE_*; written by main */
+
+    /* HTTP thread only */
+    gw_idgen_t ids; /* request ids */
+    conn_t *conns;  /* every open connection */
+    unsigned nconns, nactive;
+    int draining; /* the drain has started on this thread */
 };
 
 enum { ST_NEW, ST_WAITING, ST_DONE };
@@ -51,6 +77,9 @@ enum { ST_NEW, ST_WAITING, ST_DONE };
 /* Per request; call must stay first (gw_http_call_done casts back). */
 typedef struct {
     gw_call_t call;
+    gw_http_t *h;
+    conn_t *conn; /* NULL if the connection was not known (cannot happen) */
+    int seen;     /* the access handler has run once: headers are in */
     int state;
     int status;
     gw_route_t route;
@@ -92,7 +121,8 @@ static void trace_ids(gw_http_t *h, struct MHD_Connection *c, gw_call_t *call) {
         snprintf(call->traceparent, sizeof(call->traceparent), "%s", v);
 }
 
-/* Adds the common headers and queues resp (which it releases). */
+/* Adds the common headers and queues resp (which it releases).  While
+ * stopping, every answer closes its connection. */
 static enum MHD_Result queue(struct MHD_Connection *c, req_t *r, int status,
                              const char *type, struct MHD_Response *resp) {
     enum MHD_Result ret;
@@ -104,7 +134,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_t *r, int status,
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    if (r->call.err == GW_E_SHUTTING_DOWN)
+    if (r->h->draining || r->call.err == GW_E_SHUTTING_DOWN)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     r->status = status;
     ret = MHD_queue_response(c, (unsigned)status, resp);
@@ -229,7 +259,6 @@ static enum MHD_Result start_fib(gw_http_t *h, struct MHD_Connection *c,
     r->call.deadline_ms = gw_now_ms() + timeout_ms;
     r->call.http = c;
     r->state = ST_WAITING;
-    atomic_fetch_add(&h->unanswered, 1);
     /* Suspend before submitting: the AMQP thread may resume at once. */
     MHD_suspend_connection(c);
     gw_rpc_submit(h->rpc, &r->call);
@@ -312,6 +341,36 @@ static enum MHD_Result route(gw_http_t *h, struct MHD_Connection *c, req_t *r,
     }
 }
 
+/* Publishes the connection counts for /metrics. */
+static void counts_changed(gw_http_t *h) {
+    atomic_store_explicit(&h->metrics->http_connections, h->nconns,
+                          memory_order_relaxed);
+    atomic_store_explicit(&h->metrics->http_active, h->nactive,
+                          memory_order_relaxed);
+}
+
+/* libmicrohttpd has read a request line: from here on the connection owes
+ * an answer.  Returns the request's context. */
+static void *on_request_line(void *cls, const char *uri,
+                             struct MHD_Connection *c) {
+    gw_http_t *h = cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    req_t *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    r->h = h;
+    r->start_us = gw_now_us();
+    r->conn = ci != NULL ? ci->socket_context : NULL;
+    if (r->conn != NULL && !r->conn->active) {
+        r->conn->active = 1;
+        h->nactive++;
+        counts_changed(h);
+    }
+    return r;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -319,15 +378,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     gw_http_t *h = cls;
     req_t *r = *ctx;
 
-    if (r == NULL) { /* headers are in; the body (if any) is not */
-        r = calloc(1, sizeof(*r));
-        if (r == NULL)
-            return MHD_NO;
-        r->start_us = gw_now_us();
+    if (r == NULL) /* out of memory at the request line */
+        return MHD_NO;
+    if (!r->seen) { /* headers are in; the body (if any) is not */
+        r->seen = 1;
         snprintf(r->method, sizeof(r->method), "%s", method);
         log_safe(r->path, sizeof(r->path), url);
         trace_ids(h, c, &r->call);
-        *ctx = r;
         return MHD_YES;
     }
     if (*upload_size != 0) { /* no route takes a body: discard it */
@@ -348,8 +405,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
 
     if (r == NULL)
         return;
-    if (r->state != ST_NEW)
-        atomic_fetch_sub(&http->unanswered, 1);
+    *ctx = NULL;
+    if (r->conn != NULL && r->conn->active) {
+        r->conn->active = 0;
+        http->nactive--;
+        counts_changed(http);
+    }
+    if (!r->seen) { /* libmicrohttpd refused the head itself */
+        free(r);
+        return;
+    }
     /* Probes and scrapes that succeed would drown the other lines. */
     gw_log((r->route == GW_ROUTE_HEALTHZ || r->route == GW_ROUTE_READYZ ||
             r->route == GW_ROUTE_METRICS) &&
@@ -367,7 +432,46 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
                        gw_now_us() - r->start_us);
     free(r->call.body);
     free(r);
-    *ctx = NULL;
+}
+
+/* Keeps the list of open connections that stopping walks. */
+static void on_connection(void *cls, struct MHD_Connection *c,
+                          void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode what) {
+    gw_http_t *h = cls;
+    const union MHD_ConnectionInfo *ci;
+    conn_t *k;
+
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        k = calloc(1, sizeof(*k));
+        if (k == NULL)
+            return; /* not tracked: stopping cannot close it early */
+        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        k->fd = ci != NULL ? ci->connect_fd : -1;
+        k->next = h->conns;
+        if (h->conns != NULL)
+            h->conns->prev = k;
+        h->conns = k;
+        h->nconns++;
+        counts_changed(h);
+        *socket_ctx = k;
+        return;
+    }
+    k = *socket_ctx;
+    if (k == NULL)
+        return;
+    if (k->active) /* cannot happen: the request completes first */
+        h->nactive--;
+    if (k->prev != NULL)
+        k->prev->next = k->next;
+    else
+        h->conns = k->next;
+    if (k->next != NULL)
+        k->next->prev = k->prev;
+    h->nconns--;
+    counts_changed(h);
+    free(k);
+    *socket_ctx = NULL;
 }
 
 static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s) {
@@ -386,17 +490,116 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
     gw_log(GW_LOG_WARN, "http_error text=\"%s\"", buf);
 }
 
+/* --- the HTTP thread ---------------------------------------------------- */
+
+/* Closes every idle connection.  Runs between two turns of libmicrohttpd's
+ * loop, so it cannot race a read: a connection that is idle here has
+ * nothing of a new request taken from it, and what its client sends from
+ * now on is never read (HTTP lets a server close an idle connection; the
+ * client retries).  libmicrohttpd sees the shutdown on its next turn and
+ * closes the connection. */
+static void close_idle(gw_http_t *h) {
+    conn_t *k;
+
+    for (k = h->conns; k != NULL; k = k->next)
+        if (!k->active && !k->closing && k->fd >= 0) {
+            shutdown(k->fd, SHUT_RDWR);
+            k->closing = 1;
+        }
+}
+
+/* Sleeps until libmicrohttpd has work, main moved the phase, or
+ * libmicrohttpd's own next timeout. */
+static void wait_for_work(gw_http_t *h, int mhd_fd) {
+    struct pollfd fds[2] = {{mhd_fd, POLLIN, 0}, {h->wake_fd, POLLIN, 0}};
+    MHD_UNSIGNED_LONG_LONG mhd_ms;
+    int timeout = -1;
+    uint64_t v;
+
+    if (MHD_get_timeout(h->daemon, &mhd_ms) == MHD_YES)
+        timeout = mhd_ms > INT32_MAX ? INT32_MAX : (int)mhd_ms;
+    if (poll(fds, 2, timeout) > 0 && (fds[1].revents & POLLIN)) {
+        (void)!read(h->wake_fd, &v, sizeof(v));
+        /* Before MHD_run: a resume after this store writes again. */
+        atomic_store(&h->wake_pending, 0);
+    }
+}
+
+static void start_drain(gw_http_t *h) {
+    MHD_socket fd = MHD_quiesce_daemon(h->daemon);
+
+    /* We run the loop, so libmicrohttpd is done with the listening socket:
+     * closing it refuses new connections at once. */
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    h->draining = 1;
+    gw_log(GW_LOG_INFO, "draining connections=%u active=%u", h->nconns,
+           h->nactive);
+}
+
+static void *http_main(void *arg) {
+    gw_http_t *h = arg;
+    const union MHD_DaemonInfo *di =
+        MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    int mhd_fd = di->epoll_fd;
+    int64_t finish_by = 0;
+
+    for (;;) {
+        int phase = atomic_load(&h->phase);
+
+        if (phase >= PHASE_DRAIN && !h->draining)
+            start_drain(h);
+        if (h->draining)
+            close_idle(h);
+        if (phase == PHASE_FINISH) {
+            /* Every call is done, so every suspended request is resumed;
+             * what is left are answers being written and request heads
+             * being read.  Those get the idle timeout, as always. */
+            if (finish_by == 0)
+                finish_by =
+                    gw_now_ms() + (int64_t)h->cfg->idle_timeout_s * 1000;
+            if (h->nactive == 0 || gw_now_ms() >= finish_by)
+                break;
+        }
+        wait_for_work(h, mhd_fd);
+        MHD_run(h->daemon);
+    }
+    if (h->nactive > 0)
+        gw_log(GW_LOG_WARN, "stopped_with_unanswered requests=%u", h->nactive);
+    /* In this thread, right after the check: nothing is read in between. */
+    MHD_stop_daemon(h->daemon);
+    h->daemon = NULL;
+    return NULL;
+}
+
 /* --- public -------------------------------------------------------------- */
 
+/* Wakes the HTTP thread, unless a wake-up is already on its way. */
+static void wake(gw_http_t *h) {
+    uint64_t one = 1;
+
+    if (!atomic_exchange(&h->wake_pending, 1))
+        (void)!write(h->wake_fd, &one, sizeof(one));
+}
+
 void gw_http_call_done(gw_call_t *call) {
+    req_t *r = (req_t *)call;
+
+    /* libmicrohttpd does not wake a loop it does not run: we do. */
     MHD_resume_connection(call->http);
+    wake(r->h);
+}
+
+static void set_phase(gw_http_t *h, int phase) {
+    atomic_store(&h->phase, phase);
+    wake(h);
 }
 
 gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
                          gw_metrics_t *metrics) {
     struct addrinfo hints = {0}, *ai = NULL;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
     char port[8];
     gw_http_t *h;
     int rc;
@@ -405,10 +608,17 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
     if (h == NULL)
         return NULL;
     h->cfg = cfg;
-    h->quiesced_fd = MHD_INVALID_SOCKET;
     h->rpc = rpc;
     h->metrics = metrics;
+    atomic_init(&h->phase, PHASE_RUN);
+    atomic_init(&h->wake_pending, 0);
     gw_idgen_init(&h->ids);
+    h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (h->wake_fd < 0) {
+        gw_log(GW_LOG_ERROR, "http_init_failed error=\"%s\"", strerror(errno));
+        free(h);
+        return NULL;
+    }
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
@@ -417,8 +627,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
     if (rc != 0) {
         gw_log(GW_LOG_ERROR, "listen_resolve_failed host=%s error=\"%s\"",
                cfg->listen_host, gai_strerror(rc));
-        free(h);
-        return NULL;
+        goto fail;
     }
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -430,42 +639,42 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GW_HTTP_CONN_MEMORY,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, h,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (h->daemon == NULL) {
         gw_log(GW_LOG_ERROR, "listen_failed host=%s port=%u", cfg->listen_host,
                cfg->listen_port);
-        free(h);
-        return NULL;
+        goto fail;
     }
+    rc = pthread_create(&h->thread, NULL, http_main, h);
+    if (rc != 0) {
+        gw_log(GW_LOG_ERROR, "thread_create_failed error=\"%s\"", strerror(rc));
+        MHD_stop_daemon(h->daemon);
+        goto fail;
+    }
+    h->started = 1;
     gw_log(GW_LOG_INFO, "listening host=%s port=%u", cfg->listen_host,
            cfg->listen_port);
     return h;
+fail:
+    close(h->wake_fd);
+    free(h);
+    return NULL;
 }
 
-void gw_http_quiesce(gw_http_t *http) {
-    /* libmicrohttpd's thread may still use the descriptor: shut it down so
-     * that new connections are refused, close it after MHD_stop_daemon. */
-    http->quiesced_fd = MHD_quiesce_daemon(http->daemon);
-    if (http->quiesced_fd != MHD_INVALID_SOCKET)
-        shutdown(http->quiesced_fd, SHUT_RDWR);
+void gw_http_drain(gw_http_t *http) {
+    set_phase(http, PHASE_DRAIN);
 }
 
 void gw_http_stop(gw_http_t *http) {
-    struct timespec tick = {0, 5 * 1000000L};
-    int i;
-
     if (http == NULL)
         return;
-    /* The AMQP thread has finished every call, but libmicrohttpd writes the
-     * answers of resumed connections on a later turn of its loop, and
-     * MHD_stop_daemon closes whatever is not written yet: give it up to
-     * 2 s to send them. */
-    for (i = 0; i < 400 && atomic_load(&http->unanswered) > 0; i++)
-        nanosleep(&tick, NULL);
-    MHD_stop_daemon(http->daemon);
-    if (http->quiesced_fd != MHD_INVALID_SOCKET)
-        close(http->quiesced_fd);
+    set_phase(http, PHASE_FINISH);
+    if (http->started)
+        pthread_join(http->thread, NULL);
+    close(http->wake_fd);
     free(http);
 }

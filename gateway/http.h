@@ -1,8 +1,8 @@
 /* http.h - the HTTP side: the only code that includes <microhttpd.h>.
  *
- * libmicrohttpd runs its own single polling thread (epoll); requests that
+ * One HTTP thread of ours runs libmicrohttpd's epoll loop; requests that
  * need an RPC are suspended, handed to the AMQP thread, and resumed from
- * there through gw_http_call_done.  gw_http_start/quiesce/stop belong to
+ * there through gw_http_call_done.  gw_http_start/drain/stop belong to
  * main. */
 #ifndef GW_HTTP_H
 #define GW_HTTP_H
@@ -22,9 +22,14 @@ void gw_http_call_done(gw_call_t *call);
  * metrics must outlive it. */
 gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
                          gw_metrics_t *metrics);
-/* Stops accepting new connections; open ones are still served. */
-void gw_http_quiesce(gw_http_t *http);
-/* Stops the daemon and frees it.  Every call must be done first. */
+/* Starts the graceful stop; returns at once.  New connections are refused,
+ * idle kept-alive connections are closed (before anything of a new request
+ * is read from them), every request already being read is answered, and
+ * every answer from now on closes its connection. */
+void gw_http_drain(gw_http_t *http);
+/* Ends the HTTP thread once every request being read has its answer
+ * written (each gets at most the idle timeout), then frees.  Every call
+ * must be done first (gw_rpc_shutdown).  NULL is a no-op. */
 void gw_http_stop(gw_http_t *http);
 
 #endif

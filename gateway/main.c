@@ -79,8 +79,9 @@ int main(int argc, char **argv) {
 
     sigwait(&stop_signals, &sig);
     gw_log(GW_LOG_INFO, "stopping signal=%s", sig == SIGINT ? "INT" : "TERM");
-    /* Stop accepting, let calls in flight finish, then close. */
-    gw_http_quiesce(http);
+    /* Stop accepting and close idle connections, let calls in flight
+     * finish, write every answer, then close. */
+    gw_http_drain(http);
     gw_rpc_shutdown(rpc);
     rc = 0;
 out:

@@ -69,6 +69,22 @@ char *gw_metrics_render(gw_metrics_t *m, const gw_metrics_link_t *link,
                        bucket_le, m->buckets, GW_METRICS_NBUCKETS,
                        (double)get(&m->duration_us_sum) / 1e6);
 
+    promtext_family(&o, "fibgw_http_connections", "gauge",
+                    "Open HTTP connections: active (a request being read or "
+                    "answered) or idle (kept alive between requests).");
+    {
+        unsigned open =
+            atomic_load_explicit(&m->http_connections, memory_order_relaxed);
+        unsigned active =
+            atomic_load_explicit(&m->http_active, memory_order_relaxed);
+        if (active > open)
+            active = open;
+        promtext_put(&o, "fibgw_http_connections{state=\"active\"} %u\n",
+                     active);
+        promtext_put(&o, "fibgw_http_connections{state=\"idle\"} %u\n",
+                     open - active);
+    }
+
     promtext_family(&o, "fibgw_calls_in_flight", "gauge",
                     "RPC calls published and waiting for a reply.");
     promtext_put(&o, "fibgw_calls_in_flight %u\n", link->inflight);

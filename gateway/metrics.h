@@ -33,6 +33,9 @@ typedef struct {
     /* recorded by the AMQP thread */
     atomic_uint_fast64_t replies_dropped;
     atomic_uint_fast64_t reconnects;
+    /* gauges, set by the HTTP thread on every turn of its loop */
+    atomic_uint http_connections; /* open */
+    atomic_uint http_active;      /* with a request being read or answered */
 } gw_metrics_t;
 
 /* What the AMQP side reports at render time. */

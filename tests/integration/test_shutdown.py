@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""test_shutdown.py - issue 3, point 10: graceful stop.
+"""test_shutdown.py - graceful stop (README, "Graceful stop").
 
 Gateway: on SIGTERM or SIGINT it stops accepting (new connections are
-refused), answers requests on connections it already has with 503
-shutting_down, lets the calls in flight finish (a slow fake worker answers
-20 of them after ~1 s; one that is never answered ends at its own timeout
-with 504), writes every answer, then exits 0.  Also when the broker dies
-while it drains: the calls then fail at once, and each caller still gets
-that answer.
+refused) and closes every idle kept-alive connection before reading
+anything more from it; a request it had begun to read is answered (503
+shutting_down); the calls in flight finish (a slow fake worker answers 20
+of them after ~1 s; one that is never answered ends at its own timeout with
+504); every answer from the signal on carries Connection: close; it writes
+every answer, then exits 0.  No request the gateway has read goes
+unanswered: a request that races the close either gets an answer or was
+never read (no log line, never published).  Also when the broker dies while
+it drains: the calls then fail at once, and each caller still gets that
+answer.
 
 Worker: on SIGTERM while it computes it still replies (the caller gets 200),
 acks, and exits 0; nothing is left in the queue."""
@@ -16,6 +20,7 @@ import errno
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -78,14 +83,64 @@ def Call(port, path):
     return harness.Call(port, path, timeout=30)
 
 
+def active_connections(port):
+    """fibgw_http_connections{state="active"} from /metrics (the scrape's
+    own connection included)."""
+    r = harness.get(port, "/metrics")
+    m = re.search(r'^fibgw_http_connections\{state="active"\} (\d+)$',
+                  r.body.decode(), re.M)
+    if m is None:
+        raise AssertionError(f"no active-connections gauge in /metrics:\n{r.body[:2000]!r}")
+    return int(m.group(1))
+
+
+def read_response(sock):
+    """One HTTP response from a raw socket: (status, headers, parsed JSON
+    body); raises http.client errors when the connection closes first."""
+    resp = http.client.HTTPResponse(sock)
+    resp.begin()
+    body = resp.read()
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    return harness.Response(resp.status, resp.headers, body, parsed, 0)
+
+
+def closed_without_answer(sock):
+    """Waits for the peer to close; True when it closed without sending a
+    byte.  The wait is for an event the gateway owes us at once; 10 s only
+    keeps a broken gateway from hanging the test."""
+    sock.settimeout(10)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
 class GatewayStopTest(unittest.TestCase):
     def stop_gateway_with_calls_in_flight(self, sig, never_answered):
         gw = ENV.start_gateway(queue=SLOW_QUEUE, timeout_ms=10000)
-        keep = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
-        keep.request("GET", "/nope")  # a kept-alive connection from before the signal
-        r = keep.getresponse()
-        r.read()
-        self.assertEqual(r.status, 404)
+        # Kept-alive connections from before the signal, both idle after a
+        # first answer: `idle` sends nothing more, `late` sends a request
+        # right after the signal.
+        conns = {}
+        for name in ("idle", "late"):
+            c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+            c.request("GET", "/nope")
+            r = c.getresponse()
+            r.read()
+            self.assertEqual(r.status, 404)
+            conns[name] = c
+        # A request whose head is half sent before the signal: the gateway
+        # has read its request line, so it owes it an answer.  Wait until
+        # the gateway says so (2 = this one and the scrape itself).
+        partial = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        partial.sendall(b"GET /fib/40 HTTP/1.1\r\nHost: t\r\nX-Request-Id: partial-1\r\n")
+        deadline = time.monotonic() + 10
+        while active_connections(gw.port) < 2:
+            self.assertLess(time.monotonic(), deadline, "the half-sent head was never read")
+            time.sleep(0.01)
 
         before = len(FAKE.snapshot())
         ns = list(range(10, 30))  # 20 calls: each answer must still be written
@@ -97,6 +152,19 @@ class GatewayStopTest(unittest.TestCase):
                         "the calls did not reach the fake worker")
         t_sig = time.monotonic()
         gw.signal(sig)
+        late_id = "late-" + uuid.uuid4().hex[:8]
+        late = conns["late"]
+        late_box = {}
+
+        def send_late():
+            try:
+                late.request("GET", "/fib/41", headers={"X-Request-Id": late_id})
+                r = late.getresponse()
+                late_box["resp"] = harness.Response(r.status, r.headers, r.read(), None, 0)
+            except (OSError, http.client.HTTPException) as e:
+                late_box["resp"] = e
+        late_thread = threading.Thread(target=send_late, daemon=True)
+        late_thread.start()
 
         # New connections are refused soon after the signal.
         refused_at = None
@@ -106,30 +174,32 @@ class GatewayStopTest(unittest.TestCase):
                 break
             time.sleep(0.01)
         self.assertIsNotNone(refused_at, "new connections still accepted 2 s after the signal")
-        # A request on a connection opened before the signal is refused politely.
-        time.sleep(0.05)
-        try:
-            keep.request("GET", "/fib/40")
-            r = keep.getresponse()
-            body = r.read()
-        except (OSError, http.client.HTTPException) as e:
-            self.fail(f"a request on a connection from before the signal got no answer: {e!r}")
-        finally:
-            keep.close()
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
-        resp = harness.Response(r.status, r.headers, body, parsed, 0)
-        harness.assert_problem(self, resp, 503, "shutting_down", "request after the signal")
 
-        # The calls in flight still get their answers...
+        # The idle connection is closed without a byte sent.
+        self.assertTrue(closed_without_answer(conns["idle"].sock),
+                        "the idle kept-alive connection got bytes instead of a close")
+        conns["idle"].close()
+
+        # The half-read request is answered, and its connection closed.
+        partial.sendall(b"\r\n")
+        try:
+            resp = read_response(partial)
+        except (OSError, http.client.HTTPException) as e:
+            self.fail(f"a request the gateway had begun to read got no answer: {e!r}")
+        harness.assert_problem(self, resp, 503, "shutting_down", "half-read request")
+        self.assertEqual(resp.headers.get("Connection"), "close")
+        self.assertTrue(closed_without_answer(partial), "bytes after the last answer")
+        partial.close()
+
+        # The calls in flight still get their answers, each closing its
+        # connection...
         for c in calls:
             c.join(30)
         for n, c in zip(ns, calls):
             self.assertIsNone(c.error, f"/fib/{n}: {c.error!r}")
             self.assertEqual(c.resp.status, 200, harness.show(c.resp))
             self.assertEqual(c.resp.json, {"n": n, "fib": str(harness.fib(n))})
+            self.assertEqual(c.resp.headers.get("Connection"), "close")
             self.assertGreater(c.done_at, t_sig, "answered before the signal: test too slow")
         if never_answered:
             c = calls[-1]
@@ -144,9 +214,34 @@ class GatewayStopTest(unittest.TestCase):
         last = max(c.done_at for c in calls)
         self.assertLess(exited_at - last, 2.0, "the gateway lingered after its last call")
         self.assertTrue(gw.events("stopping"), "no msg=stopping in the gateway's log")
+        self.assertEqual(gw.events("stopped_with_unanswered"), [])
+
+        # The request sent on the idle connection right after the signal
+        # raced its close (and the signal's delivery).  Either way nothing
+        # is lost: answered (200 when it was read before the drain began,
+        # else 503), or never read (no log line) and so never published.
+        late_thread.join(30)
+        late_resp = late_box.get("resp")
+        self.assertIsNotNone(late_resp, "the racing request neither answered nor closed")
+        logged = [e for e in gw.events("request") if e.get("request_id") == late_id]
+        published = [p for _, _, p in FAKE.snapshot()
+                     if (p.headers or {}).get("x-request-id") == late_id]
+        late.close()
+        if isinstance(late_resp, Exception):
+            self.assertEqual(logged, [], f"read but not answered: {late_resp!r}")
+            self.assertEqual(published, [], "never answered but published")
+            how = f"closed unread ({type(late_resp).__name__})"
+        else:
+            self.assertEqual(len(logged), 1, logged)
+            if late_resp.status == 200:
+                self.assertEqual(json.loads(late_resp.body), {"n": 41, "fib": str(harness.fib(41))})
+            else:
+                self.assertEqual(late_resp.status, 503, harness.show(late_resp))
+            how = f"answered {late_resp.status}"
         print(f"\n  {signal.Signals(sig).name}: refused new connections after "
               f"{refused_at - t_sig:.3f} s, last call answered {last - t_sig:.3f} s and "
-              f"exit {exited_at - t_sig:.3f} s after the signal", file=sys.stderr)
+              f"exit {exited_at - t_sig:.3f} s after the signal; the racing request was "
+              f"{how}", file=sys.stderr)
 
     def test_sigterm_finishes_calls_in_flight_and_exits_0(self):
         self.stop_gateway_with_calls_in_flight(signal.SIGTERM, never_answered=False)
