@@ -70,6 +70,10 @@ static void parse_error(const char *body, size_t len, gw_reply_t *out) {
         if (strcmp(out->type, error_types[i].type) == 0 &&
             error_types[i].caller_fault)
             out->err = GW_E_WORKER_REJECTED;
+    /* One deadline, one answer: the worker saw the call's deadline pass,
+     * which is a timeout whoever noticed it. */
+    if (strcmp(out->type, "expired") == 0)
+        out->err = GW_E_TIMEOUT;
 out:
     json_decref(root);
 }

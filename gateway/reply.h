@@ -14,8 +14,9 @@
 #define GW_REPLY_MAX_BYTES (4u * 1024 * 1024)
 
 typedef struct {
-    gw_err_t err;       /* GW_E_OK: digits; WORKER_REJECTED / WORKER_ERROR:
-                           type and message; BAD_REPLY: detail */
+    gw_err_t err;       /* GW_E_OK: digits; WORKER_REJECTED / WORKER_ERROR /
+                           TIMEOUT (the worker's "expired"): type and
+                           message; BAD_REPLY: detail */
     const char *digits; /* points into the body, not NUL-terminated */
     size_t digits_len;
     char type[32];

@@ -148,8 +148,9 @@ static void test_error_caller_fault(void **state) {
 static void test_error_service_fault(void **state) {
     assert_worker(ERR_CT, "{\"type\":\"internal\",\"message\":\"oom\"}",
                   GW_E_WORKER_ERROR, "internal", "oom");
+    /* The worker saw the deadline pass: the gateway's own timeout. */
     assert_worker(ERR_CT, "{\"type\":\"expired\",\"message\":\"late\"}",
-                  GW_E_WORKER_ERROR, "expired", "late");
+                  GW_E_TIMEOUT, "expired", "late");
     /* A type this gateway does not know is the service's problem. */
     assert_worker(ERR_CT, "{\"type\":\"boom\",\"message\":\"kaboom\"}",
                   GW_E_WORKER_ERROR, "boom", "kaboom");

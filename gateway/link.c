@@ -1,0 +1,435 @@
+/* link.c - the AMQP connection and what comes in on it.  Only the AMQP
+ * thread calls it.  Once connected it never waits for the broker: the
+ * consumer count runs as an asynchronous state machine on channel 2. */
+#include "link.h"
+
+#include <amqp.h>
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amqp_text.h"
+#include "clock.h"
+#include "log.h"
+
+#define CH_RPC             1
+#define CH_CHECK           2
+#define CONNECT_TIMEOUT_MS 2000
+#define RPC_TIMEOUT_MS     2000
+/* How often the consumer count is refreshed: often while nobody consumes
+ * (so a worker that appears is noticed at once), rarely otherwise. */
+#define CHECK_IDLE_MS   1000
+#define CHECK_NOBODY_MS 100
+
+enum {
+    CHECK_CLOSED,  /* CH_CHECK is not open */
+    CHECK_OPENING, /* channel.open sent */
+    CHECK_IDLE,    /* open; next check at next_check_ms */
+    CHECK_WAITING, /* queue.declare (passive) sent */
+};
+
+struct gw_link {
+    const gw_config_t *cfg;
+    gw_publisher_t *pub;
+    struct amqp_connection_info url;
+    char *url_buf;
+    amqp_connection_state_t conn; /* NULL while closed */
+    int check;                    /* CHECK_* state of CH_CHECK */
+    int64_t next_check_ms;        /* INT64_MAX while a check is under way */
+    /* what the last event points into, released on the next poll */
+    amqp_envelope_t env;
+    int has_env;
+    amqp_message_t returned;
+    int has_returned;
+};
+
+/* --- helpers ------------------------------------------------------------- */
+
+/* Logs a failed synchronous call.  Returns whether it failed. */
+static int failed(gw_link_t *link, const char *what) {
+    char buf[256];
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(link->conn);
+
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    gw_log(GW_LOG_WARN, "amqp_error op=%s error=\"%s\"", what,
+           cm_amqp_reply_text(r, buf, sizeof(buf)));
+    return 1;
+}
+
+static void release(gw_link_t *link) {
+    if (link->has_env)
+        amqp_destroy_envelope(&link->env);
+    if (link->has_returned)
+        amqp_destroy_message(&link->returned);
+    link->has_env = link->has_returned = 0;
+}
+
+/* rabbitmq-c may write (heartbeats) in any call: the batch must be out. */
+static void assert_no_batch(const gw_link_t *link) {
+    assert(gw_publisher_batched(link->pub) == 0);
+    (void)link;
+}
+
+static void message_event(gw_link_event_t *ev, gw_link_event_kind_t kind,
+                          const amqp_message_t *m) {
+    const amqp_basic_properties_t *p = &m->properties;
+
+    memset(ev, 0, sizeof(*ev));
+    ev->kind = kind;
+    if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+        ev->correlation_id = p->correlation_id.bytes;
+        ev->correlation_id_len = p->correlation_id.len;
+    }
+    if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) {
+        ev->content_type = p->content_type.bytes;
+        ev->content_type_len = p->content_type.len;
+    }
+    ev->body = m->body.bytes;
+    ev->body_len = m->body.len;
+}
+
+static void consumers_event(gw_link_t *link, gw_link_event_t *ev, int n) {
+    memset(ev, 0, sizeof(*ev));
+    ev->kind = GW_LINK_CONSUMERS;
+    ev->consumers = n;
+    link->next_check_ms =
+        gw_now_ms() + (n > 0 ? CHECK_IDLE_MS : CHECK_NOBODY_MS);
+}
+
+/* A missing queue makes the broker close CH_CHECK (404): nobody consumes.
+ * Returns -1 when the connection failed. */
+static int check_closed(gw_link_t *link) {
+    amqp_channel_close_ok_t close_ok = {0};
+
+    link->check = CHECK_CLOSED;
+    return amqp_send_method(link->conn, CH_CHECK, AMQP_CHANNEL_CLOSE_OK_METHOD,
+                            &close_ok) == AMQP_STATUS_OK
+               ? 0
+               : -1;
+}
+
+/* The first consumer count, synchronously, while connecting.  Returns it,
+ * or -1 when the connection failed. */
+static int count_now(gw_link_t *link) {
+    amqp_queue_declare_ok_t *ok;
+    amqp_rpc_reply_t r;
+    gw_link_event_t ev;
+
+    if (amqp_channel_open(link->conn, CH_CHECK) == NULL) {
+        failed(link, "channel.open");
+        return -1;
+    }
+    link->check = CHECK_IDLE;
+    ok = amqp_queue_declare(link->conn, CH_CHECK,
+                            amqp_cstring_bytes(link->cfg->queue), 1, 0, 0, 0,
+                            amqp_empty_table);
+    if (ok != NULL) {
+        consumers_event(link, &ev, (int)ok->consumer_count);
+        return ev.consumers;
+    }
+    r = amqp_get_rpc_reply(link->conn);
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        consumers_event(link, &ev, 0);
+        return check_closed(link) == 0 ? 0 : -1;
+    }
+    failed(link, "queue.declare");
+    return -1;
+}
+
+/* Sends the next step of the consumer count without waiting; the answer
+ * arrives in on_method.  Returns -1 when the connection failed. */
+static int count_start(gw_link_t *link) {
+    amqp_channel_open_t open = {amqp_empty_bytes};
+    amqp_queue_declare_t declare = {0};
+    int status;
+
+    link->next_check_ms = INT64_MAX;
+    if (link->check == CHECK_CLOSED) {
+        link->check = CHECK_OPENING;
+        status = amqp_send_method(link->conn, CH_CHECK,
+                                  AMQP_CHANNEL_OPEN_METHOD, &open);
+    } else {
+        declare.queue = amqp_cstring_bytes(link->cfg->queue);
+        declare.passive = 1;
+        declare.arguments = amqp_empty_table;
+        link->check = CHECK_WAITING;
+        status = amqp_send_method(link->conn, CH_CHECK,
+                                  AMQP_QUEUE_DECLARE_METHOD, &declare);
+    }
+    return status == AMQP_STATUS_OK ? 0 : -1;
+}
+
+/* --- connecting ---------------------------------------------------------- */
+
+gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub) {
+    gw_link_t *link = calloc(1, sizeof(*link));
+
+    if (link == NULL)
+        return NULL;
+    link->cfg = cfg;
+    link->pub = pub;
+    link->next_check_ms = INT64_MAX;
+    link->url_buf = strdup(cfg->amqp_url);
+    if (link->url_buf == NULL) {
+        free(link);
+        return NULL;
+    }
+    amqp_default_connection_info(&link->url);
+    if (amqp_parse_url(link->url_buf, &link->url) != AMQP_STATUS_OK) {
+        gw_log(GW_LOG_ERROR, "bad_amqp_url (not shown: it may hold a "
+                             "password)");
+        gw_link_free(link);
+        return NULL;
+    }
+    /* "amqp://host/" names the empty vhost by the URI spec, but everyone
+     * writing it means the default one. */
+    if (link->url.vhost[0] == '\0')
+        link->url.vhost = "/";
+    return link;
+}
+
+void gw_link_free(gw_link_t *link) {
+    if (link == NULL)
+        return;
+    gw_link_close(link, 0);
+    free(link->url_buf);
+    free(link);
+}
+
+/* Logs in asking for connection.blocked, so a broker alarm turns into fast
+ * 503s instead of publishes that hang. */
+static int login(gw_link_t *link) {
+    amqp_table_entry_t caps[2], props[2];
+    amqp_table_t props_table;
+    amqp_rpc_reply_t r;
+    char buf[256];
+
+    caps[0] = (amqp_table_entry_t){amqp_cstring_bytes("connection.blocked"),
+                                   {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}}};
+    caps[1] = (amqp_table_entry_t){amqp_cstring_bytes("consumer_cancel_notify"),
+                                   {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}}};
+    props[0] =
+        (amqp_table_entry_t){amqp_cstring_bytes("capabilities"),
+                             {AMQP_FIELD_KIND_TABLE, {.table = {2, caps}}}};
+    props[1] = (amqp_table_entry_t){
+        amqp_cstring_bytes("connection_name"),
+        {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes("rpc-gateway")}}};
+    props_table = (amqp_table_t){2, props};
+    r = amqp_login_with_properties(
+        link->conn, link->url.vhost, 0, AMQP_DEFAULT_FRAME_SIZE,
+        (int)link->cfg->heartbeat_s, &props_table, AMQP_SASL_METHOD_PLAIN,
+        link->url.user, link->url.password);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    gw_log(GW_LOG_WARN, "amqp_login_failed host=%s port=%d error=\"%s\"",
+           link->url.host, link->url.port,
+           cm_amqp_reply_text(r, buf, sizeof(buf)));
+    return -1;
+}
+
+int gw_link_open(gw_link_t *link, int *consumers) {
+    struct timeval tv = {CONNECT_TIMEOUT_MS / 1000,
+                         (CONNECT_TIMEOUT_MS % 1000) * 1000};
+    struct timeval rpc_tv = {RPC_TIMEOUT_MS / 1000,
+                             (RPC_TIMEOUT_MS % 1000) * 1000};
+    amqp_socket_t *sock;
+    int status;
+
+    link->conn = amqp_new_connection();
+    if (link->conn == NULL)
+        return -1;
+    sock = link->url.ssl ? amqp_ssl_socket_new(link->conn)
+                         : amqp_tcp_socket_new(link->conn);
+    if (sock == NULL)
+        goto fail;
+    if (link->url.ssl && amqp_ssl_socket_set_cacert(
+                             sock, link->cfg->amqp_cacert) != AMQP_STATUS_OK)
+        gw_log(GW_LOG_WARN, "amqp_cacert_unreadable path=%s",
+               link->cfg->amqp_cacert);
+    status =
+        amqp_socket_open_noblock(sock, link->url.host, link->url.port, &tv);
+    if (status != AMQP_STATUS_OK) {
+        gw_log(GW_LOG_WARN, "amqp_connect_failed host=%s port=%d error=\"%s\"",
+               link->url.host, link->url.port, amqp_error_string2(status));
+        goto fail;
+    }
+    amqp_set_handshake_timeout(link->conn, &tv);
+    amqp_set_rpc_timeout(link->conn, &rpc_tv);
+    if (login(link) != 0)
+        goto fail;
+    if (amqp_channel_open(link->conn, CH_RPC) == NULL ||
+        failed(link, "channel.open"))
+        goto fail;
+    /* Direct reply-to: consume before the first publish, no-ack. */
+    if (amqp_basic_consume(link->conn, CH_RPC, amqp_cstring_bytes(GW_REPLY_TO),
+                           amqp_empty_bytes, 0, 1, 0,
+                           amqp_empty_table) == NULL ||
+        failed(link, "basic.consume"))
+        goto fail;
+    link->check = CHECK_CLOSED;
+    *consumers = count_now(link);
+    if (*consumers < 0)
+        goto fail;
+    gw_publisher_attach(link->pub, link->conn, CH_RPC, link->url.ssl);
+    gw_log(GW_LOG_INFO, "amqp_connected host=%s port=%d vhost=%s queue=%s",
+           link->url.host, link->url.port, link->url.vhost, link->cfg->queue);
+    return 0;
+fail:
+    amqp_destroy_connection(link->conn);
+    link->conn = NULL;
+    return -1;
+}
+
+void gw_link_close(gw_link_t *link, int polite) {
+    release(link);
+    gw_publisher_detach(link->pub);
+    if (link->conn == NULL)
+        return;
+    if (polite)
+        amqp_connection_close(link->conn, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(link->conn);
+    link->conn = NULL;
+    link->next_check_ms = INT64_MAX;
+}
+
+int gw_link_is_open(const gw_link_t *link) {
+    return link->conn != NULL;
+}
+
+/* --- what comes in ------------------------------------------------------- */
+
+/* Handles a method that is not a delivery.  Returns 1 with *ev filled, 0
+ * when it makes no event, -1 when the connection must be dropped (the
+ * reason in why). */
+static int on_method(gw_link_t *link, const amqp_frame_t *f,
+                     gw_link_event_t *ev, char *why, size_t why_size) {
+    amqp_rpc_reply_t r;
+
+    switch (f->payload.method.id) {
+    case AMQP_BASIC_RETURN_METHOD:
+        r = amqp_read_message(link->conn, f->channel, &link->returned, 0);
+        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+            snprintf(why, why_size, "reading a returned message failed");
+            return -1;
+        }
+        link->has_returned = 1;
+        message_event(ev, GW_LINK_RETURN, &link->returned);
+        return 1;
+    case AMQP_CONNECTION_BLOCKED_METHOD:
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+        memset(ev, 0, sizeof(*ev));
+        ev->kind = f->payload.method.id == AMQP_CONNECTION_BLOCKED_METHOD
+                       ? GW_LINK_BLOCKED
+                       : GW_LINK_UNBLOCKED;
+        return 1;
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+        amqp_channel_close_t *m = f->payload.method.decoded;
+        amqp_channel_close_ok_t ok = {0};
+
+        if (f->channel == CH_CHECK) { /* 404: the queue does not exist */
+            consumers_event(link, ev, 0);
+            return check_closed(link) == 0 ? 1 : -1;
+        }
+        snprintf(why, why_size, "channel %u closed by broker: %u %.*s",
+                 f->channel, m->reply_code, (int)m->reply_text.len,
+                 (const char *)m->reply_text.bytes);
+        gw_log(GW_LOG_WARN, "amqp_channel_closed reason=\"%s\"", why);
+        amqp_send_method(link->conn, f->channel, AMQP_CHANNEL_CLOSE_OK_METHOD,
+                         &ok);
+        return -1;
+    }
+    case AMQP_CHANNEL_OPEN_OK_METHOD:
+        if (f->channel == CH_CHECK && link->check == CHECK_OPENING) {
+            link->check = CHECK_IDLE;
+            return count_start(link) == 0 ? 0 : -1;
+        }
+        return 0;
+    case AMQP_QUEUE_DECLARE_OK_METHOD:
+        if (f->channel == CH_CHECK && link->check == CHECK_WAITING) {
+            amqp_queue_declare_ok_t *ok = f->payload.method.decoded;
+            link->check = CHECK_IDLE;
+            consumers_event(link, ev, (int)ok->consumer_count);
+            return 1;
+        }
+        return 0;
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+        amqp_connection_close_t *m = f->payload.method.decoded;
+        amqp_connection_close_ok_t ok = {0};
+
+        snprintf(why, why_size, "connection closed by broker: %u %.*s",
+                 m->reply_code, (int)m->reply_text.len,
+                 (const char *)m->reply_text.bytes);
+        amqp_send_method(link->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+        return -1;
+    }
+    case AMQP_BASIC_CANCEL_METHOD:
+        snprintf(why, why_size, "the broker cancelled the reply consumer");
+        gw_log(GW_LOG_WARN, "amqp_reply_consumer_cancelled");
+        return -1;
+    default:
+        return 0;
+    }
+}
+
+int gw_link_poll(gw_link_t *link, gw_link_event_t *ev, char *why,
+                 size_t why_size) {
+    struct timeval zero = {0, 0};
+    amqp_rpc_reply_t r;
+    amqp_frame_t frame;
+    int rc;
+
+    assert_no_batch(link);
+    release(link);
+    snprintf(why, why_size, "lost the connection to RabbitMQ");
+    for (;;) {
+        amqp_maybe_release_buffers(link->conn);
+        r = amqp_consume_message(link->conn, &link->env, &zero, 0);
+        if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+            link->has_env = 1;
+            message_event(ev, GW_LINK_REPLY, &link->env.message);
+            return 1;
+        }
+        if (r.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION)
+            return -1;
+        if (r.library_error == AMQP_STATUS_TIMEOUT)
+            return 0;
+        if (r.library_error != AMQP_STATUS_UNEXPECTED_STATE) {
+            gw_log(GW_LOG_WARN, "amqp_read_failed error=\"%s\"",
+                   amqp_error_string2(r.library_error));
+            return -1;
+        }
+        /* A method other than basic.deliver is waiting: read it. */
+        if (amqp_simple_wait_frame(link->conn, &frame) != AMQP_STATUS_OK)
+            return -1;
+        if (frame.frame_type != AMQP_FRAME_METHOD)
+            continue; /* stray content or heartbeat */
+        rc = on_method(link, &frame, ev, why, why_size);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+int gw_link_tick(gw_link_t *link, int64_t now_ms) {
+    assert_no_batch(link);
+    if (now_ms < link->next_check_ms)
+        return 0;
+    return count_start(link);
+}
+
+int64_t gw_link_next_tick_ms(const gw_link_t *link) {
+    return link->conn != NULL ? link->next_check_ms : INT64_MAX;
+}
+
+int gw_link_fd(const gw_link_t *link) {
+    return link->conn != NULL ? amqp_get_sockfd(link->conn) : -1;
+}
+
+int gw_link_has_input(const gw_link_t *link) {
+    return link->conn != NULL && (amqp_frames_enqueued(link->conn) ||
+                                  amqp_data_in_buffer(link->conn));
+}

@@ -1,0 +1,77 @@
+/* link.h - the AMQP connection: connect (TCP or TLS) and log in, open the
+ * channels, keep the request queue's consumer count fresh, and turn what
+ * the broker sends into typed events.
+ *
+ * Channel 1 consumes direct reply-to and publishes every request (direct
+ * reply-to needs both on one channel).  Channel 2 only runs the passive
+ * queue.declare that counts the queue's consumers, so a missing queue
+ * (which closes the channel) never disturbs channel 1.
+ *
+ * A link belongs to one thread (the AMQP thread): rabbitmq-c connections
+ * are not thread-safe. */
+#ifndef GW_LINK_H
+#define GW_LINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "publisher.h"
+
+typedef struct gw_link gw_link_t;
+
+typedef enum {
+    GW_LINK_REPLY,     /* a delivery on direct reply-to */
+    GW_LINK_RETURN,    /* a request the broker could not route */
+    GW_LINK_BLOCKED,   /* the broker blocks publishers (resource alarm) */
+    GW_LINK_UNBLOCKED, /* ... and no longer does */
+    GW_LINK_CONSUMERS, /* a fresh consumer count of the request queue */
+} gw_link_event_kind_t;
+
+/* What the broker said.  Pointers stay valid until the next gw_link_poll
+ * or gw_link_close. */
+typedef struct {
+    gw_link_event_kind_t kind;
+    /* REPLY and RETURN: the message; NULL/0 when absent */
+    const char *correlation_id;
+    size_t correlation_id_len;
+    const char *content_type;
+    size_t content_type_len;
+    const void *body;
+    size_t body_len;
+    /* CONSUMERS */
+    int consumers;
+} gw_link_event_t;
+
+/* Returns a closed link, or NULL (logged) when the URL does not parse or
+ * memory is short.  cfg and pub must outlive it; the link attaches pub to
+ * each connection it makes. */
+gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub);
+/* Closes and frees.  NULL is a no-op. */
+void gw_link_free(gw_link_t *link);
+
+/* Connects, logs in, opens the channels and reads the first consumer
+ * count into *consumers, waiting for the broker (bounded by rabbitmq-c's
+ * timeouts).  Returns 0, or -1 (logged) with the link closed. */
+int gw_link_open(gw_link_t *link, int *consumers);
+/* Closes the connection: politely (connection.close) or at once. */
+void gw_link_close(gw_link_t *link, int polite);
+int gw_link_is_open(const gw_link_t *link);
+
+/* The next event the broker has sent, without blocking.  Returns 1 with
+ * *ev filled, 0 when nothing more is readable now, or -1 (logged, with
+ * the reason in why) when the connection is lost. */
+int gw_link_poll(gw_link_t *link, gw_link_event_t *ev, char *why,
+                 size_t why_size);
+/* Starts the next consumer count when it is due (the answer comes as an
+ * event).  Returns 0, or -1 when the connection is lost. */
+int gw_link_tick(gw_link_t *link, int64_t now_ms);
+/* When gw_link_tick wants to run next (INT64_MAX: not before an event). */
+int64_t gw_link_next_tick_ms(const gw_link_t *link);
+
+/* The socket to poll for POLLIN, or -1 when closed; whether rabbitmq-c
+ * already holds input (then polling would sleep on it). */
+int gw_link_fd(const gw_link_t *link);
+int gw_link_has_input(const gw_link_t *link);
+
+#endif

@@ -1,0 +1,91 @@
+/* mailbox.c - calls handed from any thread to the AMQP thread: a LIFO
+ * under a lock, reversed when taken, and an eventfd written only when the
+ * list was empty (the consumer takes the whole list per wake-up). */
+#include "mailbox.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+struct gw_mailbox {
+    pthread_mutex_t lock;
+    gw_call_t *head; /* newest first; guarded by lock */
+    int fd;
+};
+
+gw_mailbox_t *gw_mailbox_new(void) {
+    gw_mailbox_t *mb = calloc(1, sizeof(*mb));
+
+    if (mb == NULL)
+        return NULL;
+    mb->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (mb->fd < 0) {
+        free(mb);
+        return NULL;
+    }
+    pthread_mutex_init(&mb->lock, NULL);
+    return mb;
+}
+
+void gw_mailbox_free(gw_mailbox_t *mb) {
+    if (mb == NULL)
+        return;
+    close(mb->fd);
+    pthread_mutex_destroy(&mb->lock);
+    free(mb);
+}
+
+void gw_mailbox_wake(gw_mailbox_t *mb) {
+    uint64_t one = 1;
+
+    (void)!write(mb->fd, &one, sizeof(one));
+}
+
+void gw_mailbox_put(gw_mailbox_t *mb, gw_call_t *call) {
+    int was_empty;
+
+    pthread_mutex_lock(&mb->lock);
+    was_empty = mb->head == NULL;
+    call->next = mb->head;
+    mb->head = call;
+    pthread_mutex_unlock(&mb->lock);
+    if (was_empty)
+        gw_mailbox_wake(mb);
+}
+
+gw_call_t *gw_mailbox_take_all(gw_mailbox_t *mb) {
+    gw_call_t *list, *fifo = NULL;
+
+    pthread_mutex_lock(&mb->lock);
+    list = mb->head;
+    mb->head = NULL;
+    pthread_mutex_unlock(&mb->lock);
+    while (list != NULL) { /* reverse: oldest first */
+        gw_call_t *next = list->next;
+        list->next = fifo;
+        fifo = list;
+        list = next;
+    }
+    return fifo;
+}
+
+int gw_mailbox_empty(gw_mailbox_t *mb) {
+    int empty;
+
+    pthread_mutex_lock(&mb->lock);
+    empty = mb->head == NULL;
+    pthread_mutex_unlock(&mb->lock);
+    return empty;
+}
+
+int gw_mailbox_fd(const gw_mailbox_t *mb) {
+    return mb->fd;
+}
+
+void gw_mailbox_clear(gw_mailbox_t *mb) {
+    uint64_t v;
+
+    (void)!read(mb->fd, &v, sizeof(v));
+}

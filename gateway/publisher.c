@@ -1,0 +1,244 @@
+/* publisher.c - request messages, their frames, and their writing.
+ *
+ * rabbitmq-c writes every frame with its own send(), three per publish.  On
+ * plain TCP we encode the frames ourselves, with rabbitmq-c's own encoders,
+ * into one buffer and write a whole batch with one send(); over TLS we
+ * leave the writing to rabbitmq-c.
+ *
+ * Invariant: the batch buffer is empty whenever rabbitmq-c writes to the
+ * connection.  rabbitmq-c writes in its own calls (heartbeats inside a
+ * read, methods, publishing over TLS); a batch still in our buffer at that
+ * moment would be sent after frames that came later.  The AMQP thread
+ * flushes before it calls rabbitmq-c (link.c asserts it), and a failed
+ * flush drops the connection, batch and all. */
+#include "publisher.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include "fibrpc.h"
+#include "log.h"
+
+/* The batch is flushed when less than OUT_ROOM is left: one publish is
+ * under 1 KiB (a queue name is at most 255 bytes, a correlation id 36). */
+#define OUT_SIZE (64 * 1024)
+#define OUT_ROOM 4096
+/* How long the broker gets to make room in the socket before we call it
+ * stalled (rabbitmq-c would wait forever). */
+#define STALL_GRACE_MS 100
+
+struct gw_publisher {
+    amqp_connection_state_t conn; /* NULL while detached */
+    uint16_t channel;
+    int tls;
+    uint8_t *out; /* encoded, not yet written (plain TCP) */
+    size_t out_len;
+};
+
+/* --- the message --------------------------------------------------------- */
+
+void gw_request_props(const gw_request_msg_t *m, gw_request_props_t *out) {
+    amqp_basic_properties_t *p = &out->props;
+    amqp_table_entry_t *h = out->headers;
+    int n = 0;
+
+    snprintf(out->expiration, sizeof(out->expiration), "%" PRId64,
+             m->ttl_ms > 0 ? m->ttl_ms : 0);
+    h[n++] = (amqp_table_entry_t){
+        amqp_cstring_bytes(FIBRPC_HDR_REQUEST_ID),
+        {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(m->request_id)}}};
+    h[n++] = (amqp_table_entry_t){
+        amqp_cstring_bytes(FIBRPC_HDR_DEADLINE_MS),
+        {AMQP_FIELD_KIND_I64, {.i64 = m->deadline_wall_ms}}};
+    if (m->traceparent != NULL && m->traceparent[0] != '\0')
+        h[n++] = (amqp_table_entry_t){
+            amqp_cstring_bytes(FIBRPC_HDR_TRACEPARENT),
+            {AMQP_FIELD_KIND_UTF8,
+             {.bytes = amqp_cstring_bytes(m->traceparent)}}};
+    memset(p, 0, sizeof(*p));
+    p->_flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                AMQP_BASIC_CORRELATION_ID_FLAG | AMQP_BASIC_REPLY_TO_FLAG |
+                AMQP_BASIC_EXPIRATION_FLAG | AMQP_BASIC_HEADERS_FLAG;
+    p->content_type = amqp_cstring_bytes(FIBRPC_REQUEST_CONTENT_TYPE);
+    p->delivery_mode = 1; /* transient: worthless after its deadline anyway */
+    p->correlation_id = amqp_cstring_bytes(m->correlation_id);
+    p->reply_to = amqp_cstring_bytes(GW_REPLY_TO);
+    p->expiration = amqp_cstring_bytes(out->expiration);
+    p->headers = (amqp_table_t){n, h};
+}
+
+/* --- frames -------------------------------------------------------------- */
+
+static void put_be(uint8_t *p, uint64_t v, int bytes) {
+    while (bytes-- > 0) {
+        p[bytes] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+/* Completes the frame at f whose payload (len bytes) is at f + 7.
+ * Returns the frame's whole length. */
+static size_t frame_close(uint8_t *f, uint8_t type, uint16_t channel,
+                          size_t len) {
+    f[0] = type;
+    put_be(f + 1, channel, 2);
+    put_be(f + 3, len, 4);
+    f[7 + len] = AMQP_FRAME_END;
+    return 7 + len + 1;
+}
+
+long gw_publish_encode(uint8_t *buf, size_t room, uint16_t channel,
+                       amqp_bytes_t routing_key,
+                       const amqp_basic_properties_t *props,
+                       amqp_bytes_t body) {
+    amqp_basic_publish_t m;
+    size_t off = 0;
+    uint8_t *pl;
+    int n;
+
+    /* 8 bytes of framing per frame, 4 + 12 bytes of payload prefixes */
+    if (room < 3 * 8 + 16 + body.len)
+        return -1;
+    memset(&m, 0, sizeof(m));
+    m.routing_key = routing_key;
+    m.mandatory = 1; /* a missing queue comes back as basic.return at once */
+    pl = buf + 7;
+    put_be(pl, AMQP_BASIC_PUBLISH_METHOD, 4);
+    n = amqp_encode_method(
+        AMQP_BASIC_PUBLISH_METHOD, &m,
+        (amqp_bytes_t){room - 3 * 8 - 16 - body.len, pl + 4});
+    if (n < 0)
+        return -1;
+    off += frame_close(buf, AMQP_FRAME_METHOD, channel, (size_t)n + 4);
+
+    pl = buf + off + 7;
+    put_be(pl, AMQP_BASIC_CLASS, 2);
+    put_be(pl + 2, 0, 2); /* weight */
+    put_be(pl + 4, body.len, 8);
+    n = amqp_encode_properties(
+        AMQP_BASIC_CLASS, (void *)(uintptr_t)props,
+        (amqp_bytes_t){room - off - 2 * 8 - 12 - body.len, pl + 12});
+    if (n < 0)
+        return -1;
+    off += frame_close(buf + off, AMQP_FRAME_HEADER, channel, (size_t)n + 12);
+
+    memcpy(buf + off + 7, body.bytes, body.len);
+    off += frame_close(buf + off, AMQP_FRAME_BODY, channel, body.len);
+    return (long)off;
+}
+
+/* --- the publisher ------------------------------------------------------- */
+
+gw_publisher_t *gw_publisher_new(void) {
+    gw_publisher_t *pub = calloc(1, sizeof(*pub));
+
+    if (pub == NULL)
+        return NULL;
+    pub->out = malloc(OUT_SIZE);
+    if (pub->out == NULL) {
+        free(pub);
+        return NULL;
+    }
+    return pub;
+}
+
+void gw_publisher_free(gw_publisher_t *pub) {
+    if (pub == NULL)
+        return;
+    free(pub->out);
+    free(pub);
+}
+
+void gw_publisher_attach(gw_publisher_t *pub, amqp_connection_state_t conn,
+                         uint16_t channel, int tls) {
+    pub->conn = conn;
+    pub->channel = channel;
+    pub->tls = tls;
+    pub->out_len = 0;
+}
+
+void gw_publisher_detach(gw_publisher_t *pub) {
+    pub->conn = NULL;
+    pub->out_len = 0;
+}
+
+size_t gw_publisher_batched(const gw_publisher_t *pub) {
+    return pub->out_len;
+}
+
+int gw_publisher_flush(gw_publisher_t *pub) {
+    int fd = amqp_get_sockfd(pub->conn);
+    size_t off = 0;
+
+    while (off < pub->out_len) {
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        ssize_t n = send(fd, pub->out + off, pub->out_len - off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+            poll(&pfd, 1, STALL_GRACE_MS) == 1)
+            continue;
+        gw_log(GW_LOG_WARN, "amqp_write_failed error=\"%s\"",
+               n < 0 ? strerror(errno) : "the broker stopped reading");
+        pub->out_len = 0;
+        return -1;
+    }
+    pub->out_len = 0;
+    return 0;
+}
+
+int gw_publisher_send(gw_publisher_t *pub, const gw_request_msg_t *m) {
+    gw_request_props_t rp;
+    amqp_bytes_t body = {m->body_len, (void *)(uintptr_t)m->body};
+    long n;
+
+    gw_request_props(m, &rp);
+    if (pub->tls) {
+        assert(pub->out_len == 0);
+        return amqp_basic_publish(pub->conn, pub->channel, amqp_empty_bytes,
+                                  amqp_cstring_bytes(m->routing_key), 1, 0,
+                                  &rp.props, body) == AMQP_STATUS_OK
+                   ? 0
+                   : -1;
+    }
+    if (OUT_SIZE - pub->out_len < OUT_ROOM + body.len &&
+        gw_publisher_flush(pub) != 0)
+        return -1;
+    n = gw_publish_encode(pub->out + pub->out_len, OUT_SIZE - pub->out_len,
+                          pub->channel, amqp_cstring_bytes(m->routing_key),
+                          &rp.props, body);
+    if (n < 0) {
+        gw_log(GW_LOG_WARN, "amqp_encode_failed body_bytes=%zu", body.len);
+        return -1;
+    }
+    pub->out_len += (size_t)n;
+    return 0;
+}
+
+int gw_publisher_stalled(gw_publisher_t *pub) {
+    int fd, queued = 0, sndbuf = 0;
+    socklen_t len = sizeof(sndbuf);
+    struct pollfd p;
+
+    fd = amqp_get_sockfd(pub->conn);
+    p = (struct pollfd){fd, POLLOUT, 0};
+    if (ioctl(fd, SIOCOUTQ, &queued) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0 ||
+        queued < sndbuf / 2)
+        return 0;
+    return poll(&p, 1, STALL_GRACE_MS) != 1;
+}
