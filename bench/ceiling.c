@@ -12,10 +12,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "amqp_text.h"
+#include "clock.h"
+#include "config.h"
 #include "fibrpc.h"
+#include "publisher.h"
 
 #define CK_CHANNEL           1
-#define CK_REPLY_TO          "amq.rabbitmq.reply-to"
 #define CK_FRAME_MAX         131072
 #define CK_CONNECT_TIMEOUT_S 5
 /* Bounds the synchronous calls of the set-up (login, declare, consume). */
@@ -23,9 +26,6 @@
 /* Longest single wait for a reply, so the clock is looked at this often. */
 #define CK_WAIT_MAX_NS  100000000LL
 #define CK_MAX_INFLIGHT 100000u
-/* --like-gateway: the gateway's default timeout, as its expiration. */
-#define CK_GW_TIMEOUT_MS   5000
-#define CK_GW_TIMEOUT_TEXT "5000"
 /* "<slot, 8 hex>-<sequence, 16 hex>" */
 #define CK_CORR_LEN 25
 
@@ -71,13 +71,6 @@ typedef struct {
     uint32_t *lat_us;    /* latency of every measured good call */
     size_t lat_len, lat_cap;
 } ck_bench_t;
-
-static int64_t ck_now_ns(void) {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void ck_usage(FILE *f) {
     fprintf(f,
@@ -218,33 +211,10 @@ bad:
 
 /* Prints why the last synchronous call failed.  Returns -1. */
 static int ck_amqp_fail(amqp_connection_state_t conn, const char *what) {
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+    char buf[256];
 
-    switch (r.reply_type) {
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        fprintf(stderr, "rpc-ceiling: %s: %s\n", what,
-                amqp_error_string2(r.library_error));
-        break;
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-        if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            amqp_channel_close_t *m = r.reply.decoded;
-            fprintf(stderr, "rpc-ceiling: %s: channel closed: %u %.*s\n", what,
-                    m->reply_code, (int)m->reply_text.len,
-                    (const char *)m->reply_text.bytes);
-        } else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-            amqp_connection_close_t *m = r.reply.decoded;
-            fprintf(stderr, "rpc-ceiling: %s: connection closed: %u %.*s\n",
-                    what, m->reply_code, (int)m->reply_text.len,
-                    (const char *)m->reply_text.bytes);
-        } else {
-            fprintf(stderr, "rpc-ceiling: %s: %s\n", what,
-                    amqp_method_name(r.reply.id));
-        }
-        break;
-    default:
-        fprintf(stderr, "rpc-ceiling: %s: no reply\n", what);
-        break;
-    }
+    fprintf(stderr, "rpc-ceiling: %s: %s\n", what,
+            cm_amqp_reply_text(amqp_get_rpc_reply(conn), buf, sizeof(buf)));
     return -1;
 }
 
@@ -308,10 +278,10 @@ static int ck_connect(ck_bench_t *b) {
         goto out;
     }
     /* Direct reply-to: consume (no-ack) on the publishing channel first. */
-    if (amqp_basic_consume(b->conn, CK_CHANNEL, amqp_cstring_bytes(CK_REPLY_TO),
+    if (amqp_basic_consume(b->conn, CK_CHANNEL, amqp_cstring_bytes(GW_REPLY_TO),
                            amqp_empty_bytes, 0, 1, 0,
                            amqp_empty_table) == NULL) {
-        ck_amqp_fail(b->conn, "consuming " CK_REPLY_TO);
+        ck_amqp_fail(b->conn, "consuming " GW_REPLY_TO);
         goto out;
     }
     rc = 0;
@@ -320,17 +290,11 @@ out:
     return rc;
 }
 
-static int64_t ck_wall_ms(void) {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Publishes a new call into free slot i.  Returns the rabbitmq-c status. */
 static int ck_publish(ck_bench_t *b, unsigned i, int64_t now) {
     amqp_basic_properties_t p;
-    amqp_table_entry_t hdr[2];
+    gw_request_props_t rp;
+    gw_request_msg_t m;
     char corr[CK_CORR_LEN + 1], request_id[33];
     ck_slot_t *s = &b->slots[i];
 
@@ -341,6 +305,27 @@ static int ck_publish(ck_bench_t *b, unsigned i, int64_t now) {
         b->measured_sent++;
     b->busy++;
     snprintf(corr, sizeof(corr), "%08x-%016" PRIx64, i, s->seq);
+    if (b->cfg->like_gateway) {
+        /* Exactly what rpc-gateway publishes for a call with its default
+         * timeout (gateway/publisher.c builds both), so that the broker's
+         * and the worker's share of the gap can be told from the HTTP
+         * hop's. */
+        snprintf(request_id, sizeof(request_id), "%016" PRIx64 "%016" PRIx64,
+                 (uint64_t)i, s->seq);
+        m = (gw_request_msg_t){
+            .routing_key = b->cfg->queue,
+            .correlation_id = corr,
+            .request_id = request_id,
+            .ttl_ms = GW_DEFAULT_TIMEOUT_MS,
+            .deadline_wall_ms = cm_wall_ms() + GW_DEFAULT_TIMEOUT_MS,
+            .body = b->body,
+            .body_len = strlen(b->body),
+        };
+        gw_request_props(&m, &rp);
+        return amqp_basic_publish(b->conn, CK_CHANNEL, amqp_empty_bytes,
+                                  amqp_cstring_bytes(b->cfg->queue), 1, 0,
+                                  &rp.props, amqp_cstring_bytes(b->body));
+    }
     /* What the tutorial's client sends. */
     memset(&p, 0, sizeof(p));
     p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
@@ -348,26 +333,9 @@ static int ck_publish(ck_bench_t *b, unsigned i, int64_t now) {
     p.content_type = amqp_cstring_bytes(FIBRPC_REQUEST_CONTENT_TYPE);
     p.delivery_mode = 1;
     p.correlation_id = amqp_cstring_bytes(corr);
-    p.reply_to = amqp_cstring_bytes(CK_REPLY_TO);
-    if (!b->cfg->like_gateway)
-        return amqp_basic_publish(b->conn, CK_CHANNEL, amqp_empty_bytes,
-                                  amqp_cstring_bytes(b->cfg->queue), 0, 0, &p,
-                                  amqp_cstring_bytes(b->body));
-    /* What gateway/rpc.c adds, so that the broker's and the worker's share
-     * of the gap can be told from the HTTP hop's. */
-    snprintf(request_id, sizeof(request_id), "%016" PRIx64 "%016" PRIx64,
-             (uint64_t)i, s->seq);
-    hdr[0] = (amqp_table_entry_t){
-        amqp_cstring_bytes(FIBRPC_HDR_REQUEST_ID),
-        {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(request_id)}}};
-    hdr[1] = (amqp_table_entry_t){
-        amqp_cstring_bytes(FIBRPC_HDR_DEADLINE_MS),
-        {AMQP_FIELD_KIND_I64, {.i64 = ck_wall_ms() + CK_GW_TIMEOUT_MS}}};
-    p._flags |= AMQP_BASIC_EXPIRATION_FLAG | AMQP_BASIC_HEADERS_FLAG;
-    p.expiration = amqp_cstring_bytes(CK_GW_TIMEOUT_TEXT);
-    p.headers = (amqp_table_t){2, hdr};
+    p.reply_to = amqp_cstring_bytes(GW_REPLY_TO);
     return amqp_basic_publish(b->conn, CK_CHANNEL, amqp_empty_bytes,
-                              amqp_cstring_bytes(b->cfg->queue), 1, 0, &p,
+                              amqp_cstring_bytes(b->cfg->queue), 0, 0, &p,
                               amqp_cstring_bytes(b->body));
 }
 
@@ -440,7 +408,7 @@ static int ck_record(ck_bench_t *b, int64_t lat_ns) {
 /* Checks one reply, frees its slot and refills the slot while publishing.
  * Returns -1 when the connection failed or memory ran out. */
 static int ck_on_reply(ck_bench_t *b, const amqp_message_t *m) {
-    int64_t now = ck_now_ns();
+    int64_t now = cm_now_ns();
     long i = ck_slot_of(b, &m->properties);
     ck_slot_t *s;
     int check;
@@ -500,7 +468,7 @@ static int ck_other_frame(ck_bench_t *b) {
  * sent), then waits for the rest.  Returns -1 on a connection failure. */
 static int ck_run(ck_bench_t *b) {
     const ck_config_t *cfg = b->cfg;
-    int64_t start = ck_now_ns(), drain_until = 0, now, wait;
+    int64_t start = cm_now_ns(), drain_until = 0, now, wait;
     unsigned i;
 
     b->measure_start_ns = start + (int64_t)(cfg->warmup_s * 1e9);
@@ -511,7 +479,7 @@ static int ck_run(ck_bench_t *b) {
     for (i = 0; i < cfg->inflight; i++) {
         if (cfg->calls > 0 && b->measured_sent >= cfg->calls)
             break;
-        if (ck_publish(b, i, ck_now_ns()) != AMQP_STATUS_OK) {
+        if (ck_publish(b, i, cm_now_ns()) != AMQP_STATUS_OK) {
             fprintf(stderr, "rpc-ceiling: publishing failed\n");
             return -1;
         }
@@ -522,7 +490,7 @@ static int ck_run(ck_bench_t *b) {
         amqp_envelope_t env;
         amqp_rpc_reply_t r;
 
-        now = ck_now_ns();
+        now = cm_now_ns();
         if (b->publishing && now >= b->measure_end_ns)
             b->publishing = 0;
         if (!b->publishing && drain_until == 0)

@@ -20,7 +20,7 @@ typedef struct gw_call gw_call_t;
 struct gw_call {
     /* request: written by the HTTP layer before submit */
     uint32_t n;
-    int64_t deadline_ms; /* monotonic clock (gw_now_ms) */
+    int64_t deadline_ms; /* monotonic clock (cm_now_ms) */
     unsigned timeout_ms;
     char request_id[GW_REQUEST_ID_MAX + 1];
     char traceparent[GW_TRACEPARENT_LEN + 1]; /* "" when none */

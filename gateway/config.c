@@ -3,6 +3,9 @@
  * Called once by main before any thread starts. */
 #include "config.h"
 
+#define GW_STR_(x) #x
+#define GW_STR(x)  GW_STR_(x)
+
 #include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
@@ -43,7 +46,7 @@ static const opt_t opts[] = {
      "request queue the workers consume"},
     {"max-n", "FIB_MAX_N", "100000", OPT_UINT, 0, FIBRPC_HARD_MAX_N, CFG(max_n),
      "largest n accepted"},
-    {"timeout-ms", "GATEWAY_TIMEOUT_MS", "5000", OPT_UINT, 1, 3600000,
+    {"timeout-ms", "GATEWAY_TIMEOUT_MS", GW_STR(GW_DEFAULT_TIMEOUT_MS), OPT_UINT, 1, 3600000,
      CFG(timeout_ms), "default call timeout"},
     {"max-timeout-ms", "GATEWAY_MAX_TIMEOUT_MS", "30000", OPT_UINT, 1, 3600000,
      CFG(max_timeout_ms), "cap on a request's ?timeout_ms="},

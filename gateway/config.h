@@ -5,6 +5,9 @@
 
 #include <stdint.h>
 
+/* The per-call timeout when neither --timeout-ms nor ?timeout_ms= says. */
+#define GW_DEFAULT_TIMEOUT_MS 5000
+
 typedef struct {
     char amqp_url[1024];
     char amqp_cacert[1024]; /* CA bundle for amqps:// */

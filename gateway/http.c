@@ -256,7 +256,7 @@ static enum MHD_Result start_fib(gw_http_t *h, struct MHD_Connection *c,
             c, r, err, admit_detail(h, err, detail, sizeof(detail)), url);
 
     r->call.timeout_ms = timeout_ms;
-    r->call.deadline_ms = gw_now_ms() + timeout_ms;
+    r->call.deadline_ms = cm_now_ms() + timeout_ms;
     r->call.http = c;
     r->state = ST_WAITING;
     /* Suspend before submitting: the AMQP thread may resume at once. */
@@ -361,7 +361,7 @@ static void *on_request_line(void *cls, const char *uri,
     if (r == NULL)
         return NULL;
     r->h = h;
-    r->start_us = gw_now_us();
+    r->start_us = cm_now_us();
     r->conn = ci != NULL ? ci->socket_context : NULL;
     if (r->conn != NULL && !r->conn->active) {
         r->conn->active = 1;
@@ -424,12 +424,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
            "request method=%s path=\"%s\" status=%d dur_ms=%.3f "
            "request_id=%s%s%s",
            r->method, r->path, r->status,
-           (double)(gw_now_us() - r->start_us) / 1000.0, r->call.request_id,
+           (double)(cm_now_us() - r->start_us) / 1000.0, r->call.request_id,
            r->call.correlation_id[0] ? " corr=" : "", r->call.correlation_id);
     /* An unready gateway answering its probe is not a failed call. */
     gw_metrics_request(http->metrics, r->status,
                        r->route == GW_ROUTE_READYZ ? GW_E_OK : r->call.err,
-                       gw_now_us() - r->start_us);
+                       cm_now_us() - r->start_us);
     free(r->call.body);
     free(r);
 }
@@ -557,8 +557,8 @@ static void *http_main(void *arg) {
              * being read.  Those get the idle timeout, as always. */
             if (finish_by == 0)
                 finish_by =
-                    gw_now_ms() + (int64_t)h->cfg->idle_timeout_s * 1000;
-            if (h->nactive == 0 || gw_now_ms() >= finish_by)
+                    cm_now_ms() + (int64_t)h->cfg->idle_timeout_s * 1000;
+            if (h->nactive == 0 || cm_now_ms() >= finish_by)
                 break;
         }
         wait_for_work(h, mhd_fd);

@@ -97,7 +97,7 @@ static void consumers_event(gw_link_t *link, gw_link_event_t *ev, int n) {
     ev->kind = GW_LINK_CONSUMERS;
     ev->consumers = n;
     link->next_check_ms =
-        gw_now_ms() + (n > 0 ? CHECK_IDLE_MS : CHECK_NOBODY_MS);
+        cm_now_ms() + (n > 0 ? CHECK_IDLE_MS : CHECK_NOBODY_MS);
 }
 
 /* A missing queue makes the broker close CH_CHECK (404): nobody consumes.

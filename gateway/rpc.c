@@ -146,7 +146,7 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
         .request_id = call->request_id,
         .traceparent = call->traceparent,
         .ttl_ms = left,
-        .deadline_wall_ms = gw_wall_ms() + left,
+        .deadline_wall_ms = cm_wall_ms() + left,
         .body = body,
         .body_len = strlen(body),
     };
@@ -161,7 +161,7 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
 /* Publishes every submitted call, or answers it at once. */
 static void start_calls(gw_rpc_t *rpc) {
     gw_call_t *call, *next;
-    int64_t now = gw_now_ms();
+    int64_t now = cm_now_ms();
     unsigned published = 0;
 
     for (call = gw_mailbox_take_all(rpc->mailbox); call != NULL; call = next) {
@@ -292,7 +292,7 @@ static void on_return(gw_rpc_t *rpc, const gw_link_event_t *ev) {
  * connection was lost (the reason in why). */
 static int read_events(gw_rpc_t *rpc, char *why, size_t why_size) {
     gw_link_event_t ev;
-    int64_t now = gw_now_ms();
+    int64_t now = cm_now_ms();
     int i, rc;
 
     for (i = 0; i < READ_BATCH; i++) {
@@ -335,7 +335,7 @@ static void wait_for(gw_rpc_t *rpc, int timeout_ms) {
 }
 
 static int loop_timeout(gw_rpc_t *rpc) {
-    int64_t now = gw_now_ms();
+    int64_t now = cm_now_ms();
     int64_t until = gw_pending_next_deadline(rpc->pending);
     int64_t tick = gw_link_next_tick_ms(rpc->link);
     /* Wake at least every second so heartbeats are sent and checked. */
@@ -375,9 +375,9 @@ static void *rpc_main(void *arg) {
             continue;
         /* Deadlines first: a reply read after its call's deadline must not
          * win over the timeout. */
-        expire_calls(rpc, gw_now_ms());
+        expire_calls(rpc, cm_now_ms());
         if (read_events(rpc, why, sizeof(why)) != 0 ||
-            gw_link_tick(rpc->link, gw_now_ms()) != 0) {
+            gw_link_tick(rpc->link, cm_now_ms()) != 0) {
             link_down(rpc, GW_E_CONNECTION_LOST, LOST, why);
             continue;
         }
