@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <poll.h>
@@ -169,18 +170,16 @@ static enum MHD_Result respond_static(struct MHD_Connection *c, req_t *r,
     return queue(c, r, MHD_HTTP_OK, type, resp);
 }
 
-/* Every error answer goes through here: with err's own status, or (when
- * status is not 0) with another. */
-static enum MHD_Result respond_problem_status(struct MHD_Connection *c,
-                                              req_t *r, gw_err_t err,
-                                              int status, const char *detail,
-                                              const char *instance) {
+/* Every error answer goes through here, with the given status (/readyz
+ * answers every reason for not being ready with 503). */
+static enum MHD_Result respond_problem_as(struct MHD_Connection *c, req_t *r,
+                                          gw_err_t err, int status,
+                                          const char *detail,
+                                          const char *instance) {
     gw_worker_error_t worker = {r->call.worker_type, detail};
     size_t len = 0;
     char *body;
 
-    if (status == 0)
-        status = gw_err_status(err);
     r->call.err = err;
     body = gw_problem_json_status(
         err, status, detail, instance, r->call.request_id,
@@ -188,10 +187,11 @@ static enum MHD_Result respond_problem_status(struct MHD_Connection *c,
     return respond(c, r, status, GW_PROBLEM_CONTENT_TYPE, body, len);
 }
 
+/* An error answer with err's own status. */
 static enum MHD_Result respond_problem(struct MHD_Connection *c, req_t *r,
                                        gw_err_t err, const char *detail,
                                        const char *instance) {
-    return respond_problem_status(c, r, err, 0, detail, instance);
+    return respond_problem_as(c, r, err, gw_err_status(err), detail, instance);
 }
 
 static enum MHD_Result respond_outcome(struct MHD_Connection *c, req_t *r,
@@ -271,12 +271,13 @@ static enum MHD_Result readyz(gw_http_t *h, struct MHD_Connection *c, req_t *r,
                               const char *url) {
     gw_metrics_link_t link;
     char detail[320];
+    json_t *ready;
     char *body;
 
     gw_rpc_link(h->rpc, &link);
     /* Not ready, whatever the reason, is 503: orchestrators key on it. */
     if (!link.connected || link.blocked)
-        return respond_problem_status(
+        return respond_problem_as(
             c, r, GW_E_BROKER_UNAVAILABLE, MHD_HTTP_SERVICE_UNAVAILABLE,
             link.connected ? "RabbitMQ is blocking publishers"
                            : "not connected to RabbitMQ",
@@ -284,16 +285,16 @@ static enum MHD_Result readyz(gw_http_t *h, struct MHD_Connection *c, req_t *r,
     if (link.consumers <= 0) {
         snprintf(detail, sizeof(detail), "no worker consumes queue '%s'",
                  h->cfg->queue);
-        return respond_problem_status(
-            c, r, GW_E_NO_SERVER, MHD_HTTP_SERVICE_UNAVAILABLE, detail, url);
+        return respond_problem_as(c, r, GW_E_NO_SERVER,
+                                  MHD_HTTP_SERVICE_UNAVAILABLE, detail, url);
     }
-    body = malloc(512);
+    ready = json_pack("{s:s, s:s, s:i, s:I}", "status", "ready", "queue",
+                      h->cfg->queue, "consumers", link.consumers,
+                      "calls_in_flight", (json_int_t)link.inflight);
+    body = ready != NULL ? json_dumps(ready, JSON_COMPACT) : NULL;
+    json_decref(ready);
     if (body == NULL)
-        return MHD_NO;
-    snprintf(body, 512,
-             "{\"status\":\"ready\",\"queue\":\"%s\",\"consumers\":%d,"
-             "\"calls_in_flight\":%u}",
-             h->cfg->queue, link.consumers, link.inflight);
+        return respond_problem(c, r, GW_E_INTERNAL, "out of memory", url);
     return respond(c, r, MHD_HTTP_OK, JSON_TYPE, body, strlen(body));
 }
 
