@@ -1,44 +1,50 @@
-/* ids.c - counting ids from a random base; UUID text in and out.  The
- * generator is single-threaded by contract; the rest is pure. */
+/* ids.c - random ids drawn from a buffer refilled in bulk; UUID text in
+ * and out.  The generator is single-threaded by contract; the rest is
+ * pure. */
 #include "ids.h"
 
 #include <string.h>
+#include <sys/random.h>
 #include <uuid/uuid.h>
 
 static const char hexdigits[] = "0123456789abcdef";
 
+/* Fills the buffer with fresh random bytes: one getrandom() per
+ * GW_IDGEN_BATCH ids, so the cost per id is a copy. */
+static void refill(gw_idgen_t *g) {
+    size_t off = 0;
+    ssize_t n;
+
+    while (off < sizeof(g->pool)) {
+        n = getrandom(g->pool + off, sizeof(g->pool) - off, 0);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    /* Without the kernel's generator (it does not fail on Linux >= 3.17
+     * once seeded), libuuid's own source fills the rest. */
+    for (; off + GW_ID_LEN <= sizeof(g->pool); off += GW_ID_LEN)
+        uuid_generate_random(g->pool + off);
+    g->used = 0;
+}
+
 void gw_idgen_init(gw_idgen_t *g) {
-    uuid_generate_random(g->base);
-    g->next = 0;
+    refill(g);
 }
 
 void gw_idgen_next(gw_idgen_t *g, uint8_t id[GW_ID_LEN]) {
-    uint64_t low = 0, n = g->next++;
-    int i;
-
-    /* Bytes 8..15 hold the variant bits (top two bits of byte 8): count in
-     * the 62 bits below them. */
-    for (i = 8; i < 16; i++)
-        low = low << 8 | g->base[i];
-    low = (low & 0xc000000000000000ull) | ((low + n) & 0x3fffffffffffffffull);
-    memcpy(id, g->base, 8);
-    for (i = 15; i >= 8; i--) {
-        id[i] = (uint8_t)low;
-        low >>= 8;
-    }
+    if (g->used + GW_ID_LEN > sizeof(g->pool))
+        refill(g);
+    memcpy(id, g->pool + g->used, GW_ID_LEN);
+    /* never hand out the same bytes twice */
+    memset(g->pool + g->used, 0, GW_ID_LEN);
+    g->used += GW_ID_LEN;
+    id[6] = (uint8_t)((id[6] & 0x0f) | 0x40); /* version 4 */
+    id[8] = (uint8_t)((id[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 }
 
 void gw_id_text(const uint8_t id[GW_ID_LEN], char out[GW_ID_TEXT_LEN + 1]) {
-    int i;
-    char *p = out;
-
-    for (i = 0; i < GW_ID_LEN; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *p++ = '-';
-        *p++ = hexdigits[id[i] >> 4];
-        *p++ = hexdigits[id[i] & 15];
-    }
-    *p = '\0';
+    uuid_unparse_lower(id, out);
 }
 
 void gw_id_hex(const uint8_t id[GW_ID_LEN], char out[GW_ID_HEX_LEN + 1]) {

@@ -1,9 +1,11 @@
-/* ids.h - correlation ids and request ids, cheaply.
+/* ids.h - correlation ids and request ids: unpredictable, cheaply.
  *
- * Each generator starts from 128 random bits (libuuid) and then counts, so
- * ids are unique for the life of the process and unpredictable across
- * processes, without paying for a random UUID per call.  A generator
- * belongs to one thread; the formatting and parsing functions are pure. */
+ * Every id is a random (version 4) UUID: 122 random bits from the kernel's
+ * generator, drawn from a buffer that one getrandom() refills for
+ * GW_IDGEN_BATCH ids, so an id costs a copy.  No id can be worked out from
+ * another: a worker that saw one call's id cannot answer another's.  A
+ * generator belongs to one thread; the formatting and parsing functions
+ * are pure. */
 #ifndef GW_IDS_H
 #define GW_IDS_H
 
@@ -13,17 +15,17 @@
 #define GW_ID_LEN      16 /* bytes */
 #define GW_ID_TEXT_LEN 36 /* 8-4-4-4-12 hex digits and dashes */
 #define GW_ID_HEX_LEN  32 /* plain hex */
+#define GW_IDGEN_BATCH 64 /* ids per getrandom() */
 
 typedef struct {
-    uint8_t base[GW_ID_LEN];
-    uint64_t next;
+    uint8_t pool[GW_IDGEN_BATCH * GW_ID_LEN];
+    size_t used; /* bytes of pool handed out */
 } gw_idgen_t;
 
-/* Seeds g with fresh random bits. */
+/* Fills g with fresh random bytes. */
 void gw_idgen_init(gw_idgen_t *g);
-/* The next id: the base with a counter added to its last 8 bytes.  The
- * version and variant bits of a random UUID are kept, so the text form is
- * a well-formed version 4 UUID. */
+/* The next id: 16 fresh random bytes with the version and variant bits of
+ * a random UUID, so the text form is a well-formed version 4 UUID. */
 void gw_idgen_next(gw_idgen_t *g, uint8_t id[GW_ID_LEN]);
 
 /* Writes id as a lower-case UUID ("xxxxxxxx-xxxx-...") and a NUL. */

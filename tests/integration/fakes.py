@@ -264,18 +264,31 @@ class TwiceServer(FakeServer):
         return [Reply(first), Reply(second, delay=self.gap)]
 
 
+def neighbour_ids(corr, spread=3):
+    """The UUIDs within `spread` of corr read as a 128-bit number: what a
+    rogue worker would try if ids counted up (it has seen corr, and the
+    calls after it would be corr+1, corr+2...)."""
+    try:
+        v = uuid.UUID(corr).int
+    except ValueError:
+        return []
+    return [str(uuid.UUID(int=(v + d) % (1 << 128)))
+            for d in range(-spread, spread + 1) if d != 0]
+
+
 def bogus_ids(corr):
     """Correlation ids that are not `corr` but look close to it: a fresh
-    UUID, corr with one hex digit changed (in its first two groups: a gateway
-    that counts ids up from a random base changes only the last groups, so
-    such an id is not one of its own), corr one character longer, one
-    shorter, and not a UUID at all."""
+    UUID, corr with one hex digit changed, its numeric neighbours (the ids
+    a gateway counting up from a random base would give the next calls:
+    with calls in flight, one of those answers would reach the wrong
+    caller), corr one character longer, one shorter, and not a UUID at
+    all."""
     def changed(s, i):
         if len(s) <= i:
             return s + "0"
         return s[:i] + ("0" if s[i] != "0" else "1") + s[i + 1:]
-    return [str(uuid.uuid4()), changed(corr, 0), changed(corr, 10),
-            corr + "0", corr[:-1], "not-a-uuid"]
+    return ([str(uuid.uuid4()), changed(corr, 0), changed(corr, 10)]
+            + neighbour_ids(corr) + [corr + "0", corr[:-1], "not-a-uuid"])
 
 
 class UnknownIdServer(FakeServer):

@@ -482,8 +482,9 @@ class StrayReplyTest(Base):
 
     def test_unknown_correlation_ids(self):
         """Before its right answer, every request gets wrong answers under
-        look-alike correlation ids (another UUID, one hex digit changed, one
-        character more or less, not a UUID, none at all; fakes.bogus_ids):
+        look-alike correlation ids (another UUID, one hex digit changed, its
+        numeric neighbours, one character more or less, not a UUID, none at
+        all; fakes.bogus_ids):
         no caller ever sees them, and each is dropped and logged."""
         gw, fake = GW["unknown"], FAKE["unknown"]
         ns = self.ns(200)

@@ -1,5 +1,6 @@
-/* test_ids.c - correlation and request ids: unique, well-formed UUIDs whose
- * text form agrees with libuuid, and a strict parser. */
+/* test_ids.c - correlation and request ids: unique, unpredictable,
+ * well-formed UUIDs whose text form agrees with libuuid, and a strict
+ * parser. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -46,21 +47,30 @@ static void test_two_generators_differ(void **state) {
     assert_true(memcmp(x, y, GW_ID_LEN) != 0);
 }
 
-static void test_counter_wraps_below_variant(void **state) {
+/* No id follows from another: consecutive ids share no half, and no two
+ * differ by a small count (the old counting ids differed by 1). */
+static void test_not_predictable(void **state) {
+    enum { N = 5000 };
+    uint8_t prev[GW_ID_LEN], id[GW_ID_LEN];
     gw_idgen_t g;
-    uint8_t a[GW_ID_LEN], b[GW_ID_LEN];
+    int i, j, same_high = 0, same_low = 0, bits = 0;
 
     gw_idgen_init(&g);
-    g.base[8] = 0xbf; /* variant 10, then all counter bits set */
-    memset(g.base + 9, 0xff, 7);
-    gw_idgen_next(&g, a);
-    gw_idgen_next(&g, b);
-    assert_int_equal(a[8] & 0xc0, 0x80);
-    assert_int_equal(b[8] & 0xc0, 0x80);
-    assert_true(memcmp(a, b, GW_ID_LEN) != 0);
-    assert_int_equal(b[8], 0x80); /* wrapped to zero, variant kept */
-    assert_int_equal(b[15], 0x00);
-    assert_memory_equal(a, g.base, 8); /* the high half never changes */
+    gw_idgen_next(&g, prev);
+    for (i = 0; i < N; i++) {
+        gw_idgen_next(&g, id);
+        same_high += memcmp(id, prev, 8) == 0;
+        same_low += memcmp(id + 9, prev + 9, 7) == 0;
+        for (j = 0; j < GW_ID_LEN; j++)
+            bits += __builtin_popcount((unsigned)(id[j] ^ prev[j]));
+        memcpy(prev, id, sizeof(id));
+    }
+    assert_int_equal(same_high, 0);
+    assert_int_equal(same_low, 0);
+    /* 122 random bits: 61 differ between neighbours on average, with a
+     * standard deviation of about 400 over the run; the bounds are some
+     * 70 of those away. */
+    assert_true(bits > N * 55 && bits < N * 67);
 }
 
 static void test_text_matches_libuuid(void **state) {
@@ -110,7 +120,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unique_and_versioned),
         cmocka_unit_test(test_two_generators_differ),
-        cmocka_unit_test(test_counter_wraps_below_variant),
+        cmocka_unit_test(test_not_predictable),
         cmocka_unit_test(test_text_matches_libuuid),
         cmocka_unit_test(test_parse_rejects),
     };
