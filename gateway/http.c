@@ -91,19 +91,6 @@ typedef struct {
 
 /* --- small pieces -------------------------------------------------------- */
 
-/* Copies s for a quoted logfmt value: no quotes, backslashes or control
- * bytes, bounded. */
-static void log_safe(char *out, size_t size, const char *s) {
-    size_t i;
-
-    for (i = 0; i + 1 < size && s[i] != '\0'; i++)
-        out[i] = (s[i] == '"' || s[i] == '\\' || (unsigned char)s[i] < 0x20 ||
-                  (unsigned char)s[i] >= 0x7f)
-                     ? '?'
-                     : s[i];
-    out[i] = '\0';
-}
-
 /* The request id: the client's X-Request-Id when it is sane, else a new
  * one.  A valid traceparent is kept to pass on to the worker. */
 static void trace_ids(gw_http_t *h, struct MHD_Connection *c, gw_call_t *call) {
@@ -384,7 +371,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     if (!r->seen) { /* headers are in; the body (if any) is not */
         r->seen = 1;
         snprintf(r->method, sizeof(r->method), "%s", method);
-        log_safe(r->path, sizeof(r->path), url);
+        snprintf(r->path, sizeof(r->path), "%s", url); /* log escapes */
         trace_ids(h, c, &r->call);
         return MHD_YES;
     }
@@ -417,16 +404,27 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
         return;
     }
     /* Probes and scrapes that succeed would drown the other lines. */
-    gw_log((r->route == GW_ROUTE_HEALTHZ || r->route == GW_ROUTE_READYZ ||
-            r->route == GW_ROUTE_METRICS) &&
-                   r->status < 400
-               ? GW_LOG_DEBUG
-               : GW_LOG_INFO,
-           "request method=%s path=\"%s\" status=%d dur_ms=%.3f "
-           "request_id=%s%s%s",
-           r->method, r->path, r->status,
-           (double)(cm_now_us() - r->start_us) / 1000.0, r->call.request_id,
-           r->call.correlation_id[0] ? " corr=" : "", r->call.correlation_id);
+    {
+        cm_log_t l;
+
+        cm_log_begin(&l,
+                     (r->route == GW_ROUTE_HEALTHZ ||
+                      r->route == GW_ROUTE_READYZ ||
+                      r->route == GW_ROUTE_METRICS) &&
+                             r->status < 400
+                         ? CM_LOG_DEBUG
+                         : CM_LOG_INFO,
+                     "request");
+        cm_log_kv(&l, "method", "%s", r->method);
+        cm_log_kv(&l, "path", "%s", r->path);
+        cm_log_kv(&l, "status", "%d", r->status);
+        cm_log_kv(&l, "dur_ms", "%.3f",
+                  (double)(cm_now_us() - r->start_us) / 1000.0);
+        cm_log_kv(&l, "request_id", "%s", r->call.request_id);
+        if (r->call.correlation_id[0] != '\0')
+            cm_log_kv(&l, "corr", "%s", r->call.correlation_id);
+        cm_log_end(&l);
+    }
     /* An unready gateway answering its probe is not a failed call. */
     gw_metrics_request(http->metrics, r->status,
                        r->route == GW_ROUTE_READYZ ? GW_E_OK : r->call.err,
@@ -487,8 +485,13 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
     len = strlen(buf);
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
         buf[--len] = '\0';
-    log_safe(buf, sizeof(buf), buf);
-    gw_log(GW_LOG_WARN, "http_error text=\"%s\"", buf);
+    {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_WARN, "http_error");
+        cm_log_kv(&l, "text", "%s", buf);
+        cm_log_end(&l);
+    }
 }
 
 /* --- the HTTP thread ---------------------------------------------------- */
@@ -534,8 +537,14 @@ static void start_drain(gw_http_t *h) {
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     h->draining = 1;
-    gw_log(GW_LOG_INFO, "draining connections=%u active=%u", h->nconns,
-           h->nactive);
+    {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_INFO, "draining");
+        cm_log_kv(&l, "connections", "%u", h->nconns);
+        cm_log_kv(&l, "active", "%u", h->nactive);
+        cm_log_end(&l);
+    }
 }
 
 static void *http_main(void *arg) {
@@ -565,8 +574,13 @@ static void *http_main(void *arg) {
         wait_for_work(h, mhd_fd);
         MHD_run(h->daemon);
     }
-    if (h->nactive > 0)
-        gw_log(GW_LOG_WARN, "stopped_with_unanswered requests=%u", h->nactive);
+    if (h->nactive > 0) {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_WARN, "stopped_with_unanswered");
+        cm_log_kv(&l, "requests", "%u", h->nactive);
+        cm_log_end(&l);
+    }
     /* In this thread, right after the check: nothing is read in between. */
     MHD_stop_daemon(h->daemon);
     h->daemon = NULL;
@@ -616,7 +630,13 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
     gw_idgen_init(&h->ids);
     h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (h->wake_fd < 0) {
-        gw_log(GW_LOG_ERROR, "http_init_failed error=\"%s\"", strerror(errno));
+        {
+            cm_log_t l;
+
+            cm_log_begin(&l, CM_LOG_ERROR, "http_init_failed");
+            cm_log_kv(&l, "error", "%s", strerror(errno));
+            cm_log_end(&l);
+        }
         free(h);
         return NULL;
     }
@@ -626,8 +646,14 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
     snprintf(port, sizeof(port), "%u", cfg->listen_port);
     rc = getaddrinfo(cfg->listen_host, port, &hints, &ai);
     if (rc != 0) {
-        gw_log(GW_LOG_ERROR, "listen_resolve_failed host=%s error=\"%s\"",
-               cfg->listen_host, gai_strerror(rc));
+        {
+            cm_log_t l;
+
+            cm_log_begin(&l, CM_LOG_ERROR, "listen_resolve_failed");
+            cm_log_kv(&l, "host", "%s", cfg->listen_host);
+            cm_log_kv(&l, "error", "%s", gai_strerror(rc));
+            cm_log_end(&l);
+        }
         goto fail;
     }
     if (ai->ai_family == AF_INET6)
@@ -646,19 +672,37 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (h->daemon == NULL) {
-        gw_log(GW_LOG_ERROR, "listen_failed host=%s port=%u", cfg->listen_host,
-               cfg->listen_port);
+        {
+            cm_log_t l;
+
+            cm_log_begin(&l, CM_LOG_ERROR, "listen_failed");
+            cm_log_kv(&l, "host", "%s", cfg->listen_host);
+            cm_log_kv(&l, "port", "%u", cfg->listen_port);
+            cm_log_end(&l);
+        }
         goto fail;
     }
     rc = pthread_create(&h->thread, NULL, http_main, h);
     if (rc != 0) {
-        gw_log(GW_LOG_ERROR, "thread_create_failed error=\"%s\"", strerror(rc));
+        {
+            cm_log_t l;
+
+            cm_log_begin(&l, CM_LOG_ERROR, "thread_create_failed");
+            cm_log_kv(&l, "error", "%s", strerror(rc));
+            cm_log_end(&l);
+        }
         MHD_stop_daemon(h->daemon);
         goto fail;
     }
     h->started = 1;
-    gw_log(GW_LOG_INFO, "listening host=%s port=%u", cfg->listen_host,
-           cfg->listen_port);
+    {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_INFO, "listening");
+        cm_log_kv(&l, "host", "%s", cfg->listen_host);
+        cm_log_kv(&l, "port", "%u", cfg->listen_port);
+        cm_log_end(&l);
+    }
     return h;
 fail:
     close(h->wake_fd);

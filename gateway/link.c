@@ -55,8 +55,14 @@ static int failed(gw_link_t *link, const char *what) {
 
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
-    gw_log(GW_LOG_WARN, "amqp_error op=%s error=\"%s\"", what,
-           cm_amqp_reply_text(r, buf, sizeof(buf)));
+    {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_WARN, "amqp_error");
+        cm_log_kv(&l, "op", "%s", what);
+        cm_log_kv(&l, "error", "%s", cm_amqp_reply_text(r, buf, sizeof(buf)));
+        cm_log_end(&l);
+    }
     return 1;
 }
 
@@ -181,8 +187,8 @@ gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub) {
     }
     amqp_default_connection_info(&link->url);
     if (amqp_parse_url(link->url_buf, &link->url) != AMQP_STATUS_OK) {
-        gw_log(GW_LOG_ERROR, "bad_amqp_url (not shown: it may hold a "
-                             "password)");
+        /* not shown: it may hold a password */
+        cm_log_msg(CM_LOG_ERROR, "bad_amqp_url");
         gw_link_free(link);
         return NULL;
     }
@@ -226,9 +232,15 @@ static int login(gw_link_t *link) {
         link->url.user, link->url.password);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
-    gw_log(GW_LOG_WARN, "amqp_login_failed host=%s port=%d error=\"%s\"",
-           link->url.host, link->url.port,
-           cm_amqp_reply_text(r, buf, sizeof(buf)));
+    {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_WARN, "amqp_login_failed");
+        cm_log_kv(&l, "host", "%s", link->url.host);
+        cm_log_kv(&l, "port", "%d", link->url.port);
+        cm_log_kv(&l, "error", "%s", cm_amqp_reply_text(r, buf, sizeof(buf)));
+        cm_log_end(&l);
+    }
     return -1;
 }
 
@@ -248,14 +260,25 @@ int gw_link_open(gw_link_t *link, int *consumers) {
     if (sock == NULL)
         goto fail;
     if (link->url.ssl && amqp_ssl_socket_set_cacert(
-                             sock, link->cfg->amqp_cacert) != AMQP_STATUS_OK)
-        gw_log(GW_LOG_WARN, "amqp_cacert_unreadable path=%s",
-               link->cfg->amqp_cacert);
+                             sock, link->cfg->amqp_cacert) != AMQP_STATUS_OK) {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_WARN, "amqp_cacert_unreadable");
+        cm_log_kv(&l, "path", "%s", link->cfg->amqp_cacert);
+        cm_log_end(&l);
+    }
     status =
         amqp_socket_open_noblock(sock, link->url.host, link->url.port, &tv);
     if (status != AMQP_STATUS_OK) {
-        gw_log(GW_LOG_WARN, "amqp_connect_failed host=%s port=%d error=\"%s\"",
-               link->url.host, link->url.port, amqp_error_string2(status));
+        {
+            cm_log_t l;
+
+            cm_log_begin(&l, CM_LOG_WARN, "amqp_connect_failed");
+            cm_log_kv(&l, "host", "%s", link->url.host);
+            cm_log_kv(&l, "port", "%d", link->url.port);
+            cm_log_kv(&l, "error", "%s", amqp_error_string2(status));
+            cm_log_end(&l);
+        }
         goto fail;
     }
     amqp_set_handshake_timeout(link->conn, &tv);
@@ -276,8 +299,16 @@ int gw_link_open(gw_link_t *link, int *consumers) {
     if (*consumers < 0)
         goto fail;
     gw_publisher_attach(link->pub, link->conn, CH_RPC, link->url.ssl);
-    gw_log(GW_LOG_INFO, "amqp_connected host=%s port=%d vhost=%s queue=%s",
-           link->url.host, link->url.port, link->url.vhost, link->cfg->queue);
+    {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_INFO, "amqp_connected");
+        cm_log_kv(&l, "host", "%s", link->url.host);
+        cm_log_kv(&l, "port", "%d", link->url.port);
+        cm_log_kv(&l, "vhost", "%s", link->url.vhost);
+        cm_log_kv(&l, "queue", "%s", link->cfg->queue);
+        cm_log_end(&l);
+    }
     return 0;
 fail:
     amqp_destroy_connection(link->conn);
@@ -338,7 +369,13 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
         snprintf(why, why_size, "channel %u closed by broker: %u %.*s",
                  f->channel, m->reply_code, (int)m->reply_text.len,
                  (const char *)m->reply_text.bytes);
-        gw_log(GW_LOG_WARN, "amqp_channel_closed reason=\"%s\"", why);
+        {
+            cm_log_t l;
+
+            cm_log_begin(&l, CM_LOG_WARN, "amqp_channel_closed");
+            cm_log_kv(&l, "reason", "%s", why);
+            cm_log_end(&l);
+        }
         amqp_send_method(link->conn, f->channel, AMQP_CHANNEL_CLOSE_OK_METHOD,
                          &ok);
         return -1;
@@ -369,7 +406,7 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
     }
     case AMQP_BASIC_CANCEL_METHOD:
         snprintf(why, why_size, "the broker cancelled the reply consumer");
-        gw_log(GW_LOG_WARN, "amqp_reply_consumer_cancelled");
+        cm_log_msg(CM_LOG_WARN, "amqp_reply_consumer_cancelled");
         return -1;
     default:
         return 0;
@@ -399,8 +436,14 @@ int gw_link_poll(gw_link_t *link, gw_link_event_t *ev, char *why,
         if (r.library_error == AMQP_STATUS_TIMEOUT)
             return 0;
         if (r.library_error != AMQP_STATUS_UNEXPECTED_STATE) {
-            gw_log(GW_LOG_WARN, "amqp_read_failed error=\"%s\"",
-                   amqp_error_string2(r.library_error));
+            {
+                cm_log_t l;
+
+                cm_log_begin(&l, CM_LOG_WARN, "amqp_read_failed");
+                cm_log_kv(&l, "error", "%s",
+                          amqp_error_string2(r.library_error));
+                cm_log_end(&l);
+            }
             return -1;
         }
         /* A method other than basic.deliver is waiting: read it. */

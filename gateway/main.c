@@ -41,16 +41,19 @@ int main(int argc, char **argv) {
     if (rc != 0)
         return rc == 1 ? 0 : 2;
     setvbuf(stderr, NULL, _IOLBF, 0);
-    gw_log_min_level = !strcmp(cfg.log_level, "debug")   ? GW_LOG_DEBUG
-                       : !strcmp(cfg.log_level, "warn")  ? GW_LOG_WARN
-                       : !strcmp(cfg.log_level, "error") ? GW_LOG_ERROR
-                                                         : GW_LOG_INFO;
+    cm_log_init("rpc-gateway", cfg.log_level); /* validated by config */
 
     nofile = raise_nofile();
     if (cfg.max_connections + 64 > nofile) {
-        gw_log(GW_LOG_INFO,
-               "max_connections_lowered from=%u to=%u reason=open_file_limit",
-               cfg.max_connections, (unsigned)(nofile - 64));
+        {
+            cm_log_t l;
+
+            cm_log_begin(&l, CM_LOG_INFO, "max_connections_lowered");
+            cm_log_kv(&l, "from", "%u", cfg.max_connections);
+            cm_log_kv(&l, "to", "%u", (unsigned)(nofile - 64));
+            cm_log_str(&l, "reason", "open_file_limit", 15);
+            cm_log_end(&l);
+        }
         cfg.max_connections = (unsigned)(nofile - 64);
     }
 
@@ -63,11 +66,19 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
     gw_config_redact_url(cfg.amqp_url, url, sizeof(url));
-    gw_log(GW_LOG_INFO,
-           "starting version=%s amqp_url=\"%s\" queue=%s timeout_ms=%u "
-           "max_timeout_ms=%u max_inflight=%u max_n=%u",
-           GW_VERSION, url, cfg.queue, cfg.timeout_ms, cfg.max_timeout_ms,
-           cfg.max_inflight, cfg.max_n);
+    {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_INFO, "starting");
+        cm_log_kv(&l, "version", "%s", GW_VERSION);
+        cm_log_kv(&l, "amqp_url", "%s", url);
+        cm_log_kv(&l, "queue", "%s", cfg.queue);
+        cm_log_kv(&l, "timeout_ms", "%u", cfg.timeout_ms);
+        cm_log_kv(&l, "max_timeout_ms", "%u", cfg.max_timeout_ms);
+        cm_log_kv(&l, "max_inflight", "%u", cfg.max_inflight);
+        cm_log_kv(&l, "max_n", "%u", cfg.max_n);
+        cm_log_end(&l);
+    }
 
     rc = 1;
     rpc = gw_rpc_new(&cfg, &metrics, gw_http_call_done);
@@ -78,7 +89,13 @@ int main(int argc, char **argv) {
         goto out;
 
     sigwait(&stop_signals, &sig);
-    gw_log(GW_LOG_INFO, "stopping signal=%s", sig == SIGINT ? "INT" : "TERM");
+    {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_INFO, "stopping");
+        cm_log_kv(&l, "signal", "%s", sig == SIGINT ? "INT" : "TERM");
+        cm_log_end(&l);
+    }
     /* Stop accepting and close idle connections, let calls in flight
      * finish, write every answer, then close. */
     gw_http_drain(http);
@@ -87,6 +104,6 @@ int main(int argc, char **argv) {
 out:
     gw_http_stop(http);
     gw_rpc_free(rpc);
-    gw_log(GW_LOG_INFO, "stopped");
+    cm_log_msg(CM_LOG_INFO, "stopped");
     return rc;
 }

@@ -192,8 +192,14 @@ int gw_publisher_flush(gw_publisher_t *pub) {
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
             poll(&pfd, 1, STALL_GRACE_MS) == 1)
             continue;
-        gw_log(GW_LOG_WARN, "amqp_write_failed error=\"%s\"",
-               n < 0 ? strerror(errno) : "the broker stopped reading");
+        {
+            cm_log_t l;
+
+            cm_log_begin(&l, CM_LOG_WARN, "amqp_write_failed");
+            cm_log_kv(&l, "error", "%s",
+                      n < 0 ? strerror(errno) : "the broker stopped reading");
+            cm_log_end(&l);
+        }
         pub->out_len = 0;
         return -1;
     }
@@ -222,7 +228,13 @@ int gw_publisher_send(gw_publisher_t *pub, const gw_request_msg_t *m) {
                           pub->channel, amqp_cstring_bytes(m->routing_key),
                           &rp.props, body);
     if (n < 0) {
-        gw_log(GW_LOG_WARN, "amqp_encode_failed body_bytes=%zu", body.len);
+        {
+            cm_log_t l;
+
+            cm_log_begin(&l, CM_LOG_WARN, "amqp_encode_failed");
+            cm_log_kv(&l, "body_bytes", "%zu", body.len);
+            cm_log_end(&l);
+        }
         return -1;
     }
     pub->out_len += (size_t)n;

@@ -89,9 +89,14 @@ static void fail_all(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
 /* --- the link ------------------------------------------------------------ */
 
 static void set_consumers(gw_rpc_t *rpc, int consumers) {
-    if (atomic_exchange(&rpc->consumers, consumers) != consumers)
-        gw_log(GW_LOG_INFO, "queue_consumers queue=%s consumers=%d",
-               rpc->cfg->queue, consumers);
+    if (atomic_exchange(&rpc->consumers, consumers) != consumers) {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_INFO, "queue_consumers");
+        cm_log_kv(&l, "queue", "%s", rpc->cfg->queue);
+        cm_log_kv(&l, "consumers", "%d", consumers);
+        cm_log_end(&l);
+    }
 }
 
 /* Drops the connection (politely when we are stopping) and fails every
@@ -101,10 +106,15 @@ static void link_down(gw_rpc_t *rpc, gw_err_t err, const char *detail,
     int polite = err == GW_E_SHUTTING_DOWN;
 
     gw_link_close(rpc->link, polite);
-    if (atomic_exchange(&rpc->up, 0))
-        gw_log(polite ? GW_LOG_INFO : GW_LOG_WARN,
-               "amqp_disconnected reason=\"%s\" failed_calls=%zu", why,
-               gw_pending_count(rpc->pending));
+    if (atomic_exchange(&rpc->up, 0)) {
+        cm_log_t l;
+
+        cm_log_begin(&l, polite ? CM_LOG_INFO : CM_LOG_WARN,
+                     "amqp_disconnected");
+        cm_log_kv(&l, "reason", "%s", why);
+        cm_log_kv(&l, "failed_calls", "%zu", gw_pending_count(rpc->pending));
+        cm_log_end(&l);
+    }
     atomic_store(&rpc->consumers, -1);
     atomic_store(&rpc->blocked, 0);
     fail_all(rpc, err, detail);
@@ -188,7 +198,7 @@ static void start_calls(gw_rpc_t *rpc) {
             continue;
         }
         if (publish(rpc, call, now) != 0) {
-            gw_log(GW_LOG_WARN, "amqp_publish_failed");
+            cm_log_msg(CM_LOG_WARN, "amqp_publish_failed");
             complete(rpc, call, GW_E_CONNECTION_LOST, LOST " while publishing");
             complete_list(rpc, next, GW_E_CONNECTION_LOST, LOST);
             link_down(rpc, GW_E_CONNECTION_LOST, LOST, LOST);
@@ -231,12 +241,16 @@ static void drop_reply(gw_rpc_t *rpc, const gw_link_event_t *ev,
     uint64_t dropped = atomic_fetch_add_explicit(&rpc->metrics->replies_dropped,
                                                  1, memory_order_relaxed) +
                        1;
-    size_t len = ev->correlation_id_len > 64 ? 64 : ev->correlation_id_len;
 
-    gw_log(GW_LOG_INFO,
-           "reply_dropped reason=%s corr=\"%.*s\" dropped=%" PRIu64, what,
-           ev->correlation_id != NULL ? (int)len : 0,
-           ev->correlation_id != NULL ? ev->correlation_id : "", dropped);
+    {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_INFO, "reply_dropped");
+        cm_log_kv(&l, "reason", "%s", what);
+        cm_log_str(&l, "corr", ev->correlation_id, ev->correlation_id_len);
+        cm_log_kv(&l, "dropped", "%" PRIu64, dropped);
+        cm_log_end(&l);
+    }
 }
 
 static void on_reply(gw_rpc_t *rpc, const gw_link_event_t *ev, int64_t now) {
@@ -270,9 +284,14 @@ static void on_reply(gw_rpc_t *rpc, const gw_link_event_t *ev, int64_t now) {
         return;
     }
     snprintf(call->worker_type, sizeof(call->worker_type), "%s", reply.type);
-    if (reply.err == GW_E_BAD_REPLY)
-        gw_log(GW_LOG_WARN, "bad_reply corr=%s reason=\"%s\"",
-               call->correlation_id, reply.message);
+    if (reply.err == GW_E_BAD_REPLY) {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_WARN, "bad_reply");
+        cm_log_kv(&l, "corr", "%s", call->correlation_id);
+        cm_log_kv(&l, "reason", "%s", reply.message);
+        cm_log_end(&l);
+    }
     complete(rpc, call, reply.err, reply.message);
 }
 
@@ -308,11 +327,11 @@ static int read_events(gw_rpc_t *rpc, char *why, size_t why_size) {
             break;
         case GW_LINK_BLOCKED:
             atomic_store(&rpc->blocked, 1);
-            gw_log(GW_LOG_WARN, "amqp_blocked");
+            cm_log_msg(CM_LOG_WARN, "amqp_blocked");
             break;
         case GW_LINK_UNBLOCKED:
             atomic_store(&rpc->blocked, 0);
-            gw_log(GW_LOG_INFO, "amqp_unblocked");
+            cm_log_msg(CM_LOG_INFO, "amqp_unblocked");
             break;
         case GW_LINK_CONSUMERS:
             set_consumers(rpc, ev.consumers);
@@ -411,7 +430,13 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     rpc->pending = gw_pending_new(cfg->max_inflight);
     rpc->pub = gw_publisher_new();
     if (rpc->mailbox == NULL || rpc->pending == NULL || rpc->pub == NULL) {
-        gw_log(GW_LOG_ERROR, "rpc_init_failed error=\"%s\"", strerror(errno));
+        {
+            cm_log_t l;
+
+            cm_log_begin(&l, CM_LOG_ERROR, "rpc_init_failed");
+            cm_log_kv(&l, "error", "%s", strerror(errno));
+            cm_log_end(&l);
+        }
         goto fail;
     }
     rpc->link = gw_link_new(cfg, rpc->pub);
@@ -427,8 +452,13 @@ int gw_rpc_start(gw_rpc_t *rpc) {
     int err = pthread_create(&rpc->thread, NULL, rpc_main, rpc);
 
     if (err != 0) {
-        gw_log(GW_LOG_ERROR, "thread_create_failed error=\"%s\"",
-               strerror(err));
+        {
+            cm_log_t l;
+
+            cm_log_begin(&l, CM_LOG_ERROR, "thread_create_failed");
+            cm_log_kv(&l, "error", "%s", strerror(err));
+            cm_log_end(&l);
+        }
         return -1;
     }
     rpc->started = 1;

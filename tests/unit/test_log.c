@@ -1,0 +1,136 @@
+/* test_log.c - common/log: one line per event whatever the values hold; a
+ * value from a peer cannot forge a line or a key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "log.h"
+
+static char out[8192];
+
+/* Runs the logging in fn with stderr sent to a file; returns what was
+ * written (in out). */
+static const char *captured(void (*fn)(void)) {
+    FILE *f = tmpfile();
+    int saved = dup(2);
+    size_t n;
+
+    assert_non_null(f);
+    fflush(stderr);
+    dup2(fileno(f), 2);
+    fn();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(f);
+    n = fread(out, 1, sizeof(out) - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    return out;
+}
+
+static size_t count(const char *s, char c) {
+    size_t n = 0;
+
+    for (; *s; s++)
+        n += *s == c;
+    return n;
+}
+
+static void log_forgery(void) {
+    static const char corr[] =
+        "abc\"\nts=2026-01-01T00:00:00.000Z level=error msg=FORGED";
+    cm_log_t l;
+
+    cm_log_begin(&l, CM_LOG_INFO, "reply_dropped");
+    cm_log_str(&l, "corr", corr, sizeof(corr) - 1);
+    cm_log_kv(&l, "path", "%s", "/fib/5\r\nx=1 \\ \x01\x7f\xff");
+    cm_log_end(&l);
+}
+
+static void test_values_are_escaped(void **state) {
+    const char *s = captured(log_forgery);
+
+    assert_int_equal(count(s, '\n'), 1); /* one line, at the end */
+    assert_non_null(strstr(s, " level=info prog=test msg=reply_dropped "));
+    assert_non_null(strstr(
+        s, "corr=\"abc\\\"\\nts=2026-01-01T00:00:00.000Z level=error "
+           "msg=FORGED\""));
+    assert_non_null(strstr(s, "path=\"/fib/5\\x0d\\nx=1 \\\\ \\x01\\x7f\\xff\""));
+}
+
+static void log_plain(void) {
+    cm_log_t l;
+
+    cm_log_begin(&l, CM_LOG_WARN, "served");
+    cm_log_kv(&l, "n", "%u", 10u);
+    cm_log_kv(&l, "host", "%s", "127.0.0.1:5672");
+    cm_log_str(&l, "empty", NULL, 0);
+    cm_log_end(&l);
+}
+
+static void test_bare_values_unquoted(void **state) {
+    const char *s = captured(log_plain);
+
+    assert_non_null(strstr(s, " level=warn prog=test msg=served n=10 "
+                              "host=127.0.0.1:5672 empty=\"\"\n"));
+}
+
+static void log_long(void) {
+    char big[4000];
+    cm_log_t l;
+    int i;
+
+    memset(big, 'a', sizeof(big));
+    cm_log_begin(&l, CM_LOG_INFO, "long");
+    cm_log_str(&l, "v", big, sizeof(big)); /* cut at CM_LOG_VALUE_MAX */
+    for (i = 0; i < 10; i++)
+        cm_log_str(&l, "w", big, sizeof(big)); /* cut at the line's end */
+    cm_log_end(&l);
+}
+
+static void test_long_values_and_lines_are_cut(void **state) {
+    const char *s = captured(log_long);
+    size_t len = strlen(s);
+
+    assert_true(len <= CM_LOG_LINE_MAX);
+    assert_int_equal(count(s, '\n'), 1);
+    assert_string_equal(s + len - 4, "...\n");
+    assert_non_null(strstr(s, "a... w="));
+}
+
+static void log_levels(void) {
+    cm_log_msg(CM_LOG_DEBUG, "hidden");
+    cm_log_msg(CM_LOG_INFO, "hidden_too");
+    cm_log_msg(CM_LOG_WARN, "shown");
+}
+
+static void test_levels(void **state) {
+    const char *s;
+
+    assert_int_equal(cm_log_init("test", "warn"), 0);
+    assert_int_equal(cm_log_init("test", "loud"), -1);
+    s = captured(log_levels);
+    assert_null(strstr(s, "hidden"));
+    assert_non_null(strstr(s, "msg=shown\n"));
+    assert_false(cm_log_enabled(CM_LOG_INFO));
+    assert_int_equal(cm_log_init("test", "info"), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_values_are_escaped),
+        cmocka_unit_test(test_bare_values_unquoted),
+        cmocka_unit_test(test_long_values_and_lines_are_cut),
+        cmocka_unit_test(test_levels),
+    };
+    cm_log_init("test", "info");
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
