@@ -1,5 +1,6 @@
-/* http.c - libmicrohttpd: routes requests, answers what it can at once,
- * suspends the rest until the AMQP thread resumes them with an outcome.
+/* http.c - the HTTP server: libmicrohttpd's daemon, its loop, the life of
+ * each connection and request, and the graceful stop.  What a request is
+ * answered is handlers.c's.
  *
  * The HTTP thread is ours: it runs libmicrohttpd's epoll loop (external
  * polling) so that stopping can look at every connection between two turns
@@ -9,8 +10,6 @@
 #include "http.h"
 
 #include <errno.h>
-#include <inttypes.h>
-#include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <poll.h>
@@ -20,21 +19,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "assets.h"
 #include "clock.h"
-#include "ids.h"
+#include "handlers.h"
+
 #include "log.h"
 #include "metrics.h"
-#include "problem.h"
-#include "request.h"
 
-#define JSON_TYPE "application/json"
 /* Per-connection memory for the request line, headers and response headers
  * (libmicrohttpd clears it after every request on a kept-alive connection,
  * so it is both RSS per idle connection and work per request).  8 KiB is
@@ -48,17 +43,15 @@ enum { PHASE_RUN, PHASE_DRAIN, PHASE_FINISH };
 /* One open connection.  It is idle while no request on it has a request
  * line yet: only then may stopping close it, because nothing of a new
  * request has been taken from it. */
-typedef struct conn {
-    struct conn *prev, *next;
+typedef struct gw_conn {
+    struct gw_conn *prev, *next;
     int fd;
     int active;  /* a request line was read; its answer is not written */
     int closing; /* shut down by the drain; libmicrohttpd closes it next */
 } conn_t;
 
 struct gw_http {
-    const gw_config_t *cfg;
-    gw_rpc_t *rpc;
-    gw_metrics_t *metrics;
+    gw_handler_ctx_t hc; /* first: a request's ctx pointer is its server */
     struct MHD_Daemon *daemon;
     pthread_t thread;
     int started;
@@ -67,273 +60,15 @@ struct gw_http {
     atomic_int phase;        /* PHASE_*; written by main */
 
     /* HTTP thread only */
-    gw_idgen_t ids; /* request ids */
-    conn_t *conns;  /* every open connection */
+    conn_t *conns; /* every open connection */
     unsigned nconns, nactive;
-    int draining; /* the drain has started on this thread */
 };
-
-enum { ST_NEW, ST_WAITING, ST_DONE };
-
-/* Per request; call must stay first (gw_http_call_done casts back). */
-typedef struct {
-    gw_call_t call;
-    gw_http_t *h;
-    conn_t *conn; /* NULL if the connection was not known (cannot happen) */
-    int seen;     /* the access handler has run once: headers are in */
-    int state;
-    int status;
-    gw_route_t route;
-    int64_t start_us;
-    char method[8];
-    char path[96]; /* for the access log only */
-} req_t;
-
-/* --- small pieces -------------------------------------------------------- */
-
-/* The request id: the client's X-Request-Id when it is sane, else a new
- * one.  A valid traceparent is kept to pass on to the worker. */
-static void trace_ids(gw_http_t *h, struct MHD_Connection *c, gw_call_t *call) {
-    const char *v =
-        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
-    uint8_t id[GW_ID_LEN];
-
-    if (gw_request_id_valid(v)) {
-        snprintf(call->request_id, sizeof(call->request_id), "%s", v);
-    } else {
-        gw_idgen_next(&h->ids, id);
-        gw_id_hex(id, call->request_id);
-    }
-    v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
-    if (gw_traceparent_valid(v))
-        snprintf(call->traceparent, sizeof(call->traceparent), "%s", v);
-}
-
-/* Adds the common headers and queues resp (which it releases).  While
- * stopping, every answer closes its connection. */
-static enum MHD_Result queue(struct MHD_Connection *c, req_t *r, int status,
-                             const char *type, struct MHD_Response *resp) {
-    enum MHD_Result ret;
-
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    MHD_add_response_header(resp, "X-Request-Id", r->call.request_id);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    if (r->h->draining || r->call.err == GW_E_SHUTTING_DOWN)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    r->status = status;
-    ret = MHD_queue_response(c, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
-/* Queues body (malloc'd; ownership taken, even on failure). */
-static enum MHD_Result respond(struct MHD_Connection *c, req_t *r, int status,
-                               const char *type, char *body, size_t len) {
-    struct MHD_Response *resp;
-
-    if (body == NULL)
-        return MHD_NO;
-    resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (resp == NULL) {
-        free(body);
-        return MHD_NO;
-    }
-    return queue(c, r, status, type, resp);
-}
-
-/* Queues a body that lives as long as the process. */
-static enum MHD_Result respond_static(struct MHD_Connection *c, req_t *r,
-                                      const char *type, const void *body,
-                                      size_t len) {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        len, (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
-
-    if (resp == NULL)
-        return MHD_NO;
-    return queue(c, r, MHD_HTTP_OK, type, resp);
-}
-
-/* Every error answer goes through here, with the given status (/readyz
- * answers every reason for not being ready with 503). */
-static enum MHD_Result respond_problem_as(struct MHD_Connection *c, req_t *r,
-                                          gw_err_t err, int status,
-                                          const char *detail,
-                                          const char *instance) {
-    gw_worker_error_t worker = {r->call.worker_type, detail};
-    size_t len = 0;
-    char *body;
-
-    r->call.err = err;
-    body = gw_problem_json_status(
-        err, status, detail, instance, r->call.request_id,
-        r->call.worker_type[0] ? &worker : NULL, &len);
-    return respond(c, r, status, GW_PROBLEM_CONTENT_TYPE, body, len);
-}
-
-/* An error answer with err's own status. */
-static enum MHD_Result respond_problem(struct MHD_Connection *c, req_t *r,
-                                       gw_err_t err, const char *detail,
-                                       const char *instance) {
-    return respond_problem_as(c, r, err, gw_err_status(err), detail, instance);
-}
-
-static enum MHD_Result respond_outcome(struct MHD_Connection *c, req_t *r,
-                                       const char *url) {
-    static const char head[] = "{\"n\":%" PRIu32 ",\"fib\":\"";
-    char *body;
-    int off;
-    size_t cap;
-
-    if (r->call.err != GW_E_OK)
-        return respond_problem(c, r, r->call.err, r->call.detail, url);
-    cap = r->call.body_len + 48;
-    body = malloc(cap);
-    if (body == NULL)
-        return respond_problem(c, r, GW_E_INTERNAL, "out of memory", url);
-    off = snprintf(body, cap, head, r->call.n);
-    memcpy(body + off, r->call.body, r->call.body_len);
-    off += (int)r->call.body_len;
-    memcpy(body + off, "\"}", 2);
-    return respond(c, r, MHD_HTTP_OK, JSON_TYPE, body, (size_t)off + 2);
-}
-
-/* --- the fib route ------------------------------------------------------- */
-
-static const char *admit_detail(gw_http_t *h, gw_err_t err, char *buf,
-                                size_t size) {
-    switch (err) {
-    case GW_E_NO_SERVER:
-        snprintf(buf, size, "no worker consumes queue '%s'", h->cfg->queue);
-        return buf;
-    case GW_E_BROKER_UNAVAILABLE:
-        return "RabbitMQ is unreachable or blocking publishers; retry shortly";
-    case GW_E_OVERLOADED:
-        return "too many calls in flight; retry shortly";
-    case GW_E_SHUTTING_DOWN:
-        return "the gateway is shutting down";
-    default:
-        return NULL;
-    }
-}
-
-static enum MHD_Result start_fib(gw_http_t *h, struct MHD_Connection *c,
-                                 req_t *r, const char *url) {
-    char detail[320];
-    unsigned timeout_ms;
-    gw_err_t err;
-
-    err = gw_request_parse_fib(url, h->cfg->max_n, &r->call.n, detail,
-                               sizeof(detail));
-    if (err != GW_E_OK)
-        return respond_problem(c, r, err, detail, url);
-    err = gw_request_parse_timeout(
-        MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "timeout_ms"),
-        h->cfg->timeout_ms, h->cfg->max_timeout_ms, &timeout_ms);
-    if (err != GW_E_OK)
-        return respond_problem(
-            c, r, err, "timeout_ms must be a positive integer (milliseconds)",
-            url);
-    err = gw_rpc_admit(h->rpc);
-    if (err != GW_E_OK)
-        return respond_problem(
-            c, r, err, admit_detail(h, err, detail, sizeof(detail)), url);
-
-    r->call.timeout_ms = timeout_ms;
-    r->call.deadline_ms = cm_now_ms() + timeout_ms;
-    r->call.http = c;
-    r->state = ST_WAITING;
-    /* Suspend before submitting: the AMQP thread may resume at once. */
-    MHD_suspend_connection(c);
-    gw_rpc_submit(h->rpc, &r->call);
-    return MHD_YES;
-}
-
-/* --- operations routes --------------------------------------------------- */
-
-static enum MHD_Result readyz(gw_http_t *h, struct MHD_Connection *c, req_t *r,
-                              const char *url) {
-    gw_metrics_link_t link;
-    char detail[320];
-    json_t *ready;
-    char *body;
-
-    gw_rpc_link(h->rpc, &link);
-    /* Not ready, whatever the reason, is 503: orchestrators key on it. */
-    if (!link.connected || link.blocked)
-        return respond_problem_as(
-            c, r, GW_E_BROKER_UNAVAILABLE, MHD_HTTP_SERVICE_UNAVAILABLE,
-            link.connected ? "RabbitMQ is blocking publishers"
-                           : "not connected to RabbitMQ",
-            url);
-    if (link.consumers <= 0) {
-        snprintf(detail, sizeof(detail), "no worker consumes queue '%s'",
-                 h->cfg->queue);
-        return respond_problem_as(c, r, GW_E_NO_SERVER,
-                                  MHD_HTTP_SERVICE_UNAVAILABLE, detail, url);
-    }
-    ready = json_pack("{s:s, s:s, s:i, s:I}", "status", "ready", "queue",
-                      h->cfg->queue, "consumers", link.consumers,
-                      "calls_in_flight", (json_int_t)link.inflight);
-    body = ready != NULL ? json_dumps(ready, JSON_COMPACT) : NULL;
-    json_decref(ready);
-    if (body == NULL)
-        return respond_problem(c, r, GW_E_INTERNAL, "out of memory", url);
-    return respond(c, r, MHD_HTTP_OK, JSON_TYPE, body, strlen(body));
-}
-
-static enum MHD_Result metrics(gw_http_t *h, struct MHD_Connection *c,
-                               req_t *r) {
-    gw_metrics_link_t link;
-    size_t len = 0;
-    char *body;
-
-    gw_rpc_link(h->rpc, &link);
-    body = gw_metrics_render(h->metrics, &link, GW_VERSION, &len);
-    return respond(c, r, MHD_HTTP_OK,
-                   "text/plain; version=0.0.4; charset=utf-8", body, len);
-}
-
-static enum MHD_Result route(gw_http_t *h, struct MHD_Connection *c, req_t *r,
-                             const char *url, const char *method) {
-    static const char healthz[] = "{\"status\":\"ok\"}";
-    gw_route_t where = gw_request_route(url);
-
-    r->route = where;
-    if (where == GW_ROUTE_NONE)
-        return respond_problem(c, r, GW_E_NOT_FOUND, "no such resource", url);
-    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
-        strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return respond_problem(c, r, GW_E_METHOD_NOT_ALLOWED,
-                               "only GET and HEAD are allowed here", url);
-    switch (where) {
-    case GW_ROUTE_FIB:
-        return start_fib(h, c, r, url);
-    case GW_ROUTE_INDEX:
-        return respond_static(c, r, "text/html; charset=utf-8",
-                              gw_asset_index_html, gw_asset_index_html_len);
-    case GW_ROUTE_OPENAPI:
-        return respond_static(c, r, "application/yaml; charset=utf-8",
-                              gw_asset_openapi_yaml, gw_asset_openapi_yaml_len);
-    case GW_ROUTE_HEALTHZ:
-        return respond_static(c, r, JSON_TYPE, healthz, sizeof(healthz) - 1);
-    case GW_ROUTE_READYZ:
-        return readyz(h, c, r, url);
-    case GW_ROUTE_METRICS:
-        return metrics(h, c, r);
-    default:
-        return respond_problem(c, r, GW_E_NOT_FOUND, "no such resource", url);
-    }
-}
 
 /* Publishes the connection counts for /metrics. */
 static void counts_changed(gw_http_t *h) {
-    atomic_store_explicit(&h->metrics->http_connections, h->nconns,
+    atomic_store_explicit(&h->hc.metrics->http_connections, h->nconns,
                           memory_order_relaxed);
-    atomic_store_explicit(&h->metrics->http_active, h->nactive,
+    atomic_store_explicit(&h->hc.metrics->http_active, h->nactive,
                           memory_order_relaxed);
 }
 
@@ -348,7 +83,7 @@ static void *on_request_line(void *cls, const char *uri,
 
     if (r == NULL)
         return NULL;
-    r->h = h;
+    r->h = &h->hc;
     r->start_us = cm_now_us();
     r->conn = ci != NULL ? ci->socket_context : NULL;
     if (r->conn != NULL && !r->conn->active) {
@@ -372,7 +107,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         r->seen = 1;
         snprintf(r->method, sizeof(r->method), "%s", method);
         snprintf(r->path, sizeof(r->path), "%s", url); /* log escapes */
-        trace_ids(h, c, &r->call);
+        gw_handler_begin(&h->hc, c, &r->call);
         return MHD_YES;
     }
     if (*upload_size != 0) { /* no route takes a body: discard it */
@@ -381,9 +116,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     }
     if (r->state == ST_WAITING) { /* resumed by the AMQP thread */
         r->state = ST_DONE;
-        return respond_outcome(c, r, url);
+        return gw_handler_outcome(c, r, url);
     }
-    return route(h, c, r, url, method);
+    return gw_handler_route(&h->hc, c, r, url, method);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
@@ -426,7 +161,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
         cm_log_end(&l);
     }
     /* An unready gateway answering its probe is not a failed call. */
-    gw_metrics_request(http->metrics, r->status,
+    gw_metrics_request(http->hc.metrics, r->status,
                        r->route == GW_ROUTE_READYZ ? GW_E_OK : r->call.err,
                        cm_now_us() - r->start_us);
     free(r->call.body);
@@ -536,7 +271,7 @@ static void start_drain(gw_http_t *h) {
      * closing it refuses new connections at once. */
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
-    h->draining = 1;
+    h->hc.draining = 1;
     {
         cm_log_t l;
 
@@ -557,9 +292,9 @@ static void *http_main(void *arg) {
     for (;;) {
         int phase = atomic_load(&h->phase);
 
-        if (phase >= PHASE_DRAIN && !h->draining)
+        if (phase >= PHASE_DRAIN && !h->hc.draining)
             start_drain(h);
-        if (h->draining)
+        if (h->hc.draining)
             close_idle(h);
         if (phase == PHASE_FINISH) {
             /* Every call is done, so every suspended request is resumed;
@@ -567,7 +302,7 @@ static void *http_main(void *arg) {
              * being read.  Those get the idle timeout, as always. */
             if (finish_by == 0)
                 finish_by =
-                    cm_now_ms() + (int64_t)h->cfg->idle_timeout_s * 1000;
+                    cm_now_ms() + (int64_t)h->hc.cfg->idle_timeout_s * 1000;
             if (h->nactive == 0 || cm_now_ms() >= finish_by)
                 break;
         }
@@ -602,7 +337,7 @@ void gw_http_call_done(gw_call_t *call) {
 
     /* libmicrohttpd does not wake a loop it does not run: we do. */
     MHD_resume_connection(call->http);
-    wake(r->h);
+    wake((gw_http_t *)r->h);
 }
 
 static void set_phase(gw_http_t *h, int phase) {
@@ -622,12 +357,12 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
     h = calloc(1, sizeof(*h));
     if (h == NULL)
         return NULL;
-    h->cfg = cfg;
-    h->rpc = rpc;
-    h->metrics = metrics;
+    h->hc.cfg = cfg;
+    h->hc.rpc = rpc;
+    h->hc.metrics = metrics;
     atomic_init(&h->phase, PHASE_RUN);
     atomic_init(&h->wake_pending, 0);
-    gw_idgen_init(&h->ids);
+    gw_idgen_init(&h->hc.ids);
     h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (h->wake_fd < 0) {
         {
