@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fibrpc.h"
+#include "hostport.h"
 
 #ifndef GW_VERSION
 #define GW_VERSION FIBRPC_VERSION
@@ -80,32 +81,6 @@ static void usage(FILE *f) {
             "--version", "show the version");
 }
 
-static int parse_listen(gw_config_t *cfg, const char *v) {
-    const char *colon = strrchr(v, ':');
-    const char *host = v;
-    size_t hlen;
-    char *end;
-    unsigned long port;
-
-    if (colon == NULL)
-        return -1;
-    hlen = (size_t)(colon - v);
-    if (hlen >= 2 && v[0] == '[' && v[hlen - 1] == ']') { /* [::1]:8080 */
-        host++;
-        hlen -= 2;
-    }
-    if (hlen == 0 || hlen >= sizeof(cfg->listen_host))
-        return -1;
-    errno = 0;
-    port = strtoul(colon + 1, &end, 10);
-    if (errno || end == colon + 1 || *end != '\0' || port > 65535)
-        return -1;
-    memcpy(cfg->listen_host, host, hlen);
-    cfg->listen_host[hlen] = '\0';
-    cfg->listen_port = (uint16_t)port;
-    return 0;
-}
-
 static int set_opt(gw_config_t *cfg, const opt_t *o, const char *v,
                    const char *from) {
     char *field = (char *)cfg + o->offset;
@@ -119,7 +94,8 @@ static int set_opt(gw_config_t *cfg, const opt_t *o, const char *v,
         memcpy(field, v, strlen(v) + 1);
         return 0;
     case OPT_LISTEN:
-        if (parse_listen(cfg, v) != 0)
+        if (cm_parse_hostport(v, cfg->listen_host, sizeof(cfg->listen_host),
+                              &cfg->listen_port, 0) != 0)
             goto bad;
         return 0;
     case OPT_UINT:

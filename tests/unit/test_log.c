@@ -60,10 +60,11 @@ static void test_values_are_escaped(void **state) {
 
     assert_int_equal(count(s, '\n'), 1); /* one line, at the end */
     assert_non_null(strstr(s, " level=info prog=test msg=reply_dropped "));
-    assert_non_null(strstr(
-        s, "corr=\"abc\\\"\\nts=2026-01-01T00:00:00.000Z level=error "
-           "msg=FORGED\""));
-    assert_non_null(strstr(s, "path=\"/fib/5\\x0d\\nx=1 \\\\ \\x01\\x7f\\xff\""));
+    assert_non_null(
+        strstr(s, "corr=\"abc\\\"\\nts=2026-01-01T00:00:00.000Z level=error "
+                  "msg=FORGED\""));
+    assert_non_null(
+        strstr(s, "path=\"/fib/5\\x0d\\nx=1 \\\\ \\x01\\x7f\\xff\""));
 }
 
 static void log_plain(void) {
