@@ -145,12 +145,20 @@ class BrokerAlarmTest(unittest.TestCase):
                             f"no 200 within 10 s of the alarm clearing: {harness.show(r)}")
             time.sleep(0.1)
         self.assertEqual(r.json, {"n": 10, "fib": "55"})
+        last_rid = None
         for n in (20, 30, 40):
-            r = harness.get(GW_ALARM.port, f"/fib/{n}")
+            last_rid = f"alarm-after-{n}-{uuid.uuid4().hex[:8]}"
+            r = harness.get(GW_ALARM.port, f"/fib/{n}", headers={"X-Request-Id": last_rid})
             self.assertEqual(r.status, 200, harness.show(r))
         # A held-back first call reaches the queue once the alarm clears, when
-        # its deadline has passed: the worker must not compute it then.
-        time.sleep(0.5)
+        # its deadline has passed: the worker must not compute it then.  It
+        # was published on the gateway's one connection before the calls
+        # above, so it is queued before them; the one worker takes the queue
+        # in order, one message at a time (prefetch 1), and logs each before
+        # it takes the next.  So once the last call above is logged, whatever
+        # the worker did with every first call is logged too.
+        self.assertTrue(WORKER.wait_events("served", request_id=last_rid),
+                        f"no served line for {last_rid}:\n{WORKER.log_tail(10)}")
         for rid, sent, _ in first:
             for e in WORKER.events("served"):
                 if e.get("request_id") != rid:
