@@ -407,6 +407,18 @@ class Broker:
         raise RuntimeError(f"queue {queue!r} did not get {count} consumer(s) within "
                            f"{timeout:.0f} s (now: {info} = (messages, consumers))\n{logs}")
 
+    def wait_consumers_gone(self, queue, timeout=READY_TIMEOUT):
+        """Waits until `queue` has no consumer (or does not exist)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.queue_info(queue)
+            if info is None or info[1] == 0:
+                return
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"queue {queue!r} still has consumers {timeout:.0f} s "
+                                   f"later: {info} = (messages, consumers)")
+            time.sleep(0.05)
+
 
 # --------------------------------------------------------------------- HTTP
 
