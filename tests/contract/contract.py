@@ -279,8 +279,9 @@ class ScriptedServer(fakes.FakeServer):
     """An RPC server on `queue` (declared durable, as fib-worker does) that
     answers each request as script(n) says: ("fib", delay) replies F(n)
     after delay seconds, ("error", type, message) replies a fibrpc error,
-    ("raw", body, content_type) replies those bytes, None never replies.
-    Its own thread and connection (tests/integration/fakes.py);
+    ("raw", body, content_type) replies those bytes, ("hold",) replies F(n)
+    once release(n) is called (at once if it was already), None never
+    replies.  Its own thread and connection (tests/integration/fakes.py);
     start_and_wait(), then stop()."""
 
     kind = "scripted"
@@ -288,10 +289,17 @@ class ScriptedServer(fakes.FakeServer):
     def __init__(self, url, queue, script):
         super().__init__(url, queue)
         self.script = script
+        self._held = []         # Requests a ("hold",) plan keeps; fake's thread only
+        self._released = set()  # n released so far; fake's thread only
 
     def plan(self, req):
         plan = self.script(req.n)
         if plan is None:
+            return []
+        if plan[0] == "hold":
+            if req.n in self._released:
+                return [fakes.Reply(harness.fib(req.n))]
+            self._held.append(req)
             return []
         if plan[0] == "fib":
             return [fakes.Reply(harness.fib(req.n), delay=plan[1])]
@@ -299,3 +307,17 @@ class ScriptedServer(fakes.FakeServer):
             return [fakes.Reply(json.dumps({"type": plan[1], "message": plan[2]}),
                                 fakes.ERROR_CONTENT_TYPE)]
         return [fakes.Reply(plan[1], plan[2])]
+
+    def release(self, n):
+        """Answers F(n) to the requests for n that ("hold",) keeps, and to
+        any that come later.  Any thread: the fake's own thread does it."""
+        def answer():
+            self._released.add(n)
+            keep = []
+            for req in self._held:
+                if req.n == n:
+                    self._send(req.props, fakes.Reply(harness.fib(n)))
+                else:
+                    keep.append(req)
+            self._held = keep
+        self._conn.add_callback_threadsafe(answer)

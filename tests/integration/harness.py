@@ -216,6 +216,11 @@ class Proc:
                 out.append(ev)
         return out
 
+    def wait_events(self, msg, count=1, timeout=10.0, **match):
+        """events(msg) whose fields equal `match`, once there are at least
+        `count` (see the module function wait_events)."""
+        return [e for _, e in wait_events([self], msg, count, timeout, **match)]
+
     def problems(self):
         """What went wrong with this process, as text lines (after stop())."""
         out = []
@@ -233,6 +238,22 @@ class Proc:
                 out.append(f"{self.name}: sanitizer report ({marker!r}) in {self.log_path}")
                 break
         return out
+
+
+def wait_events(procs, msg, count=1, timeout=10.0, **match):
+    """[(proc, event)] of the msg=`msg` events of `procs` whose fields equal
+    `match`, once there are at least `count` of them all told (or whatever
+    there is after `timeout` s: the caller asserts).  Both programs write a
+    call's log line only after its answer is on the way (the gateway once
+    the HTTP response is sent, the worker once its reply is published and
+    acked), so a test that already has the answer may be ahead of the line."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [(p, e) for p in procs for e in p.events(msg)
+                 if all(e.get(k) == v for k, v in match.items())]
+        if len(found) >= count or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.02)
 
 
 # --------------------------------------------------------------------- broker
@@ -385,6 +406,18 @@ class Broker:
         logs = "".join(f"--- {p.name}:\n{p.log_tail()}" for p in procs)
         raise RuntimeError(f"queue {queue!r} did not get {count} consumer(s) within "
                            f"{timeout:.0f} s (now: {info} = (messages, consumers))\n{logs}")
+
+    def wait_consumers_gone(self, queue, timeout=READY_TIMEOUT):
+        """Waits until `queue` has no consumer (or does not exist)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.queue_info(queue)
+            if info is None or info[1] == 0:
+                return
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"queue {queue!r} still has consumers {timeout:.0f} s "
+                                   f"later: {info} = (messages, consumers)")
+            time.sleep(0.05)
 
 
 # --------------------------------------------------------------------- HTTP

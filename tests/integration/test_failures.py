@@ -321,8 +321,12 @@ class NoServerTest(Base):
 
         # (d) the last consumer goes away: calls switch to no_server within
         # about a second.  Until the gateway notices, calls are published into
-        # the queue and time out (100 ms here).
+        # the queue and time out (100 ms here).  Timed from when the broker
+        # reports no consumer (as (c) is timed from when it reports one):
+        # the worker's exit is not yet the broker's count, and on a loaded
+        # machine the broker can take a while to process the goodbye.
         ENV.stop_proc(worker)
+        ENV.broker.wait_consumers_gone(queue)
         t0 = time.monotonic()
         seen = []
         while True:

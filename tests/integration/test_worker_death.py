@@ -97,6 +97,7 @@ class WorkerDeathTest(unittest.TestCase):
             t_kill = time.monotonic()
             victim.wait(10)
             WORKERS.remove(victim)
+            survivors = list(WORKERS)
             thread.join(60)
             # Keep two workers for the next attempt and for the other test.
             WORKERS.append(ENV.start_worker(queue=QUEUE, max_n=BIG_N))
@@ -118,7 +119,10 @@ class WorkerDeathTest(unittest.TestCase):
             self.assertEqual(len(got), digits, "F(10^7) has the wrong number of digits")
             self.assertEqual(got[:len(lead)], lead, "F(10^7): wrong leading digits")
             self.assertEqual(got[-len(trail):], trail, "F(10^7): wrong trailing digits")
-            others = [w for w in WORKERS if w is not victim and served(w, request_id=rid)]
+            # (A worker logs a call once its reply is published and acked,
+            # which can be just after the caller has the answer.)
+            others = list(dict.fromkeys(
+                w for w, _ in harness.wait_events(survivors, "served", request_id=rid)))
             self.assertEqual(len(others), 1,
                              f"exactly one surviving worker should log serving {rid}")
             self.assertLess(r.elapsed, 30.0)
@@ -169,8 +173,9 @@ class WorkerDeathTest(unittest.TestCase):
                 err = json.loads(reply)
                 self.assertEqual(err.get("type"), "expired", reply)
                 self.assertTrue(err.get("message"), reply)
-                rejected = [e for w in WORKERS for e in w.events("rejected")
-                            if e.get("corr") == cid]
+                # (logged once the reply is published and acked: maybe just
+                # after it reached us)
+                rejected = [e for _, e in harness.wait_events(WORKERS, "rejected", corr=cid)]
                 self.assertEqual(len(rejected), 1, f"no rejected line for {cid}")
                 self.assertEqual(rejected[0].get("error"), "expired")
                 computed = [w.name for w in WORKERS if served(w, corr=cid)]
