@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "amqp_read.h"
 #include "amqp_text.h"
 #include "clock.h"
 #include "config.h"
@@ -440,16 +441,11 @@ static int ck_on_reply(ck_bench_t *b, const amqp_message_t *m) {
     return ck_publish(b, (unsigned)i, now) == AMQP_STATUS_OK ? 0 : -1;
 }
 
-/* Reads a frame that is not a delivery.  Returns -1 when it ends the run. */
-static int ck_other_frame(ck_bench_t *b) {
-    amqp_frame_t f;
-    int status = amqp_simple_wait_frame(b->conn, &f);
+/* Looks at a frame that is not a delivery.  Returns -1 when it ends the
+ * run. */
+static int ck_other_frame(const amqp_frame_t *frame) {
+    amqp_frame_t f = *frame;
 
-    if (status != AMQP_STATUS_OK) {
-        fprintf(stderr, "rpc-ceiling: reading: %s\n",
-                amqp_error_string2(status));
-        return -1;
-    }
     if (f.frame_type != AMQP_FRAME_METHOD)
         return 0;
     switch (f.payload.method.id) {
@@ -488,7 +484,8 @@ static int ck_run(ck_bench_t *b) {
     while (b->busy > 0) {
         struct timeval tv;
         amqp_envelope_t env;
-        amqp_rpc_reply_t r;
+        amqp_frame_t frame;
+        int error, rc;
 
         now = cm_now_ns();
         if (b->publishing && now >= b->measure_end_ns)
@@ -504,28 +501,24 @@ static int ck_run(ck_bench_t *b) {
             wait = CK_WAIT_MAX_NS;
         tv.tv_sec = (time_t)(wait / 1000000000LL);
         tv.tv_usec = (suseconds_t)(wait % 1000000000LL / 1000);
-        amqp_maybe_release_buffers(b->conn);
-        r = amqp_consume_message(b->conn, &env, &tv, 0);
-        if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-            int rc = ck_on_reply(b, &env.message);
-
+        switch (cm_amqp_read(b->conn, &tv, &env, &frame, &error)) {
+        case CM_AMQP_DELIVERY:
+            rc = ck_on_reply(b, &env.message);
             amqp_destroy_envelope(&env);
             if (rc != 0) {
                 fprintf(stderr, "rpc-ceiling: publishing failed\n");
                 return -1;
             }
-        } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-                   r.library_error == AMQP_STATUS_TIMEOUT) {
-            continue;
-        } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-                   r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-            if (ck_other_frame(b) != 0)
+            break;
+        case CM_AMQP_TIMEOUT:
+            break;
+        case CM_AMQP_FRAME:
+            if (ck_other_frame(&frame) != 0)
                 return -1;
-        } else {
+            break;
+        case CM_AMQP_FAILED:
             fprintf(stderr, "rpc-ceiling: reading: %s\n",
-                    r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
-                        ? amqp_error_string2(r.library_error)
-                        : "broker exception");
+                    amqp_error_string2(error));
             return -1;
         }
     }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amqp_read.h"
 #include "amqp_text.h"
 #include "clock.h"
 #include "log.h"
@@ -416,39 +417,31 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
 int gw_link_poll(gw_link_t *link, gw_link_event_t *ev, char *why,
                  size_t why_size) {
     struct timeval zero = {0, 0};
-    amqp_rpc_reply_t r;
     amqp_frame_t frame;
-    int rc;
+    int rc, error;
 
     assert_no_batch(link);
     release(link);
     snprintf(why, why_size, "lost the connection to RabbitMQ");
     for (;;) {
-        amqp_maybe_release_buffers(link->conn);
-        r = amqp_consume_message(link->conn, &link->env, &zero, 0);
-        if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+        switch (cm_amqp_read(link->conn, &zero, &link->env, &frame, &error)) {
+        case CM_AMQP_DELIVERY:
             link->has_env = 1;
             message_event(ev, GW_LINK_REPLY, &link->env.message);
             return 1;
-        }
-        if (r.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION)
-            return -1;
-        if (r.library_error == AMQP_STATUS_TIMEOUT)
+        case CM_AMQP_TIMEOUT:
             return 0;
-        if (r.library_error != AMQP_STATUS_UNEXPECTED_STATE) {
-            {
-                cm_log_t l;
+        case CM_AMQP_FAILED: {
+            cm_log_t l;
 
-                cm_log_begin(&l, CM_LOG_WARN, "amqp_read_failed");
-                cm_log_kv(&l, "error", "%s",
-                          amqp_error_string2(r.library_error));
-                cm_log_end(&l);
-            }
+            cm_log_begin(&l, CM_LOG_WARN, "amqp_read_failed");
+            cm_log_kv(&l, "error", "%s", amqp_error_string2(error));
+            cm_log_end(&l);
             return -1;
         }
-        /* A method other than basic.deliver is waiting: read it. */
-        if (amqp_simple_wait_frame(link->conn, &frame) != AMQP_STATUS_OK)
-            return -1;
+        case CM_AMQP_FRAME:
+            break;
+        }
         if (frame.frame_type != AMQP_FRAME_METHOD)
             continue; /* stray content or heartbeat */
         rc = on_method(link, &frame, ev, why, why_size);
