@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "delivery.h"
 #include "fib.h"
 #include "fibrpc.h"
 #include "log.h"
@@ -44,9 +45,6 @@ typedef struct {
     int conn_usable;
     char err[FW_ERR_MAX]; /* why the last step failed */
 } fw_worker_t;
-
-static const char fw_oom_json[] =
-    "{\"type\":\"internal\",\"message\":\"out of memory\"}";
 
 static void fw_on_signal(int sig) {
     fw_stop_signal = sig;
@@ -277,73 +275,6 @@ static void fw_disconnect(fw_worker_t *w) {
     w->conn_usable = 0;
 }
 
-static const amqp_table_entry_t *fw_header(const amqp_basic_properties_t *p,
-                                           const char *name) {
-    size_t len = strlen(name);
-    int i;
-
-    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
-        return NULL;
-    for (i = 0; i < p->headers.num_entries; i++) {
-        const amqp_table_entry_t *e = &p->headers.entries[i];
-
-        if (e->key.len == len && memcmp(e->key.bytes, name, len) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-/* The header's value as an int64: any integer kind, or decimal digits in a
- * string.  Returns -1 for anything else. */
-static int fw_field_int64(const amqp_field_value_t *v, int64_t *out) {
-    const char *s;
-    size_t i, len;
-    int64_t x = 0;
-
-    switch (v->kind) {
-    case AMQP_FIELD_KIND_I8:
-        *out = v->value.i8;
-        return 0;
-    case AMQP_FIELD_KIND_U8:
-        *out = v->value.u8;
-        return 0;
-    case AMQP_FIELD_KIND_I16:
-        *out = v->value.i16;
-        return 0;
-    case AMQP_FIELD_KIND_U16:
-        *out = v->value.u16;
-        return 0;
-    case AMQP_FIELD_KIND_I32:
-        *out = v->value.i32;
-        return 0;
-    case AMQP_FIELD_KIND_U32:
-        *out = v->value.u32;
-        return 0;
-    case AMQP_FIELD_KIND_I64:
-        *out = v->value.i64;
-        return 0;
-    case AMQP_FIELD_KIND_U64:
-        *out = v->value.u64 > INT64_MAX ? INT64_MAX : (int64_t)v->value.u64;
-        return 0;
-    case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES:
-        s = v->value.bytes.bytes;
-        len = v->value.bytes.len;
-        /* 18 digits cannot overflow an int64. */
-        if (len == 0 || len > 18)
-            return -1;
-        for (i = 0; i < len; i++) {
-            if (s[i] < '0' || s[i] > '9')
-                return -1;
-            x = x * 10 + (s[i] - '0');
-        }
-        *out = x;
-        return 0;
-    default:
-        return -1;
-    }
-}
-
 static void fw_log_corr(fw_log_t *l, const amqp_basic_properties_t *in) {
     if (in->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
         fw_log_str(l, "corr", in->correlation_id.bytes, in->correlation_id.len);
@@ -371,25 +302,24 @@ static int fw_ack(fw_worker_t *w, const amqp_envelope_t *env) {
  * Returns -1 when the connection failed (w->err says how): the request
  * stays unacked and the broker gives it to a worker again. */
 static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
-    const amqp_basic_properties_t *in = &env->message.properties;
-    const amqp_table_entry_t *req_id = fw_header(in, FIBRPC_HDR_REQUEST_ID);
-    const amqp_table_entry_t *trace = fw_header(in, FIBRPC_HDR_TRACEPARENT);
-    const amqp_table_entry_t *deadline = fw_header(in, FIBRPC_HDR_DEADLINE_MS);
+    amqp_table_entry_t headers[FW_REPLY_HEADERS_MAX];
     amqp_basic_properties_t out;
-    amqp_table_entry_t headers[2];
     amqp_bytes_t body = amqp_empty_bytes;
+    const amqp_basic_properties_t *in;
+    fw_delivery_t d;
     fw_request_t req;
-    int64_t deadline_ms;
     char *text = NULL;
     double ms = 0;
     int status;
     fw_log_t l;
 
-    if (!(in->_flags & AMQP_BASIC_REPLY_TO_FLAG) || in->reply_to.len == 0) {
+    fw_delivery_read(&d, &env->message);
+    in = d.props;
+    if (!fw_delivery_has_reply_to(&d)) {
         fw_log_begin(&l, "warn", "dropped");
         fw_log_kv(&l, "reason", "no reply_to");
         fw_log_corr(&l, in);
-        fw_log_request_id(&l, req_id);
+        fw_log_request_id(&l, d.request_id);
         fw_log_end(&l);
         if (fw_ack(w, env) != 0)
             return -1;
@@ -397,17 +327,7 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
         return 0;
     }
 
-    if (deadline != NULL &&
-        fw_field_int64(&deadline->value, &deadline_ms) == 0 &&
-        fw_now_ms() >= deadline_ms) {
-        req.err = FW_ERR_expired;
-        req.n = 0;
-        snprintf(req.message, sizeof(req.message),
-                 "the deadline passed before the work started");
-    } else {
-        fw_request_parse(env->message.body.bytes, env->message.body.len,
-                         w->cfg->max_n, &req);
-    }
+    fw_delivery_request(&d, w->cfg->max_n, fw_now_ms(), &req);
     if (req.err == FW_OK) {
         double start = fw_mono_ms();
 
@@ -418,34 +338,11 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
         }
         ms = fw_mono_ms() - start;
     }
-    if (req.err != FW_OK)
-        text = fw_error_json(req.err, req.message, &body.len);
-    if (text != NULL) {
+    if (req.err == FW_OK)
         body.bytes = text;
-    } else { /* what goes on the wire is an internal error */
-        req.err = FW_ERR_internal;
-        snprintf(req.message, sizeof(req.message),
-                 "out of memory writing the reply");
-        body.bytes = (void *)fw_oom_json;
-        body.len = sizeof(fw_oom_json) - 1;
-    }
-
-    memset(&out, 0, sizeof(out));
-    out._flags = AMQP_BASIC_CONTENT_TYPE_FLAG;
-    out.content_type =
-        amqp_cstring_bytes(req.err == FW_OK ? FIBRPC_REPLY_CONTENT_TYPE
-                                            : FIBRPC_ERROR_CONTENT_TYPE);
-    if (in->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
-        out._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-        out.correlation_id = in->correlation_id;
-    }
-    out.headers.entries = headers;
-    if (req_id != NULL)
-        headers[out.headers.num_entries++] = *req_id;
-    if (trace != NULL)
-        headers[out.headers.num_entries++] = *trace;
-    if (out.headers.num_entries > 0)
-        out._flags |= AMQP_BASIC_HEADERS_FLAG;
+    else
+        fw_delivery_error_body(&req, &text, &body);
+    fw_delivery_reply_props(&d, req.err, headers, &out);
 
     status = amqp_basic_publish(w->conn, FW_CHANNEL, amqp_empty_bytes,
                                 in->reply_to, 0, 0, &out, body);
@@ -465,13 +362,13 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
         fw_log_kv(&l, "n", "%" PRIu32, req.n);
         fw_log_corr(&l, in);
         fw_log_kv(&l, "ms", "%.3f", ms);
-        fw_log_request_id(&l, req_id);
+        fw_log_request_id(&l, d.request_id);
     } else {
         fw_log_begin(&l, fw_err_caller_fault(req.err) ? "info" : "warn",
                      "rejected");
         fw_log_kv(&l, "error", "%s", fw_err_name(req.err));
         fw_log_corr(&l, in);
-        fw_log_request_id(&l, req_id);
+        fw_log_request_id(&l, d.request_id);
         fw_log_str(&l, "detail", req.message, strlen(req.message));
     }
     fw_log_end(&l);
