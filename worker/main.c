@@ -1,11 +1,9 @@
 /* main.c - fib-worker: consume Fibonacci requests from an AMQP queue, reply
  * F(n) or a typed error to each request's reply_to, then ack; reconnect for
- * ever.  One thread owns the one connection; signal handlers set a flag.
- * With --metrics-listen, libmicrohttpd's thread reads the counters this
- * thread records (metrics.h: atomics, nothing else is shared). */
+ * ever.  One thread owns the one connection (link.c); signal handlers set a
+ * flag.  With --metrics-listen, libmicrohttpd's thread reads the counters
+ * this thread records (metrics.h: atomics, nothing else is shared). */
 #include <amqp.h>
-#include <amqp_ssl_socket.h>
-#include <amqp_tcp_socket.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdint.h>
@@ -15,23 +13,18 @@
 #include <time.h>
 
 #include "config.h"
+#include "delivery.h"
 #include "fib.h"
 #include "fibrpc.h"
+#include "link.h"
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
 
-#define FW_CHANNEL           1
-#define FW_HEARTBEAT_S       30
-#define FW_FRAME_MAX         131072
-#define FW_CONNECT_TIMEOUT_S 5
-/* Bounds every synchronous AMQP call (login, declare, close...). */
-#define FW_RPC_TIMEOUT_S 10
 /* How long one wait for a delivery lasts, so a signal is seen this soon. */
 #define FW_POLL_US        200000
 #define FW_BACKOFF_MIN_MS 200
 #define FW_BACKOFF_MAX_MS 5000
-#define FW_ERR_MAX        256
 
 /* The signal that asked us to stop, 0 while running. */
 static volatile sig_atomic_t fw_stop_signal;
@@ -39,14 +32,8 @@ static volatile sig_atomic_t fw_stop_signal;
 typedef struct {
     const fw_config_t *cfg;
     fw_metrics_t *metrics;
-    amqp_connection_state_t conn; /* NULL while disconnected */
-    /* Whether conn can still carry a polite connection.close. */
-    int conn_usable;
-    char err[FW_ERR_MAX]; /* why the last step failed */
+    fw_link_t link;
 } fw_worker_t;
-
-static const char fw_oom_json[] =
-    "{\"type\":\"internal\",\"message\":\"out of memory\"}";
 
 static void fw_on_signal(int sig) {
     fw_stop_signal = sig;
@@ -77,273 +64,6 @@ static void fw_sleep_ms(long ms) {
     }
 }
 
-static void fw_fail(fw_worker_t *w, const char *what, const char *why) {
-    snprintf(w->err, sizeof(w->err), "%s: %s", what, why);
-}
-
-static void fw_fail_close(fw_worker_t *w, const char *what, const char *who,
-                          uint16_t code, amqp_bytes_t text) {
-    snprintf(w->err, sizeof(w->err), "%s: %s closed by the broker: %u %.*s",
-             what, who, (unsigned)code, (int)text.len,
-             text.bytes != NULL ? (const char *)text.bytes : "");
-}
-
-/* Turns an amqp_rpc_reply_t into w->err, once, where it happens; answers a
- * close from the broker with close-ok, as the protocol asks. */
-static void fw_fail_reply(fw_worker_t *w, const char *what,
-                          amqp_rpc_reply_t r) {
-    switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-        fw_fail(w, what, "no error");
-        break;
-    case AMQP_RESPONSE_NONE:
-        fw_fail(w, what, "no reply from the broker");
-        break;
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        fw_fail(w, what, amqp_error_string2(r.library_error));
-        w->conn_usable = 0;
-        break;
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-            amqp_connection_close_t *m = r.reply.decoded;
-            amqp_connection_close_ok_t ok = {0};
-
-            fw_fail_close(w, what, "connection", m->reply_code, m->reply_text);
-            amqp_send_method(w->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-            w->conn_usable = 0;
-        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            amqp_channel_close_t *m = r.reply.decoded;
-            amqp_channel_close_ok_t ok = {0};
-
-            fw_fail_close(w, what, "channel", m->reply_code, m->reply_text);
-            amqp_send_method(w->conn, FW_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD,
-                             &ok);
-        } else {
-            fw_fail(w, what, amqp_method_name(r.reply.id));
-        }
-        break;
-    }
-}
-
-static int fw_is_channel_close(amqp_rpc_reply_t r, uint16_t code) {
-    return r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-           r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
-           ((amqp_channel_close_t *)r.reply.decoded)->reply_code == code;
-}
-
-static amqp_rpc_reply_t fw_login(fw_worker_t *w) {
-    const fw_config_t *cfg = w->cfg;
-    amqp_table_entry_t caps[2], props[2];
-    amqp_table_t client_props;
-
-    /* Without consumer_cancel_notify a deleted queue would leave us idle
-     * for ever; connection.blocked lets us log broker alarms. */
-    caps[0].key = amqp_cstring_bytes("consumer_cancel_notify");
-    caps[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
-    caps[0].value.value.boolean = 1;
-    caps[1].key = amqp_cstring_bytes("connection.blocked");
-    caps[1].value.kind = AMQP_FIELD_KIND_BOOLEAN;
-    caps[1].value.value.boolean = 1;
-    props[0].key = amqp_cstring_bytes("connection_name");
-    props[0].value.kind = AMQP_FIELD_KIND_UTF8;
-    props[0].value.value.bytes = amqp_cstring_bytes("fib-worker");
-    props[1].key = amqp_cstring_bytes("capabilities");
-    props[1].value.kind = AMQP_FIELD_KIND_TABLE;
-    props[1].value.value.table.num_entries = 2;
-    props[1].value.value.table.entries = caps;
-    client_props.num_entries = 2;
-    client_props.entries = props;
-    return amqp_login_with_properties(
-        w->conn, cfg->vhost, 0, FW_FRAME_MAX, FW_HEARTBEAT_S, &client_props,
-        AMQP_SASL_METHOD_PLAIN, cfg->user, cfg->password);
-}
-
-/* Declares the queue durable.  A queue that already exists with other
- * arguments (say the tutorial's transient rpc_queue) makes the broker close
- * the channel with 406; then reopen it, check the queue exists, and use it
- * as it is. */
-static int fw_declare(fw_worker_t *w) {
-    amqp_bytes_t q = amqp_cstring_bytes(w->cfg->queue);
-    amqp_rpc_reply_t r;
-    fw_log_t l;
-
-    if (amqp_queue_declare(w->conn, FW_CHANNEL, q, 0, 1, 0, 0,
-                           amqp_empty_table) != NULL)
-        return 0;
-    r = amqp_get_rpc_reply(w->conn);
-    fw_fail_reply(w, "declaring the queue", r);
-    if (!fw_is_channel_close(r, AMQP_PRECONDITION_FAILED))
-        return -1;
-
-    fw_log_begin(&l, "warn", "queue_mismatch");
-    fw_log_str(&l, "queue", w->cfg->queue, strlen(w->cfg->queue));
-    fw_log_str(&l, "error", w->err, strlen(w->err));
-    fw_log_kv(&l, "action", "using the existing queue as it is");
-    fw_log_end(&l);
-
-    if (amqp_channel_open(w->conn, FW_CHANNEL) == NULL) {
-        fw_fail_reply(w, "reopening the channel", amqp_get_rpc_reply(w->conn));
-        return -1;
-    }
-    if (amqp_queue_declare(w->conn, FW_CHANNEL, q, 1, 0, 0, 0,
-                           amqp_empty_table) == NULL) {
-        fw_fail_reply(w, "checking the queue", amqp_get_rpc_reply(w->conn));
-        return -1;
-    }
-    return 0;
-}
-
-/* Connects, logs in, opens the channel, declares the queue and starts
- * consuming.  On failure w->err says why and nothing is left open. */
-static int fw_connect(fw_worker_t *w) {
-    const fw_config_t *cfg = w->cfg;
-    amqp_socket_t *sock;
-    struct timeval tv;
-    amqp_rpc_reply_t r;
-    int status;
-
-    w->conn = amqp_new_connection();
-    if (w->conn == NULL) {
-        fw_fail(w, "connecting", "out of memory");
-        return -1;
-    }
-    w->conn_usable = 0;
-    sock =
-        cfg->tls ? amqp_ssl_socket_new(w->conn) : amqp_tcp_socket_new(w->conn);
-    if (sock == NULL) {
-        fw_fail(w, "connecting", "cannot create a socket");
-        goto fail;
-    }
-    if (cfg->tls && cfg->cacert != NULL) {
-        status = amqp_ssl_socket_set_cacert(sock, cfg->cacert);
-        if (status != AMQP_STATUS_OK) {
-            fw_fail(w, "loading the CA file", amqp_error_string2(status));
-            goto fail;
-        }
-    }
-    /* rabbitmq-c sets TCP_NODELAY itself when it opens the socket. */
-    tv.tv_sec = FW_CONNECT_TIMEOUT_S;
-    tv.tv_usec = 0;
-    status = amqp_socket_open_noblock(sock, cfg->host, cfg->port, &tv);
-    if (status != AMQP_STATUS_OK) {
-        fw_fail(w, "connecting", amqp_error_string2(status));
-        goto fail;
-    }
-    tv.tv_sec = FW_RPC_TIMEOUT_S;
-    amqp_set_rpc_timeout(w->conn, &tv);
-
-    w->conn_usable = 1;
-    r = fw_login(w);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        fw_fail_reply(w, "logging in", r);
-        goto fail;
-    }
-    if (amqp_channel_open(w->conn, FW_CHANNEL) == NULL) {
-        fw_fail_reply(w, "opening a channel", amqp_get_rpc_reply(w->conn));
-        goto fail;
-    }
-    if (fw_declare(w) != 0)
-        goto fail;
-    if (amqp_basic_qos(w->conn, FW_CHANNEL, 0, cfg->prefetch, 0) == NULL) {
-        fw_fail_reply(w, "setting prefetch", amqp_get_rpc_reply(w->conn));
-        goto fail;
-    }
-    if (amqp_basic_consume(w->conn, FW_CHANNEL, amqp_cstring_bytes(cfg->queue),
-                           amqp_empty_bytes, 0, 0, 0,
-                           amqp_empty_table) == NULL) {
-        fw_fail_reply(w, "consuming", amqp_get_rpc_reply(w->conn));
-        goto fail;
-    }
-    return 0;
-
-fail:
-    if (w->conn_usable)
-        amqp_connection_close(w->conn, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(w->conn);
-    w->conn = NULL;
-    return -1;
-}
-
-/* Closes politely when the connection still works, then frees it. */
-static void fw_disconnect(fw_worker_t *w) {
-    if (w->conn == NULL)
-        return;
-    /* connection.close closes the channel too, and the broker requeues
-     * whatever we had not acked yet. */
-    if (w->conn_usable)
-        amqp_connection_close(w->conn, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(w->conn);
-    w->conn = NULL;
-    w->conn_usable = 0;
-}
-
-static const amqp_table_entry_t *fw_header(const amqp_basic_properties_t *p,
-                                           const char *name) {
-    size_t len = strlen(name);
-    int i;
-
-    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
-        return NULL;
-    for (i = 0; i < p->headers.num_entries; i++) {
-        const amqp_table_entry_t *e = &p->headers.entries[i];
-
-        if (e->key.len == len && memcmp(e->key.bytes, name, len) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-/* The header's value as an int64: any integer kind, or decimal digits in a
- * string.  Returns -1 for anything else. */
-static int fw_field_int64(const amqp_field_value_t *v, int64_t *out) {
-    const char *s;
-    size_t i, len;
-    int64_t x = 0;
-
-    switch (v->kind) {
-    case AMQP_FIELD_KIND_I8:
-        *out = v->value.i8;
-        return 0;
-    case AMQP_FIELD_KIND_U8:
-        *out = v->value.u8;
-        return 0;
-    case AMQP_FIELD_KIND_I16:
-        *out = v->value.i16;
-        return 0;
-    case AMQP_FIELD_KIND_U16:
-        *out = v->value.u16;
-        return 0;
-    case AMQP_FIELD_KIND_I32:
-        *out = v->value.i32;
-        return 0;
-    case AMQP_FIELD_KIND_U32:
-        *out = v->value.u32;
-        return 0;
-    case AMQP_FIELD_KIND_I64:
-        *out = v->value.i64;
-        return 0;
-    case AMQP_FIELD_KIND_U64:
-        *out = v->value.u64 > INT64_MAX ? INT64_MAX : (int64_t)v->value.u64;
-        return 0;
-    case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES:
-        s = v->value.bytes.bytes;
-        len = v->value.bytes.len;
-        /* 18 digits cannot overflow an int64. */
-        if (len == 0 || len > 18)
-            return -1;
-        for (i = 0; i < len; i++) {
-            if (s[i] < '0' || s[i] > '9')
-                return -1;
-            x = x * 10 + (s[i] - '0');
-        }
-        *out = x;
-        return 0;
-    default:
-        return -1;
-    }
-}
-
 static void fw_log_corr(fw_log_t *l, const amqp_basic_properties_t *in) {
     if (in->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
         fw_log_str(l, "corr", in->correlation_id.bytes, in->correlation_id.len);
@@ -356,58 +76,36 @@ static void fw_log_request_id(fw_log_t *l, const amqp_table_entry_t *req_id) {
                    req_id->value.value.bytes.len);
 }
 
-static int fw_ack(fw_worker_t *w, const amqp_envelope_t *env) {
-    int status = amqp_basic_ack(w->conn, env->channel, env->delivery_tag, 0);
-
-    if (status != AMQP_STATUS_OK) {
-        fw_fail(w, "acknowledging a request", amqp_error_string2(status));
-        w->conn_usable = 0;
-        return -1;
-    }
-    return 0;
-}
-
 /* Answers one delivery and acks it, the ack only once the reply is sent.
- * Returns -1 when the connection failed (w->err says how): the request
+ * Returns -1 when the connection failed (fw_link_error says how): the request
  * stays unacked and the broker gives it to a worker again. */
 static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
-    const amqp_basic_properties_t *in = &env->message.properties;
-    const amqp_table_entry_t *req_id = fw_header(in, FIBRPC_HDR_REQUEST_ID);
-    const amqp_table_entry_t *trace = fw_header(in, FIBRPC_HDR_TRACEPARENT);
-    const amqp_table_entry_t *deadline = fw_header(in, FIBRPC_HDR_DEADLINE_MS);
+    amqp_table_entry_t headers[FW_REPLY_HEADERS_MAX];
     amqp_basic_properties_t out;
-    amqp_table_entry_t headers[2];
     amqp_bytes_t body = amqp_empty_bytes;
+    const amqp_basic_properties_t *in;
+    fw_delivery_t d;
     fw_request_t req;
-    int64_t deadline_ms;
     char *text = NULL;
     double ms = 0;
     int status;
     fw_log_t l;
 
-    if (!(in->_flags & AMQP_BASIC_REPLY_TO_FLAG) || in->reply_to.len == 0) {
+    fw_delivery_read(&d, &env->message);
+    in = d.props;
+    if (!fw_delivery_has_reply_to(&d)) {
         fw_log_begin(&l, "warn", "dropped");
         fw_log_kv(&l, "reason", "no reply_to");
         fw_log_corr(&l, in);
-        fw_log_request_id(&l, req_id);
+        fw_log_request_id(&l, d.request_id);
         fw_log_end(&l);
-        if (fw_ack(w, env) != 0)
+        if (fw_link_ack(&w->link, env) != 0)
             return -1;
         fw_metrics_dropped(w->metrics);
         return 0;
     }
 
-    if (deadline != NULL &&
-        fw_field_int64(&deadline->value, &deadline_ms) == 0 &&
-        fw_now_ms() >= deadline_ms) {
-        req.err = FW_ERR_expired;
-        req.n = 0;
-        snprintf(req.message, sizeof(req.message),
-                 "the deadline passed before the work started");
-    } else {
-        fw_request_parse(env->message.body.bytes, env->message.body.len,
-                         w->cfg->max_n, &req);
-    }
+    fw_delivery_request(&d, w->cfg->max_n, fw_now_ms(), &req);
     if (req.err == FW_OK) {
         double start = fw_mono_ms();
 
@@ -418,44 +116,17 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
         }
         ms = fw_mono_ms() - start;
     }
-    if (req.err != FW_OK)
-        text = fw_error_json(req.err, req.message, &body.len);
-    if (text != NULL) {
+    if (req.err == FW_OK)
         body.bytes = text;
-    } else { /* what goes on the wire is an internal error */
-        req.err = FW_ERR_internal;
-        snprintf(req.message, sizeof(req.message),
-                 "out of memory writing the reply");
-        body.bytes = (void *)fw_oom_json;
-        body.len = sizeof(fw_oom_json) - 1;
-    }
+    else
+        fw_delivery_error_body(&req, &text, &body);
+    fw_delivery_reply_props(&d, req.err, headers, &out);
 
-    memset(&out, 0, sizeof(out));
-    out._flags = AMQP_BASIC_CONTENT_TYPE_FLAG;
-    out.content_type =
-        amqp_cstring_bytes(req.err == FW_OK ? FIBRPC_REPLY_CONTENT_TYPE
-                                            : FIBRPC_ERROR_CONTENT_TYPE);
-    if (in->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
-        out._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-        out.correlation_id = in->correlation_id;
-    }
-    out.headers.entries = headers;
-    if (req_id != NULL)
-        headers[out.headers.num_entries++] = *req_id;
-    if (trace != NULL)
-        headers[out.headers.num_entries++] = *trace;
-    if (out.headers.num_entries > 0)
-        out._flags |= AMQP_BASIC_HEADERS_FLAG;
-
-    status = amqp_basic_publish(w->conn, FW_CHANNEL, amqp_empty_bytes,
-                                in->reply_to, 0, 0, &out, body);
+    status = fw_link_publish(&w->link, in->reply_to, &out, body);
     free(text);
-    if (status != AMQP_STATUS_OK) {
-        fw_fail(w, "publishing a reply", amqp_error_string2(status));
-        w->conn_usable = 0;
+    if (status != 0)
         return -1;
-    }
-    if (fw_ack(w, env) != 0)
+    if (fw_link_ack(&w->link, env) != 0)
         return -1;
     /* Counted once acked: a request redelivered after a failure counts once. */
     fw_metrics_reply(w->metrics, req.err, ms / 1e3);
@@ -465,89 +136,37 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
         fw_log_kv(&l, "n", "%" PRIu32, req.n);
         fw_log_corr(&l, in);
         fw_log_kv(&l, "ms", "%.3f", ms);
-        fw_log_request_id(&l, req_id);
+        fw_log_request_id(&l, d.request_id);
     } else {
         fw_log_begin(&l, fw_err_caller_fault(req.err) ? "info" : "warn",
                      "rejected");
         fw_log_kv(&l, "error", "%s", fw_err_name(req.err));
         fw_log_corr(&l, in);
-        fw_log_request_id(&l, req_id);
+        fw_log_request_id(&l, d.request_id);
         fw_log_str(&l, "detail", req.message, strlen(req.message));
     }
     fw_log_end(&l);
     return 0;
 }
 
-/* Reads the frame amqp_consume_message would not take.  Returns -1 when it
- * means the channel or the connection is gone (w->err says why). */
-static int fw_other_frame(fw_worker_t *w) {
-    amqp_frame_t frame;
-    amqp_rpc_reply_t r;
-    fw_log_t l;
-    int status;
-
-    status = amqp_simple_wait_frame(w->conn, &frame);
-    if (status != AMQP_STATUS_OK) {
-        fw_fail(w, "reading a frame", amqp_error_string2(status));
-        w->conn_usable = 0;
-        return -1;
-    }
-    if (frame.frame_type != AMQP_FRAME_METHOD)
-        return 0;
-    switch (frame.payload.method.id) {
-    case AMQP_CHANNEL_CLOSE_METHOD:
-    case AMQP_CONNECTION_CLOSE_METHOD:
-        memset(&r, 0, sizeof(r));
-        r.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
-        r.reply = frame.payload.method;
-        fw_fail_reply(w, "consuming", r);
-        return -1;
-    case AMQP_BASIC_CANCEL_METHOD:
-        fw_fail(w, "consuming",
-                "the broker cancelled the consumer (queue deleted?)");
-        return -1;
-    case AMQP_CONNECTION_BLOCKED_METHOD: {
-        amqp_connection_blocked_t *m = frame.payload.method.decoded;
-
-        fw_log_begin(&l, "warn", "blocked");
-        fw_log_str(&l, "reason", m->reason.bytes, m->reason.len);
-        fw_log_end(&l);
-        return 0;
-    }
-    case AMQP_CONNECTION_UNBLOCKED_METHOD:
-        fw_log_begin(&l, "info", "unblocked");
-        fw_log_end(&l);
-        return 0;
-    default:
-        return 0;
-    }
-}
-
 /* Serves deliveries until a stop signal (returns 0) or until the connection
- * fails (returns -1, w->err says why). */
+ * fails (returns -1, fw_link_error says why). */
 static int fw_serve(fw_worker_t *w) {
     while (!fw_stop_signal) {
-        struct timeval tv = {0, FW_POLL_US};
         amqp_envelope_t env;
-        amqp_rpc_reply_t r;
         int rc;
 
-        amqp_maybe_release_buffers(w->conn);
-        r = amqp_consume_message(w->conn, &env, &tv, 0);
-        if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+        switch (fw_link_next(&w->link, &env, FW_POLL_US)) {
+        case FW_LINK_DELIVERY:
             rc = fw_handle(w, &env);
             amqp_destroy_envelope(&env);
             if (rc != 0)
                 return -1;
-        } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-                   r.library_error == AMQP_STATUS_TIMEOUT) {
-            continue;
-        } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-                   r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-            if (fw_other_frame(w) != 0)
-                return -1;
-        } else {
-            fw_fail_reply(w, "consuming", r);
+            break;
+        case FW_LINK_IDLE:
+            break;
+        case FW_LINK_FAILED:
+        default:
             return -1;
         }
     }
@@ -570,7 +189,8 @@ static void fw_log_retry(fw_worker_t *w, const char *msg, long backoff_ms) {
 
     fw_log_begin(&l, "warn", msg);
     fw_log_broker(&l, w->cfg);
-    fw_log_str(&l, "error", w->err, strlen(w->err));
+    fw_log_str(&l, "error", fw_link_error(&w->link),
+               strlen(fw_link_error(&w->link)));
     fw_log_kv(&l, "retry_ms", "%ld", backoff_ms);
     fw_log_end(&l);
 }
@@ -610,6 +230,7 @@ int main(int argc, char **argv) {
     }
     memset(&w, 0, sizeof(w));
     w.cfg = &cfg;
+    fw_link_init(&w.link, &cfg);
     fw_metrics_init(&metrics);
     w.metrics = &metrics;
     fw_handle_signals();
@@ -634,7 +255,7 @@ int main(int argc, char **argv) {
     }
 
     while (!fw_stop_signal) {
-        if (fw_connect(&w) != 0) {
+        if (fw_link_connect(&w.link) != 0) {
             fw_log_retry(&w, "connect_failed", backoff);
             fw_sleep_ms(backoff);
             backoff = fw_next_backoff(backoff);
@@ -651,7 +272,7 @@ int main(int argc, char **argv) {
             break;
         fw_metrics_link(&metrics, 0);
         fw_log_retry(&w, "disconnected", backoff);
-        fw_disconnect(&w);
+        fw_link_disconnect(&w.link);
         fw_sleep_ms(backoff);
         backoff = fw_next_backoff(backoff);
     }
@@ -660,7 +281,7 @@ int main(int argc, char **argv) {
     fw_log_kv(&l, "signal", "%s",
               fw_stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
     fw_log_end(&l);
-    fw_disconnect(&w);
+    fw_link_disconnect(&w.link);
     fw_metrics_link(&metrics, 0);
     fw_metrics_http_stop(metrics_http);
     fw_config_free(&cfg);

@@ -1,0 +1,315 @@
+/* link.c - fib-worker's one AMQP connection: connect (login, channel, queue,
+ * prefetch, consume), wait for deliveries, publish replies, ack, close; each
+ * amqp_rpc_reply_t becomes lk->err once, where it happens.  The AMQP thread
+ * only. */
+#include "link.h"
+
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "log.h"
+
+#define FW_CHANNEL           1
+#define FW_HEARTBEAT_S       30
+#define FW_FRAME_MAX         131072
+#define FW_CONNECT_TIMEOUT_S 5
+/* Bounds every synchronous AMQP call (login, declare, close...). */
+#define FW_RPC_TIMEOUT_S 10
+
+static void fw_fail(fw_link_t *lk, const char *what, const char *why) {
+    snprintf(lk->err, sizeof(lk->err), "%s: %s", what, why);
+}
+
+static void fw_fail_close(fw_link_t *lk, const char *what, const char *who,
+                          uint16_t code, amqp_bytes_t text) {
+    snprintf(lk->err, sizeof(lk->err), "%s: %s closed by the broker: %u %.*s",
+             what, who, (unsigned)code, (int)text.len,
+             text.bytes != NULL ? (const char *)text.bytes : "");
+}
+
+/* Turns an amqp_rpc_reply_t into lk->err, once, where it happens; answers a
+ * close from the broker with close-ok, as the protocol asks. */
+static void fw_fail_reply(fw_link_t *lk, const char *what, amqp_rpc_reply_t r) {
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        fw_fail(lk, what, "no error");
+        break;
+    case AMQP_RESPONSE_NONE:
+        fw_fail(lk, what, "no reply from the broker");
+        break;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        fw_fail(lk, what, amqp_error_string2(r.library_error));
+        lk->conn_usable = 0;
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *m = r.reply.decoded;
+            amqp_connection_close_ok_t ok = {0};
+
+            fw_fail_close(lk, what, "connection", m->reply_code, m->reply_text);
+            amqp_send_method(lk->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+            lk->conn_usable = 0;
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *m = r.reply.decoded;
+            amqp_channel_close_ok_t ok = {0};
+
+            fw_fail_close(lk, what, "channel", m->reply_code, m->reply_text);
+            amqp_send_method(lk->conn, FW_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD,
+                             &ok);
+        } else {
+            fw_fail(lk, what, amqp_method_name(r.reply.id));
+        }
+        break;
+    }
+}
+
+static int fw_is_channel_close(amqp_rpc_reply_t r, uint16_t code) {
+    return r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+           r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+           ((amqp_channel_close_t *)r.reply.decoded)->reply_code == code;
+}
+
+static amqp_rpc_reply_t fw_login(fw_link_t *lk) {
+    const fw_config_t *cfg = lk->cfg;
+    amqp_table_entry_t caps[2], props[2];
+    amqp_table_t client_props;
+
+    /* Without consumer_cancel_notify a deleted queue would leave us idle
+     * for ever; connection.blocked lets us log broker alarms. */
+    caps[0].key = amqp_cstring_bytes("consumer_cancel_notify");
+    caps[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    caps[0].value.value.boolean = 1;
+    caps[1].key = amqp_cstring_bytes("connection.blocked");
+    caps[1].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    caps[1].value.value.boolean = 1;
+    props[0].key = amqp_cstring_bytes("connection_name");
+    props[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    props[0].value.value.bytes = amqp_cstring_bytes("fib-worker");
+    props[1].key = amqp_cstring_bytes("capabilities");
+    props[1].value.kind = AMQP_FIELD_KIND_TABLE;
+    props[1].value.value.table.num_entries = 2;
+    props[1].value.value.table.entries = caps;
+    client_props.num_entries = 2;
+    client_props.entries = props;
+    return amqp_login_with_properties(
+        lk->conn, cfg->vhost, 0, FW_FRAME_MAX, FW_HEARTBEAT_S, &client_props,
+        AMQP_SASL_METHOD_PLAIN, cfg->user, cfg->password);
+}
+
+/* Declares the queue durable.  A queue that already exists with other
+ * arguments (say the tutorial's transient rpc_queue) makes the broker close
+ * the channel with 406; then reopen it, check the queue exists, and use it
+ * as it is. */
+static int fw_declare(fw_link_t *lk) {
+    amqp_bytes_t q = amqp_cstring_bytes(lk->cfg->queue);
+    amqp_rpc_reply_t r;
+    fw_log_t l;
+
+    if (amqp_queue_declare(lk->conn, FW_CHANNEL, q, 0, 1, 0, 0,
+                           amqp_empty_table) != NULL)
+        return 0;
+    r = amqp_get_rpc_reply(lk->conn);
+    fw_fail_reply(lk, "declaring the queue", r);
+    if (!fw_is_channel_close(r, AMQP_PRECONDITION_FAILED))
+        return -1;
+
+    fw_log_begin(&l, "warn", "queue_mismatch");
+    fw_log_str(&l, "queue", lk->cfg->queue, strlen(lk->cfg->queue));
+    fw_log_str(&l, "error", lk->err, strlen(lk->err));
+    fw_log_kv(&l, "action", "using the existing queue as it is");
+    fw_log_end(&l);
+
+    if (amqp_channel_open(lk->conn, FW_CHANNEL) == NULL) {
+        fw_fail_reply(lk, "reopening the channel",
+                      amqp_get_rpc_reply(lk->conn));
+        return -1;
+    }
+    if (amqp_queue_declare(lk->conn, FW_CHANNEL, q, 1, 0, 0, 0,
+                           amqp_empty_table) == NULL) {
+        fw_fail_reply(lk, "checking the queue", amqp_get_rpc_reply(lk->conn));
+        return -1;
+    }
+    return 0;
+}
+
+int fw_link_connect(fw_link_t *lk) {
+    const fw_config_t *cfg = lk->cfg;
+    amqp_socket_t *sock;
+    struct timeval tv;
+    amqp_rpc_reply_t r;
+    int status;
+
+    lk->conn = amqp_new_connection();
+    if (lk->conn == NULL) {
+        fw_fail(lk, "connecting", "out of memory");
+        return -1;
+    }
+    lk->conn_usable = 0;
+    sock = cfg->tls ? amqp_ssl_socket_new(lk->conn)
+                    : amqp_tcp_socket_new(lk->conn);
+    if (sock == NULL) {
+        fw_fail(lk, "connecting", "cannot create a socket");
+        goto fail;
+    }
+    if (cfg->tls && cfg->cacert != NULL) {
+        status = amqp_ssl_socket_set_cacert(sock, cfg->cacert);
+        if (status != AMQP_STATUS_OK) {
+            fw_fail(lk, "loading the CA file", amqp_error_string2(status));
+            goto fail;
+        }
+    }
+    /* rabbitmq-c sets TCP_NODELAY itself when it opens the socket. */
+    tv.tv_sec = FW_CONNECT_TIMEOUT_S;
+    tv.tv_usec = 0;
+    status = amqp_socket_open_noblock(sock, cfg->host, cfg->port, &tv);
+    if (status != AMQP_STATUS_OK) {
+        fw_fail(lk, "connecting", amqp_error_string2(status));
+        goto fail;
+    }
+    tv.tv_sec = FW_RPC_TIMEOUT_S;
+    amqp_set_rpc_timeout(lk->conn, &tv);
+
+    lk->conn_usable = 1;
+    r = fw_login(lk);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        fw_fail_reply(lk, "logging in", r);
+        goto fail;
+    }
+    if (amqp_channel_open(lk->conn, FW_CHANNEL) == NULL) {
+        fw_fail_reply(lk, "opening a channel", amqp_get_rpc_reply(lk->conn));
+        goto fail;
+    }
+    if (fw_declare(lk) != 0)
+        goto fail;
+    if (amqp_basic_qos(lk->conn, FW_CHANNEL, 0, cfg->prefetch, 0) == NULL) {
+        fw_fail_reply(lk, "setting prefetch", amqp_get_rpc_reply(lk->conn));
+        goto fail;
+    }
+    if (amqp_basic_consume(lk->conn, FW_CHANNEL, amqp_cstring_bytes(cfg->queue),
+                           amqp_empty_bytes, 0, 0, 0,
+                           amqp_empty_table) == NULL) {
+        fw_fail_reply(lk, "consuming", amqp_get_rpc_reply(lk->conn));
+        goto fail;
+    }
+    return 0;
+
+fail:
+    if (lk->conn_usable)
+        amqp_connection_close(lk->conn, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(lk->conn);
+    lk->conn = NULL;
+    return -1;
+}
+
+void fw_link_disconnect(fw_link_t *lk) {
+    if (lk->conn == NULL)
+        return;
+    /* connection.close closes the channel too, and the broker requeues
+     * whatever we had not acked yet. */
+    if (lk->conn_usable)
+        amqp_connection_close(lk->conn, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(lk->conn);
+    lk->conn = NULL;
+    lk->conn_usable = 0;
+}
+
+int fw_link_ack(fw_link_t *lk, const amqp_envelope_t *env) {
+    int status = amqp_basic_ack(lk->conn, env->channel, env->delivery_tag, 0);
+
+    if (status != AMQP_STATUS_OK) {
+        fw_fail(lk, "acknowledging a request", amqp_error_string2(status));
+        lk->conn_usable = 0;
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the frame amqp_consume_message would not take.  Returns -1 when it
+ * means the channel or the connection is gone (lk->err says why). */
+static int fw_other_frame(fw_link_t *lk) {
+    amqp_frame_t frame;
+    amqp_rpc_reply_t r;
+    fw_log_t l;
+    int status;
+
+    status = amqp_simple_wait_frame(lk->conn, &frame);
+    if (status != AMQP_STATUS_OK) {
+        fw_fail(lk, "reading a frame", amqp_error_string2(status));
+        lk->conn_usable = 0;
+        return -1;
+    }
+    if (frame.frame_type != AMQP_FRAME_METHOD)
+        return 0;
+    switch (frame.payload.method.id) {
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD:
+        memset(&r, 0, sizeof(r));
+        r.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
+        r.reply = frame.payload.method;
+        fw_fail_reply(lk, "consuming", r);
+        return -1;
+    case AMQP_BASIC_CANCEL_METHOD:
+        fw_fail(lk, "consuming",
+                "the broker cancelled the consumer (queue deleted?)");
+        return -1;
+    case AMQP_CONNECTION_BLOCKED_METHOD: {
+        amqp_connection_blocked_t *m = frame.payload.method.decoded;
+
+        fw_log_begin(&l, "warn", "blocked");
+        fw_log_str(&l, "reason", m->reason.bytes, m->reason.len);
+        fw_log_end(&l);
+        return 0;
+    }
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+        fw_log_begin(&l, "info", "unblocked");
+        fw_log_end(&l);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+void fw_link_init(fw_link_t *lk, const fw_config_t *cfg) {
+    memset(lk, 0, sizeof(*lk));
+    lk->cfg = cfg;
+}
+
+fw_link_event_t fw_link_next(fw_link_t *lk, amqp_envelope_t *env,
+                             long timeout_us) {
+    struct timeval tv = {0, timeout_us};
+    amqp_rpc_reply_t r;
+
+    amqp_maybe_release_buffers(lk->conn);
+    r = amqp_consume_message(lk->conn, env, &tv, 0);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return FW_LINK_DELIVERY;
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+        r.library_error == AMQP_STATUS_TIMEOUT)
+        return FW_LINK_IDLE;
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+        r.library_error == AMQP_STATUS_UNEXPECTED_STATE)
+        return fw_other_frame(lk) == 0 ? FW_LINK_IDLE : FW_LINK_FAILED;
+    fw_fail_reply(lk, "consuming", r);
+    return FW_LINK_FAILED;
+}
+
+int fw_link_publish(fw_link_t *lk, amqp_bytes_t reply_to,
+                    const amqp_basic_properties_t *props, amqp_bytes_t body) {
+    int status = amqp_basic_publish(lk->conn, FW_CHANNEL, amqp_empty_bytes,
+                                    reply_to, 0, 0, props, body);
+
+    if (status != AMQP_STATUS_OK) {
+        fw_fail(lk, "publishing a reply", amqp_error_string2(status));
+        lk->conn_usable = 0;
+        return -1;
+    }
+    return 0;
+}
+
+const char *fw_link_error(const fw_link_t *lk) {
+    return lk->err;
+}

@@ -1,0 +1,60 @@
+/* link.h - fib-worker's one AMQP connection: connect, log in, declare the
+ * queue and consume; deliveries in, replies and acks out; close.  Only the
+ * AMQP thread (main's) may call it: rabbitmq-c connections are not
+ * thread-safe. */
+#ifndef FW_LINK_H
+#define FW_LINK_H
+
+#include <amqp.h>
+
+#include "config.h"
+
+#define FW_LINK_ERR_MAX 256
+
+/* Owned by link.c: read it through the functions below. */
+typedef struct {
+    const fw_config_t *cfg;
+    amqp_connection_state_t conn; /* NULL while disconnected */
+    /* Whether conn can still carry a polite connection.close. */
+    int conn_usable;
+    char err[FW_LINK_ERR_MAX]; /* why the last step failed */
+} fw_link_t;
+
+/* What one wait on the link brought. */
+typedef enum {
+    FW_LINK_DELIVERY, /* *env holds a delivery: amqp_destroy_envelope it */
+    FW_LINK_IDLE,     /* nothing to do (a timeout, or a frame handled) */
+    FW_LINK_FAILED    /* the channel or the connection is gone */
+} fw_link_event_t;
+
+/* A disconnected link to the broker cfg names; cfg must outlive lk. */
+void fw_link_init(fw_link_t *lk, const fw_config_t *cfg);
+
+/* Connects, logs in, opens the channel, declares the queue and starts
+ * consuming.  Returns 0, or -1 with fw_link_error saying why and nothing
+ * left open. */
+int fw_link_connect(fw_link_t *lk);
+
+/* Closes politely when the connection still works, then frees it; a no-op
+ * when disconnected.  The broker requeues whatever was not acked. */
+void fw_link_disconnect(fw_link_t *lk);
+
+/* Waits up to timeout_us (below 1000000) for the next delivery.  On
+ * FW_LINK_FAILED fw_link_error says why; fw_link_disconnect next. */
+fw_link_event_t fw_link_next(fw_link_t *lk, amqp_envelope_t *env,
+                             long timeout_us);
+
+/* Publishes body with props to queue reply_to through the default exchange.
+ * Returns 0, or -1 when the connection failed (fw_link_error says how). */
+int fw_link_publish(fw_link_t *lk, amqp_bytes_t reply_to,
+                    const amqp_basic_properties_t *props, amqp_bytes_t body);
+
+/* Acks env's delivery.  Returns 0, or -1 when the connection failed
+ * (fw_link_error says how). */
+int fw_link_ack(fw_link_t *lk, const amqp_envelope_t *env);
+
+/* Why the last step failed, for the logs; "" before any failure.  Borrowed
+ * from lk, overwritten by the next failure. */
+const char *fw_link_error(const fw_link_t *lk);
+
+#endif
