@@ -2,6 +2,7 @@
  * defaults, --help and --version.  Each value is checked here, once, so the
  * rest of the worker can trust fw_config_t.  Called from main() only. */
 #include "config.h"
+#include "hostport.h"
 #include "log.h"
 
 #include <amqp.h>
@@ -163,25 +164,10 @@ static int fw_config_url(fw_config_t *cfg, const char *url, const char *from) {
  * could find). */
 static int fw_config_metrics(fw_config_t *cfg, const char *v,
                              const char *from) {
-    const char *colon = strrchr(v, ':');
-    const char *host = v;
-    unsigned long port;
-    size_t hlen;
-
-    if (colon == NULL)
-        return fw_bad(from, "metrics address must be HOST:PORT");
-    hlen = (size_t)(colon - v);
-    if (hlen >= 2 && v[0] == '[' && v[hlen - 1] == ']') { /* [::1]:9100 */
-        host++;
-        hlen -= 2;
-    }
-    if (hlen == 0 || hlen >= sizeof(cfg->metrics_host))
-        return fw_bad(from, "metrics address must be HOST:PORT");
-    if (fw_parse_uint(colon + 1, 1, 65535, &port) != 0)
-        return fw_bad(from, "metrics port must be a whole number 1-65535");
-    memcpy(cfg->metrics_host, host, hlen);
-    cfg->metrics_host[hlen] = '\0';
-    cfg->metrics_port = (uint16_t)port;
+    if (cm_parse_hostport(v, cfg->metrics_host, sizeof(cfg->metrics_host),
+                          &cfg->metrics_port, 1) != 0)
+        return fw_bad(from, "metrics address must be HOST:PORT, the port "
+                            "1-65535");
     return 0;
 }
 
@@ -245,7 +231,7 @@ static int fw_config_check(fw_config_t *cfg, const char **flags) {
 
     v = fw_pick(flags[FW_OPT_LOG_LEVEL], "--log-level", "WORKER_LOG_LEVEL",
                 "info", &from);
-    if (fw_log_set_level(v) != 0)
+    if (cm_log_init("fib-worker", v) != 0)
         return fw_bad(from, "log level must be debug, info, warn or error");
     return 0;
 }

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "amqp_read.h"
+#include "amqp_text.h"
 #include "log.h"
 
 #define FW_CHANNEL           1
@@ -24,53 +26,27 @@ static void fw_fail(fw_link_t *lk, const char *what, const char *why) {
     snprintf(lk->err, sizeof(lk->err), "%s: %s", what, why);
 }
 
-static void fw_fail_close(fw_link_t *lk, const char *what, const char *who,
-                          uint16_t code, amqp_bytes_t text) {
-    snprintf(lk->err, sizeof(lk->err), "%s: %s closed by the broker: %u %.*s",
-             what, who, (unsigned)code, (int)text.len,
-             text.bytes != NULL ? (const char *)text.bytes : "");
-}
-
 /* Turns an amqp_rpc_reply_t into lk->err, once, where it happens; answers a
  * close from the broker with close-ok, as the protocol asks. */
 static void fw_fail_reply(fw_link_t *lk, const char *what, amqp_rpc_reply_t r) {
-    switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-        fw_fail(lk, what, "no error");
-        break;
-    case AMQP_RESPONSE_NONE:
-        fw_fail(lk, what, "no reply from the broker");
-        break;
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        fw_fail(lk, what, amqp_error_string2(r.library_error));
+    char text[256];
+
+    fw_fail(lk, what, cm_amqp_reply_text(r, text, sizeof(text)));
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
         lk->conn_usable = 0;
-        break;
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-            amqp_connection_close_t *m = r.reply.decoded;
-            amqp_connection_close_ok_t ok = {0};
+    if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION)
+        return;
+    if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+        amqp_connection_close_ok_t ok = {0};
 
-            fw_fail_close(lk, what, "connection", m->reply_code, m->reply_text);
-            amqp_send_method(lk->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-            lk->conn_usable = 0;
-        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            amqp_channel_close_t *m = r.reply.decoded;
-            amqp_channel_close_ok_t ok = {0};
+        amqp_send_method(lk->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+        lk->conn_usable = 0;
+    } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        amqp_channel_close_ok_t ok = {0};
 
-            fw_fail_close(lk, what, "channel", m->reply_code, m->reply_text);
-            amqp_send_method(lk->conn, FW_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD,
-                             &ok);
-        } else {
-            fw_fail(lk, what, amqp_method_name(r.reply.id));
-        }
-        break;
+        amqp_send_method(lk->conn, FW_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD,
+                         &ok);
     }
-}
-
-static int fw_is_channel_close(amqp_rpc_reply_t r, uint16_t code) {
-    return r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-           r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
-           ((amqp_channel_close_t *)r.reply.decoded)->reply_code == code;
 }
 
 static amqp_rpc_reply_t fw_login(fw_link_t *lk) {
@@ -107,21 +83,21 @@ static amqp_rpc_reply_t fw_login(fw_link_t *lk) {
 static int fw_declare(fw_link_t *lk) {
     amqp_bytes_t q = amqp_cstring_bytes(lk->cfg->queue);
     amqp_rpc_reply_t r;
-    fw_log_t l;
+    cm_log_t l;
 
     if (amqp_queue_declare(lk->conn, FW_CHANNEL, q, 0, 1, 0, 0,
                            amqp_empty_table) != NULL)
         return 0;
     r = amqp_get_rpc_reply(lk->conn);
     fw_fail_reply(lk, "declaring the queue", r);
-    if (!fw_is_channel_close(r, AMQP_PRECONDITION_FAILED))
+    if (!cm_amqp_is_channel_close(r, AMQP_PRECONDITION_FAILED))
         return -1;
 
-    fw_log_begin(&l, "warn", "queue_mismatch");
-    fw_log_str(&l, "queue", lk->cfg->queue, strlen(lk->cfg->queue));
-    fw_log_str(&l, "error", lk->err, strlen(lk->err));
-    fw_log_kv(&l, "action", "using the existing queue as it is");
-    fw_log_end(&l);
+    cm_log_begin(&l, CM_LOG_WARN, "queue_mismatch");
+    cm_log_str(&l, "queue", lk->cfg->queue, strlen(lk->cfg->queue));
+    cm_log_str(&l, "error", lk->err, strlen(lk->err));
+    cm_log_kv(&l, "action", "using the existing queue as it is");
+    cm_log_end(&l);
 
     if (amqp_channel_open(lk->conn, FW_CHANNEL) == NULL) {
         fw_fail_reply(lk, "reopening the channel",
@@ -230,18 +206,11 @@ int fw_link_ack(fw_link_t *lk, const amqp_envelope_t *env) {
 
 /* Reads the frame amqp_consume_message would not take.  Returns -1 when it
  * means the channel or the connection is gone (lk->err says why). */
-static int fw_other_frame(fw_link_t *lk) {
-    amqp_frame_t frame;
+static int fw_other_frame(fw_link_t *lk, const amqp_frame_t *f) {
+    amqp_frame_t frame = *f;
     amqp_rpc_reply_t r;
-    fw_log_t l;
-    int status;
+    cm_log_t l;
 
-    status = amqp_simple_wait_frame(lk->conn, &frame);
-    if (status != AMQP_STATUS_OK) {
-        fw_fail(lk, "reading a frame", amqp_error_string2(status));
-        lk->conn_usable = 0;
-        return -1;
-    }
     if (frame.frame_type != AMQP_FRAME_METHOD)
         return 0;
     switch (frame.payload.method.id) {
@@ -259,14 +228,14 @@ static int fw_other_frame(fw_link_t *lk) {
     case AMQP_CONNECTION_BLOCKED_METHOD: {
         amqp_connection_blocked_t *m = frame.payload.method.decoded;
 
-        fw_log_begin(&l, "warn", "blocked");
-        fw_log_str(&l, "reason", m->reason.bytes, m->reason.len);
-        fw_log_end(&l);
+        cm_log_begin(&l, CM_LOG_WARN, "blocked");
+        cm_log_str(&l, "reason", m->reason.bytes, m->reason.len);
+        cm_log_end(&l);
         return 0;
     }
     case AMQP_CONNECTION_UNBLOCKED_METHOD:
-        fw_log_begin(&l, "info", "unblocked");
-        fw_log_end(&l);
+        cm_log_begin(&l, CM_LOG_INFO, "unblocked");
+        cm_log_end(&l);
         return 0;
     default:
         return 0;
@@ -281,19 +250,21 @@ void fw_link_init(fw_link_t *lk, const fw_config_t *cfg) {
 fw_link_event_t fw_link_next(fw_link_t *lk, amqp_envelope_t *env,
                              long timeout_us) {
     struct timeval tv = {0, timeout_us};
-    amqp_rpc_reply_t r;
+    amqp_frame_t frame;
+    int error;
 
-    amqp_maybe_release_buffers(lk->conn);
-    r = amqp_consume_message(lk->conn, env, &tv, 0);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+    switch (cm_amqp_read(lk->conn, &tv, env, &frame, &error)) {
+    case CM_AMQP_DELIVERY:
         return FW_LINK_DELIVERY;
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-        r.library_error == AMQP_STATUS_TIMEOUT)
+    case CM_AMQP_TIMEOUT:
         return FW_LINK_IDLE;
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-        r.library_error == AMQP_STATUS_UNEXPECTED_STATE)
-        return fw_other_frame(lk) == 0 ? FW_LINK_IDLE : FW_LINK_FAILED;
-    fw_fail_reply(lk, "consuming", r);
+    case CM_AMQP_FRAME:
+        return fw_other_frame(lk, &frame) == 0 ? FW_LINK_IDLE : FW_LINK_FAILED;
+    case CM_AMQP_FAILED:
+        break;
+    }
+    fw_fail(lk, "consuming", amqp_error_string2(error));
+    lk->conn_usable = 0;
     return FW_LINK_FAILED;
 }
 

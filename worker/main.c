@@ -17,6 +17,7 @@
 #include "fib.h"
 #include "fibrpc.h"
 #include "link.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
@@ -39,20 +40,6 @@ static void fw_on_signal(int sig) {
     fw_stop_signal = sig;
 }
 
-static double fw_mono_ms(void) {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int64_t fw_now_ms(void) {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sleeps ms, waking early when a stop signal arrives. */
 static void fw_sleep_ms(long ms) {
     while (ms > 0 && !fw_stop_signal) {
@@ -64,15 +51,15 @@ static void fw_sleep_ms(long ms) {
     }
 }
 
-static void fw_log_corr(fw_log_t *l, const amqp_basic_properties_t *in) {
+static void fw_log_corr(cm_log_t *l, const amqp_basic_properties_t *in) {
     if (in->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
-        fw_log_str(l, "corr", in->correlation_id.bytes, in->correlation_id.len);
+        cm_log_str(l, "corr", in->correlation_id.bytes, in->correlation_id.len);
 }
 
-static void fw_log_request_id(fw_log_t *l, const amqp_table_entry_t *req_id) {
+static void fw_log_request_id(cm_log_t *l, const amqp_table_entry_t *req_id) {
     if (req_id != NULL && (req_id->value.kind == AMQP_FIELD_KIND_UTF8 ||
                            req_id->value.kind == AMQP_FIELD_KIND_BYTES))
-        fw_log_str(l, "request_id", req_id->value.value.bytes.bytes,
+        cm_log_str(l, "request_id", req_id->value.value.bytes.bytes,
                    req_id->value.value.bytes.len);
 }
 
@@ -89,32 +76,32 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
     char *text = NULL;
     double ms = 0;
     int status;
-    fw_log_t l;
+    cm_log_t l;
 
     fw_delivery_read(&d, &env->message);
     in = d.props;
     if (!fw_delivery_has_reply_to(&d)) {
-        fw_log_begin(&l, "warn", "dropped");
-        fw_log_kv(&l, "reason", "no reply_to");
+        cm_log_begin(&l, CM_LOG_WARN, "dropped");
+        cm_log_kv(&l, "reason", "no reply_to");
         fw_log_corr(&l, in);
         fw_log_request_id(&l, d.request_id);
-        fw_log_end(&l);
+        cm_log_end(&l);
         if (fw_link_ack(&w->link, env) != 0)
             return -1;
         fw_metrics_dropped(w->metrics);
         return 0;
     }
 
-    fw_delivery_request(&d, w->cfg->max_n, fw_now_ms(), &req);
+    fw_delivery_request(&d, w->cfg->max_n, cm_wall_ms(), &req);
     if (req.err == FW_OK) {
-        double start = fw_mono_ms();
+        int64_t start = cm_now_us();
 
         if (fw_fib_compute(req.n, &text, &body.len) != 0) {
             req.err = FW_ERR_internal;
             snprintf(req.message, sizeof(req.message),
                      "out of memory computing F(n)");
         }
-        ms = fw_mono_ms() - start;
+        ms = (double)(cm_now_us() - start) / 1e3;
     }
     if (req.err == FW_OK)
         body.bytes = text;
@@ -132,20 +119,21 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
     fw_metrics_reply(w->metrics, req.err, ms / 1e3);
 
     if (req.err == FW_OK) {
-        fw_log_begin(&l, "info", "served");
-        fw_log_kv(&l, "n", "%" PRIu32, req.n);
+        cm_log_begin(&l, CM_LOG_INFO, "served");
+        cm_log_kv(&l, "n", "%" PRIu32, req.n);
         fw_log_corr(&l, in);
-        fw_log_kv(&l, "ms", "%.3f", ms);
+        cm_log_kv(&l, "ms", "%.3f", ms);
         fw_log_request_id(&l, d.request_id);
     } else {
-        fw_log_begin(&l, fw_err_caller_fault(req.err) ? "info" : "warn",
+        cm_log_begin(&l,
+                     fw_err_caller_fault(req.err) ? CM_LOG_INFO : CM_LOG_WARN,
                      "rejected");
-        fw_log_kv(&l, "error", "%s", fw_err_name(req.err));
+        cm_log_kv(&l, "error", "%s", fw_err_name(req.err));
         fw_log_corr(&l, in);
         fw_log_request_id(&l, d.request_id);
-        fw_log_str(&l, "detail", req.message, strlen(req.message));
+        cm_log_str(&l, "detail", req.message, strlen(req.message));
     }
-    fw_log_end(&l);
+    cm_log_end(&l);
     return 0;
 }
 
@@ -177,22 +165,22 @@ static long fw_next_backoff(long ms) {
     return ms * 2 > FW_BACKOFF_MAX_MS ? FW_BACKOFF_MAX_MS : ms * 2;
 }
 
-static void fw_log_broker(fw_log_t *l, const fw_config_t *cfg) {
-    fw_log_str(l, "host", cfg->host, strlen(cfg->host));
-    fw_log_kv(l, "port", "%d", cfg->port);
-    fw_log_str(l, "vhost", cfg->vhost, strlen(cfg->vhost));
-    fw_log_kv(l, "tls", "%s", cfg->tls ? "true" : "false");
+static void fw_log_broker(cm_log_t *l, const fw_config_t *cfg) {
+    cm_log_str(l, "host", cfg->host, strlen(cfg->host));
+    cm_log_kv(l, "port", "%d", cfg->port);
+    cm_log_str(l, "vhost", cfg->vhost, strlen(cfg->vhost));
+    cm_log_kv(l, "tls", "%s", cfg->tls ? "true" : "false");
 }
 
 static void fw_log_retry(fw_worker_t *w, const char *msg, long backoff_ms) {
-    fw_log_t l;
+    cm_log_t l;
 
-    fw_log_begin(&l, "warn", msg);
+    cm_log_begin(&l, CM_LOG_WARN, msg);
     fw_log_broker(&l, w->cfg);
-    fw_log_str(&l, "error", fw_link_error(&w->link),
+    cm_log_str(&l, "error", fw_link_error(&w->link),
                strlen(fw_link_error(&w->link)));
-    fw_log_kv(&l, "retry_ms", "%ld", backoff_ms);
-    fw_log_end(&l);
+    cm_log_kv(&l, "retry_ms", "%ld", backoff_ms);
+    cm_log_end(&l);
 }
 
 static void fw_handle_signals(void) {
@@ -216,7 +204,7 @@ int main(int argc, char **argv) {
     fw_worker_t w;
     fw_config_t cfg;
     long backoff = FW_BACKOFF_MIN_MS;
-    fw_log_t l;
+    cm_log_t l;
 
     setvbuf(stderr, NULL, _IOLBF, BUFSIZ);
     switch (fw_config_load(&cfg, argc, argv)) {
@@ -235,13 +223,13 @@ int main(int argc, char **argv) {
     w.metrics = &metrics;
     fw_handle_signals();
 
-    fw_log_begin(&l, "info", "starting");
-    fw_log_kv(&l, "version", "%s", FW_VERSION);
+    cm_log_begin(&l, CM_LOG_INFO, "starting");
+    cm_log_kv(&l, "version", "%s", FW_VERSION);
     fw_log_broker(&l, &cfg);
-    fw_log_str(&l, "queue", cfg.queue, strlen(cfg.queue));
-    fw_log_kv(&l, "prefetch", "%u", (unsigned)cfg.prefetch);
-    fw_log_kv(&l, "max_n", "%" PRIu32, cfg.max_n);
-    fw_log_end(&l);
+    cm_log_str(&l, "queue", cfg.queue, strlen(cfg.queue));
+    cm_log_kv(&l, "prefetch", "%u", (unsigned)cfg.prefetch);
+    cm_log_kv(&l, "max_n", "%" PRIu32, cfg.max_n);
+    cm_log_end(&l);
 
     /* The operator asked for metrics: not serving them is a start-up error,
      * not something to find out when the dashboards stay empty. */
@@ -263,10 +251,10 @@ int main(int argc, char **argv) {
         }
         backoff = FW_BACKOFF_MIN_MS;
         fw_metrics_link(&metrics, 1);
-        fw_log_begin(&l, "info", "ready");
-        fw_log_str(&l, "queue", cfg.queue, strlen(cfg.queue));
-        fw_log_kv(&l, "prefetch", "%u", (unsigned)cfg.prefetch);
-        fw_log_end(&l);
+        cm_log_begin(&l, CM_LOG_INFO, "ready");
+        cm_log_str(&l, "queue", cfg.queue, strlen(cfg.queue));
+        cm_log_kv(&l, "prefetch", "%u", (unsigned)cfg.prefetch);
+        cm_log_end(&l);
 
         if (fw_serve(&w) == 0)
             break;
@@ -277,15 +265,15 @@ int main(int argc, char **argv) {
         backoff = fw_next_backoff(backoff);
     }
 
-    fw_log_begin(&l, "info", "stopping");
-    fw_log_kv(&l, "signal", "%s",
+    cm_log_begin(&l, CM_LOG_INFO, "stopping");
+    cm_log_kv(&l, "signal", "%s",
               fw_stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
-    fw_log_end(&l);
+    cm_log_end(&l);
     fw_link_disconnect(&w.link);
     fw_metrics_link(&metrics, 0);
     fw_metrics_http_stop(metrics_http);
     fw_config_free(&cfg);
-    fw_log_begin(&l, "info", "stopped");
-    fw_log_end(&l);
+    cm_log_begin(&l, CM_LOG_INFO, "stopped");
+    cm_log_end(&l);
     return 0;
 }

@@ -87,27 +87,27 @@ static enum MHD_Result fw_on_request(void *cls, struct MHD_Connection *c,
 static void fw_on_mhd_log(void *cls, const char *fmt, va_list ap) {
     char buf[256];
     size_t len;
-    fw_log_t l;
+    cm_log_t l;
 
     vsnprintf(buf, sizeof(buf), fmt, ap);
     len = strlen(buf);
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
         len--;
-    fw_log_begin(&l, "warn", "metrics_http_error");
-    fw_log_str(&l, "error", buf, len);
-    fw_log_end(&l);
+    cm_log_begin(&l, CM_LOG_WARN, "metrics_http_error");
+    cm_log_str(&l, "error", buf, len);
+    cm_log_end(&l);
 }
 
-static void fw_log_listen(const char *level, const char *msg, const char *host,
-                          uint16_t port, const char *error) {
-    fw_log_t l;
+static void fw_log_listen(cm_log_level_t level, const char *msg,
+                          const char *host, uint16_t port, const char *error) {
+    cm_log_t l;
 
-    fw_log_begin(&l, level, msg);
-    fw_log_str(&l, "host", host, strlen(host));
-    fw_log_kv(&l, "port", "%u", (unsigned)port);
+    cm_log_begin(&l, level, msg);
+    cm_log_str(&l, "host", host, strlen(host));
+    cm_log_kv(&l, "port", "%u", (unsigned)port);
     if (error != NULL)
-        fw_log_str(&l, "error", error, strlen(error));
-    fw_log_end(&l);
+        cm_log_str(&l, "error", error, strlen(error));
+    cm_log_end(&l);
 }
 
 fw_metrics_http_t *fw_metrics_http_start(const char *host, uint16_t port,
@@ -122,7 +122,7 @@ fw_metrics_http_t *fw_metrics_http_start(const char *host, uint16_t port,
 
     h = calloc(1, sizeof(*h));
     if (h == NULL) {
-        fw_log_listen("error", "metrics_listen_failed", host, port,
+        fw_log_listen(CM_LOG_ERROR, "metrics_listen_failed", host, port,
                       "out of memory");
         return NULL;
     }
@@ -135,7 +135,7 @@ fw_metrics_http_t *fw_metrics_http_start(const char *host, uint16_t port,
     snprintf(service, sizeof(service), "%u", (unsigned)port);
     rc = getaddrinfo(host, service, &hints, &ai);
     if (rc != 0) {
-        fw_log_listen("error", "metrics_listen_failed", host, port,
+        fw_log_listen(CM_LOG_ERROR, "metrics_listen_failed", host, port,
                       gai_strerror(rc));
         free(h);
         return NULL;
@@ -158,12 +158,12 @@ fw_metrics_http_t *fw_metrics_http_start(const char *host, uint16_t port,
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     freeaddrinfo(ai);
     if (h->daemon == NULL) {
-        fw_log_listen("error", "metrics_listen_failed", host, port,
+        fw_log_listen(CM_LOG_ERROR, "metrics_listen_failed", host, port,
                       "cannot listen (address in use or not ours?)");
         free(h);
         return NULL;
     }
-    fw_log_listen("info", "metrics_listening", host, port, NULL);
+    fw_log_listen(CM_LOG_INFO, "metrics_listening", host, port, NULL);
     return h;
 }
 
