@@ -145,3 +145,20 @@ void cm_log_msg(cm_log_level_t level, const char *msg) {
     cm_log_begin(&l, level, msg);
     cm_log_end(&l);
 }
+
+void cm_log_vtext(cm_log_level_t level, const char *msg, const char *key,
+                  const char *fmt, va_list ap) {
+    char text[512];
+    size_t len;
+    cm_log_t l;
+
+    if (!cm_log_enabled(level))
+        return;
+    (void)vsnprintf(text, sizeof(text), fmt, ap);
+    len = strlen(text);
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        len--;
+    cm_log_begin(&l, level, msg);
+    cm_log_str(&l, key, text, len);
+    cm_log_end(&l);
+}

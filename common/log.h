@@ -10,6 +10,7 @@
 #ifndef CM_LOG_H
 #define CM_LOG_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 /* The longest line written; longer lines are cut and end in "...". */
@@ -54,5 +55,9 @@ void cm_log_end(cm_log_t *l);
 
 /* A line with no pairs: begin and end. */
 void cm_log_msg(cm_log_level_t level, const char *msg);
+/* A line whose one value, under key, is a library's printf-style message
+ * (libmicrohttpd's error log), trailing newlines dropped, escaped. */
+void cm_log_vtext(cm_log_level_t level, const char *msg, const char *key,
+                  const char *fmt, va_list ap);
 
 #endif

@@ -213,20 +213,7 @@ static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s) {
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
-    char buf[512];
-    size_t len;
-
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    len = strlen(buf);
-    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-        buf[--len] = '\0';
-    {
-        cm_log_t l;
-
-        cm_log_begin(&l, CM_LOG_WARN, "http_error");
-        cm_log_kv(&l, "text", "%s", buf);
-        cm_log_end(&l);
-    }
+    cm_log_vtext(CM_LOG_WARN, "http_error", "text", fmt, ap);
 }
 
 /* --- the HTTP thread ---------------------------------------------------- */
@@ -365,13 +352,11 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
     gw_idgen_init(&h->hc.ids);
     h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (h->wake_fd < 0) {
-        {
-            cm_log_t l;
+        cm_log_t l;
 
-            cm_log_begin(&l, CM_LOG_ERROR, "http_init_failed");
-            cm_log_kv(&l, "error", "%s", strerror(errno));
-            cm_log_end(&l);
-        }
+        cm_log_begin(&l, CM_LOG_ERROR, "http_init_failed");
+        cm_log_kv(&l, "error", "%s", strerror(errno));
+        cm_log_end(&l);
         free(h);
         return NULL;
     }
@@ -381,14 +366,12 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
     snprintf(port, sizeof(port), "%u", cfg->listen_port);
     rc = getaddrinfo(cfg->listen_host, port, &hints, &ai);
     if (rc != 0) {
-        {
-            cm_log_t l;
+        cm_log_t l;
 
-            cm_log_begin(&l, CM_LOG_ERROR, "listen_resolve_failed");
-            cm_log_kv(&l, "host", "%s", cfg->listen_host);
-            cm_log_kv(&l, "error", "%s", gai_strerror(rc));
-            cm_log_end(&l);
-        }
+        cm_log_begin(&l, CM_LOG_ERROR, "listen_resolve_failed");
+        cm_log_kv(&l, "host", "%s", cfg->listen_host);
+        cm_log_kv(&l, "error", "%s", gai_strerror(rc));
+        cm_log_end(&l);
         goto fail;
     }
     if (ai->ai_family == AF_INET6)
@@ -407,25 +390,21 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (h->daemon == NULL) {
-        {
-            cm_log_t l;
+        cm_log_t l;
 
-            cm_log_begin(&l, CM_LOG_ERROR, "listen_failed");
-            cm_log_kv(&l, "host", "%s", cfg->listen_host);
-            cm_log_kv(&l, "port", "%u", cfg->listen_port);
-            cm_log_end(&l);
-        }
+        cm_log_begin(&l, CM_LOG_ERROR, "listen_failed");
+        cm_log_kv(&l, "host", "%s", cfg->listen_host);
+        cm_log_kv(&l, "port", "%u", cfg->listen_port);
+        cm_log_end(&l);
         goto fail;
     }
     rc = pthread_create(&h->thread, NULL, http_main, h);
     if (rc != 0) {
-        {
-            cm_log_t l;
+        cm_log_t l;
 
-            cm_log_begin(&l, CM_LOG_ERROR, "thread_create_failed");
-            cm_log_kv(&l, "error", "%s", strerror(rc));
-            cm_log_end(&l);
-        }
+        cm_log_begin(&l, CM_LOG_ERROR, "thread_create_failed");
+        cm_log_kv(&l, "error", "%s", strerror(rc));
+        cm_log_end(&l);
         MHD_stop_daemon(h->daemon);
         goto fail;
     }

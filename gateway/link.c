@@ -271,15 +271,13 @@ int gw_link_open(gw_link_t *link, int *consumers) {
     status =
         amqp_socket_open_noblock(sock, link->url.host, link->url.port, &tv);
     if (status != AMQP_STATUS_OK) {
-        {
-            cm_log_t l;
+        cm_log_t l;
 
-            cm_log_begin(&l, CM_LOG_WARN, "amqp_connect_failed");
-            cm_log_kv(&l, "host", "%s", link->url.host);
-            cm_log_kv(&l, "port", "%d", link->url.port);
-            cm_log_kv(&l, "error", "%s", amqp_error_string2(status));
-            cm_log_end(&l);
-        }
+        cm_log_begin(&l, CM_LOG_WARN, "amqp_connect_failed");
+        cm_log_kv(&l, "host", "%s", link->url.host);
+        cm_log_kv(&l, "port", "%d", link->url.port);
+        cm_log_kv(&l, "error", "%s", amqp_error_string2(status));
+        cm_log_end(&l);
         goto fail;
     }
     amqp_set_handshake_timeout(link->conn, &tv);

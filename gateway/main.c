@@ -45,15 +45,13 @@ int main(int argc, char **argv) {
 
     nofile = raise_nofile();
     if (cfg.max_connections + 64 > nofile) {
-        {
-            cm_log_t l;
+        cm_log_t l;
 
-            cm_log_begin(&l, CM_LOG_INFO, "max_connections_lowered");
-            cm_log_kv(&l, "from", "%u", cfg.max_connections);
-            cm_log_kv(&l, "to", "%u", (unsigned)(nofile - 64));
-            cm_log_str(&l, "reason", "open_file_limit", 15);
-            cm_log_end(&l);
-        }
+        cm_log_begin(&l, CM_LOG_INFO, "max_connections_lowered");
+        cm_log_kv(&l, "from", "%u", cfg.max_connections);
+        cm_log_kv(&l, "to", "%u", (unsigned)(nofile - 64));
+        cm_log_str(&l, "reason", "open_file_limit", 15);
+        cm_log_end(&l);
         cfg.max_connections = (unsigned)(nofile - 64);
     }
 

@@ -228,13 +228,11 @@ int gw_publisher_send(gw_publisher_t *pub, const gw_request_msg_t *m) {
                           pub->channel, amqp_cstring_bytes(m->routing_key),
                           &rp.props, body);
     if (n < 0) {
-        {
-            cm_log_t l;
+        cm_log_t l;
 
-            cm_log_begin(&l, CM_LOG_WARN, "amqp_encode_failed");
-            cm_log_kv(&l, "body_bytes", "%zu", body.len);
-            cm_log_end(&l);
-        }
+        cm_log_begin(&l, CM_LOG_WARN, "amqp_encode_failed");
+        cm_log_kv(&l, "body_bytes", "%zu", body.len);
+        cm_log_end(&l);
         return -1;
     }
     pub->out_len += (size_t)n;

@@ -430,13 +430,11 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     rpc->pending = gw_pending_new(cfg->max_inflight);
     rpc->pub = gw_publisher_new();
     if (rpc->mailbox == NULL || rpc->pending == NULL || rpc->pub == NULL) {
-        {
-            cm_log_t l;
+        cm_log_t l;
 
-            cm_log_begin(&l, CM_LOG_ERROR, "rpc_init_failed");
-            cm_log_kv(&l, "error", "%s", strerror(errno));
-            cm_log_end(&l);
-        }
+        cm_log_begin(&l, CM_LOG_ERROR, "rpc_init_failed");
+        cm_log_kv(&l, "error", "%s", strerror(errno));
+        cm_log_end(&l);
         goto fail;
     }
     rpc->link = gw_link_new(cfg, rpc->pub);
@@ -452,13 +450,11 @@ int gw_rpc_start(gw_rpc_t *rpc) {
     int err = pthread_create(&rpc->thread, NULL, rpc_main, rpc);
 
     if (err != 0) {
-        {
-            cm_log_t l;
+        cm_log_t l;
 
-            cm_log_begin(&l, CM_LOG_ERROR, "thread_create_failed");
-            cm_log_kv(&l, "error", "%s", strerror(err));
-            cm_log_end(&l);
-        }
+        cm_log_begin(&l, CM_LOG_ERROR, "thread_create_failed");
+        cm_log_kv(&l, "error", "%s", strerror(err));
+        cm_log_end(&l);
         return -1;
     }
     rpc->started = 1;

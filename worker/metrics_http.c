@@ -85,17 +85,7 @@ static enum MHD_Result fw_on_request(void *cls, struct MHD_Connection *c,
 }
 
 static void fw_on_mhd_log(void *cls, const char *fmt, va_list ap) {
-    char buf[256];
-    size_t len;
-    cm_log_t l;
-
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    len = strlen(buf);
-    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-        len--;
-    cm_log_begin(&l, CM_LOG_WARN, "metrics_http_error");
-    cm_log_str(&l, "error", buf, len);
-    cm_log_end(&l);
+    cm_log_vtext(CM_LOG_WARN, "metrics_http_error", "error", fmt, ap);
 }
 
 static void fw_log_listen(cm_log_level_t level, const char *msg,

@@ -107,6 +107,26 @@ static void test_long_values_and_lines_are_cut(void **state) {
     assert_non_null(strstr(s, "a... w="));
 }
 
+static void vtext(const char *fmt, ...) {
+    va_list ap;
+
+    va_start(ap, fmt);
+    cm_log_vtext(CM_LOG_WARN, "http_error", "text", fmt, ap);
+    va_end(ap);
+}
+
+static void log_library_text(void) {
+    vtext("Error processing request: %s\r\n", "bad\nline \"x\"");
+}
+
+static void test_library_text(void **state) {
+    const char *s = captured(log_library_text);
+
+    assert_int_equal(count(s, '\n'), 1);
+    assert_non_null(strstr(s, " msg=http_error text=\"Error processing "
+                              "request: bad\\nline \\\"x\\\"\"\n"));
+}
+
 static void log_levels(void) {
     cm_log_msg(CM_LOG_DEBUG, "hidden");
     cm_log_msg(CM_LOG_INFO, "hidden_too");
@@ -130,6 +150,7 @@ int main(void) {
         cmocka_unit_test(test_values_are_escaped),
         cmocka_unit_test(test_bare_values_unquoted),
         cmocka_unit_test(test_long_values_and_lines_are_cut),
+        cmocka_unit_test(test_library_text),
         cmocka_unit_test(test_levels),
     };
     cm_log_init("test", "info");
