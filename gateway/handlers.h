@@ -34,9 +34,8 @@ enum { ST_NEW, ST_WAITING, ST_DONE };
 typedef struct {
     gw_call_t call;
     gw_handler_ctx_t *h;
-    struct gw_conn
-        *conn; /* NULL if the connection was not known (cannot happen) */
-    int seen;  /* the access handler has run once: headers are in */
+    struct gw_conn *conn; /* NULL when the connection is not tracked */
+    int seen;             /* the access handler has run once: headers are in */
     int state;
     int status;
     gw_route_t route;
