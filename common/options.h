@@ -1,0 +1,47 @@
+/* options.h - a program's settings as one table: each a long flag with an
+ * environment fallback and a default, and the --help text made from the
+ * same table, so the three can never drift apart.  Parsing the text into
+ * typed values, and judging it, stays with each program (its config.c).
+ *
+ * Called once from main, before any thread starts. */
+#ifndef CM_OPTIONS_H
+#define CM_OPTIONS_H
+
+#include <stddef.h>
+
+typedef struct {
+    const char *name; /* long flag, without "--" */
+    const char *env;  /* environment variable to fall back to */
+    const char *dflt; /* default text; NULL: none (the value stays NULL) */
+    const char *arg;  /* the value's name in --help: "URL", "N", ... */
+    const char *help; /* what it sets, one line */
+} cm_opt_t;
+
+/* Where one setting's text came from. */
+typedef struct {
+    const char *value; /* NULL: not given and no default */
+    const char *from;  /* "--name", the variable's name, or "default" */
+} cm_opt_value_t;
+
+typedef enum {
+    CM_OPTS_OK,   /* values[] is filled */
+    CM_OPTS_EXIT, /* --help or --version was printed: exit 0 */
+    CM_OPTS_BAD   /* what is wrong is on stderr: exit 2 */
+} cm_opts_result_t;
+
+/* Reads argv against opts[0..n) plus --help and --version, then gives each
+ * option its flag's value, else its environment variable's (unless unset
+ * or empty), else its default.  --help prints about, the table and
+ * epilog; --version prints "prog version".  Values point into argv, the
+ * environment or the table. */
+cm_opts_result_t cm_options_parse(const char *prog, const char *version,
+                                  const char *about, const char *epilog,
+                                  const cm_opt_t *opts, size_t n, int argc,
+                                  char **argv, cm_opt_value_t *values);
+
+/* Decimal digits only (no sign, no spaces), from min to max.  Returns 0,
+ * or -1 with *out unchanged. */
+int cm_parse_uint(const char *s, unsigned long min, unsigned long max,
+                  unsigned long *out);
+
+#endif
