@@ -138,13 +138,16 @@ gw_err_t gw_request_parse_timeout(const char *value, unsigned dflt,
         *timeout_ms = dflt < max ? dflt : max;
         return GW_E_OK;
     }
+    /* Digits only, any number of them: a value above max is capped (v
+     * stops growing once it is past any cap). */
     len = strlen(value);
-    if (len == 0 || len > 12)
+    if (len == 0)
         return GW_E_INVALID_TIMEOUT;
     for (i = 0; i < len; i++) {
         if (value[i] < '0' || value[i] > '9')
             return GW_E_INVALID_TIMEOUT;
-        v = v * 10 + (uint64_t)(value[i] - '0');
+        if (v <= UINT32_MAX)
+            v = v * 10 + (uint64_t)(value[i] - '0');
     }
     if (v == 0)
         return GW_E_INVALID_TIMEOUT;

@@ -41,20 +41,22 @@
     X(expired, 0)          /* deadline passed before the work started */       \
     X(internal, 0)         /* anything else */
 
-/* fibrpc_parse_n: parse [buf, buf+len) as n.  Accepts only 1..20 ASCII digits
- * ("007" is 7).  Returns 0 and sets *n on success, -1 on bad syntax (empty,
- * non-digit, too long), -2 when syntax is fine but the value exceeds max. */
+/* fibrpc_parse_n: parse [buf, buf+len) as n.  The one rule for n: ASCII
+ * decimal digits only, any number of them ("007" is 7); a value above max
+ * is out of range however many digits it has.  Returns 0 and sets *n on
+ * success, -1 on bad syntax (empty or a non-digit), -2 when the syntax is
+ * fine but the value exceeds max (then *n is unchanged). */
 static inline int fibrpc_parse_n(const char *buf, size_t len, uint32_t max,
                                  uint32_t *n) {
     uint64_t v = 0;
     size_t i;
 
-    if (len == 0 || len > 20)
+    if (len == 0)
         return -1;
     for (i = 0; i < len; i++) {
         if (buf[i] < '0' || buf[i] > '9')
             return -1;
-        if (v <= UINT32_MAX)
+        if (v <= UINT32_MAX) /* beyond that it only stays too big */
             v = v * 10 + (uint64_t)(buf[i] - '0');
     }
     if (v > max)

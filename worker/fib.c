@@ -8,9 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The largest number of decimal digits fibrpc_parse_n accepts. */
-#define FW_PARSE_MAX_DIGITS 20
-
 typedef struct {
     const char *name;
     int caller_fault;
@@ -93,17 +90,8 @@ void fw_request_parse(const void *body, size_t len, uint32_t max_n,
         return;
     }
 
-    /* Digits only from here on.  Leading zeros do not make a number bigger,
-     * and more significant digits than fibrpc_parse_n takes is a number too
-     * large rather than bad syntax. */
-    while (len > 1 && p[0] == '0') {
-        p++;
-        len--;
-    }
-    if (len > FW_PARSE_MAX_DIGITS) {
-        fw_request_too_big(req, max_n);
-        return;
-    }
+    /* Digits only from here on: fibrpc_parse_n's one rule (any number of
+     * digits; above max is out of range) decides. */
     rc = fibrpc_parse_n(p, len, max_n, &n);
     if (rc == -2) {
         fw_request_too_big(req, max_n);

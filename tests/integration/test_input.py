@@ -39,6 +39,18 @@ BAD_INPUT = [
     "/fib/10?timeout_ms=1.5",
 ]
 
+# One rule for n (README "Behaviour"): digits only, any number of them;
+# above --max-n is n_out_of_range whatever the length.  The rest of
+# BAD_INPUT is invalid_n or invalid_timeout.
+OUT_OF_RANGE = {
+    "/fib/" + "1" * 30,
+    "/fib/" + "1" * 21,
+    "/fib/" + "9" * 20,
+    "/fib/4294967296",
+    "/fib/100001",
+}
+BAD_INPUT.append("/fib/" + "1" * 21)
+
 NOT_FOUND = ["/index.html", "/nope", "/healthz/x", "/fibx/1", "/FIB/1", "/fib10"]
 
 
@@ -66,7 +78,9 @@ class InputTest(unittest.TestCase):
         for path in BAD_INPUT:
             with self.subTest(path=path):
                 r = harness.get(GW.port, path)
-                harness.assert_problem(self, r, 400, what=f"GET {path}")
+                code = ("n_out_of_range" if path in OUT_OF_RANGE else
+                        "invalid_timeout" if "timeout_ms" in path else "invalid_n")
+                harness.assert_problem(self, r, 400, code=code, what=f"GET {path}")
 
         # Control: a valid request is published (and times out: nobody replies).
         # Messages on one channel arrive in order, so once the control message is

@@ -55,6 +55,8 @@ class TimeoutTest(unittest.TestCase):
 
     def test_timeout_capped_by_max(self):
         self.expect_timeout(GW_CAPPED, "/fib/12?timeout_ms=60000", 0.45, 1.5)
+        # However many digits: capped, not refused (README, "Timeouts").
+        self.expect_timeout(GW_CAPPED, "/fib/12?timeout_ms=" + "9" * 20, 0.45, 1.5)
 
     def test_request_message_expiration(self):
         cases = [(GW_DEFAULT, 13, "?timeout_ms=300", 300),

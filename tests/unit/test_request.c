@@ -198,6 +198,12 @@ static void test_parse_fib_out_of_range(void **state) {
                    GW_E_N_OUT_OF_RANGE); /* 2^64 */
     /* 2^64 + 5 and 2^32 + 5: wrap to 5 in 64- or 32-bit arithmetic. */
     assert_fib_err("/fib/18446744073709551621", MAX_N, GW_E_N_OUT_OF_RANGE);
+    /* One rule, whatever the length: digits are a number, and a number
+     * above the limit is out of range (21 and 30 digits). */
+    assert_fib_err("/fib/123456789012345678901", MAX_N, GW_E_N_OUT_OF_RANGE);
+    assert_fib_err("/fib/123456789012345678901234567890", MAX_N,
+                   GW_E_N_OUT_OF_RANGE);
+    assert_n("/fib/000000000000000000001", MAX_N, 1); /* 21 digits, small */
     assert_fib_err("/fib/4294967301", MAX_N, GW_E_N_OUT_OF_RANGE);
 }
 
@@ -221,10 +227,6 @@ static void test_parse_fib_invalid(void **state) {
         "/fib/\xd9\xa1",
         "/fib/1,000",
         "/fib/\t1",
-        /* 21 digits: too long even with a small value */
-        "/fib/000000000000000000001",
-        /* 30 digits */
-        "/fib/123456789012345678901234567890",
     };
     size_t i;
 
@@ -309,6 +311,10 @@ static void test_timeout_ok(void **state) {
     assert_timeout("4294967296", DFLT, TMAX, TMAX);   /* 2^32: no wrap */
     assert_timeout("4294967301", DFLT, TMAX, TMAX);   /* 2^32 + 5 */
     assert_timeout("999999999999", DFLT, TMAX, TMAX); /* 12 digits */
+    /* Any number of digits: large values are capped, as documented. */
+    assert_timeout("1000000000000", DFLT, TMAX, TMAX);
+    assert_timeout("99999999999999999999", DFLT, TMAX, TMAX);
+    assert_timeout("0000000000001", DFLT, TMAX, 1);
     assert_timeout("4294967295", DFLT, UINT32_MAX, UINT32_MAX);
 }
 
@@ -327,8 +333,7 @@ static void test_timeout_invalid(void **state) {
         "0x10",
         "1e3",
         "\xd9\xa1",
-        "1000000000000", /* 13 digits */
-        "0000000000001", /* 13 characters, small value */
+        "0000000000000", /* zero, however written */
     };
     size_t i;
 
@@ -366,7 +371,10 @@ static void test_fibrpc_parse_n(void **state) {
     /* On failure *n is left alone. */
     n = 12345;
     assert_int_equal(parse_n("", MAX_N, &n), -1);
-    assert_int_equal(parse_n("000000000000000000001", MAX_N, &n), -1);
+    assert_int_equal(parse_n("000000000000000000001", MAX_N, &n), 0);
+    assert_int_equal(n, 1);
+    n = 12345;
+    assert_int_equal(parse_n("123456789012345678901234567890", MAX_N, &n), -2);
     assert_int_equal(parse_n("1a", MAX_N, &n), -1);
     assert_int_equal(parse_n("-1", MAX_N, &n), -1);
     assert_int_equal(parse_n(" 1", MAX_N, &n), -1);
