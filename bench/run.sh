@@ -409,7 +409,7 @@ phase_many() {
     grep -qsx ready "$LOGS/slow.log" || die "slow_worker.py did not start (see $LOGS/slow.log)"
     MANY_PORT=$(free_port)
     start_gateway gw-many "$MANY_PORT" --queue slow_queue \
-        --max-inflight $((MANY + 1000)) --max-connections $((MANY + 1000)) \
+        --max-inflight $((MANY + 1000)) --max-connections $((MANY + 1000)) --max-connections-per-ip $((MANY + 1000)) \
         --timeout-ms 120000 --max-timeout-ms 120000 --idle-timeout-s 300
     # Ready when a call is published (it times out; the slow worker drops it).
     for _ in $(seq 300); do

@@ -54,6 +54,12 @@ static const cm_opt_t opts[] = {
      "open HTTP connections at once"},
     {"idle-timeout-s", "GATEWAY_IDLE_TIMEOUT_S", "30", "N",
      "close HTTP connections idle this long"},
+    {"header-timeout-s", "GATEWAY_HEADER_TIMEOUT_S", "10", "N",
+     "a new connection's first request head, and any request head once "
+     "its line is in, must arrive within this; else 408 and close"},
+    {"max-connections-per-ip", "GATEWAY_MAX_CONNECTIONS_PER_IP", "0", "N",
+     "open HTTP connections from one address (0: a tenth of "
+     "--max-connections)"},
     {"heartbeat-s", "AMQP_HEARTBEAT_S", "10", "N",
      "AMQP heartbeat interval (0: off)"},
     {"log-level", "GATEWAY_LOG_LEVEL", "info", "LEVEL",
@@ -72,6 +78,8 @@ static const field_t fields[NOPTS] = {
     {OPT_UINT, 1, 1000000, CFG(max_inflight)},
     {OPT_UINT, 16, 1000000, CFG(max_connections)},
     {OPT_UINT, 1, 3600, CFG(idle_timeout_s)},
+    {OPT_UINT, 1, 3600, CFG(header_timeout_s)},
+    {OPT_UINT, 0, 1000000, CFG(max_connections_per_ip)},
     {OPT_UINT, 0, 600, CFG(heartbeat_s)},
     {OPT_STR, 0, 0, CFG(log_level)},
 };
@@ -146,6 +154,11 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv) {
                         "or error\n");
         return 2;
     }
+    /* One address gets a small share, so others are still served while it
+     * holds connections open (slowloris). */
+    if (cfg->max_connections_per_ip == 0)
+        cfg->max_connections_per_ip =
+            cfg->max_connections >= 10 ? cfg->max_connections / 10 : 1;
     if (cfg->timeout_ms > cfg->max_timeout_ms) {
         fprintf(stderr,
                 "rpc-gateway: --timeout-ms (%u) is above "

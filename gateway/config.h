@@ -19,9 +19,11 @@ typedef struct {
     unsigned max_timeout_ms; /* cap on ?timeout_ms= */
     unsigned max_inflight;   /* calls waiting for a reply, at most */
     unsigned max_connections;
-    unsigned idle_timeout_s; /* HTTP connection idle timeout */
-    unsigned heartbeat_s;    /* AMQP heartbeat */
-    char log_level[16];      /* debug, info, warn, error */
+    unsigned idle_timeout_s;         /* HTTP connection idle timeout */
+    unsigned header_timeout_s;       /* a request head must arrive within */
+    unsigned max_connections_per_ip; /* 0 at load: a tenth of the limit */
+    unsigned heartbeat_s;            /* AMQP heartbeat */
+    char log_level[16];              /* debug, info, warn, error */
 } gw_config_t;
 
 /* gw_config_load: fill cfg from argv, falling back to the environment, then

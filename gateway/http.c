@@ -26,8 +26,11 @@
 
 #include "clock.h"
 #include "handlers.h"
+#include "headq.h"
+#include "ids.h"
 
 #include "log.h"
+#include "problem.h"
 #include "metrics.h"
 
 /* Per-connection memory for the request line, headers and response headers
@@ -42,8 +45,11 @@ enum { PHASE_RUN, PHASE_DRAIN, PHASE_FINISH };
 
 /* One open connection.  It is idle while no request on it has a request
  * line yet: only then may stopping close it, because nothing of a new
- * request has been taken from it. */
+ * request has been taken from it.  While its head is due (a new
+ * connection's first request, or any request once its line is in) it is
+ * queued in heads. */
 typedef struct gw_conn {
+    gw_headq_node_t head; /* first: a due node is its connection */
     struct gw_conn *prev, *next;
     int fd;
     int active;  /* a request line was read; its answer is not written */
@@ -60,9 +66,15 @@ struct gw_http {
     atomic_int phase;        /* PHASE_*; written by main */
 
     /* HTTP thread only */
-    conn_t *conns; /* every open connection */
+    conn_t *conns;    /* every open connection */
+    gw_headq_t heads; /* connections whose request head is due */
     unsigned nconns, nactive;
 };
+
+static void head_due(gw_http_t *h, conn_t *k) {
+    gw_headq_push(&h->heads, &k->head,
+                  cm_now_ms() + (int64_t)h->hc.cfg->header_timeout_s * 1000);
+}
 
 /* Publishes the connection counts for /metrics. */
 static void counts_changed(gw_http_t *h) {
@@ -91,6 +103,8 @@ static void *on_request_line(void *cls, const char *uri,
         h->nactive++;
         counts_changed(h);
     }
+    if (r->conn != NULL) /* a new connection's head is due already */
+        head_due(h, r->conn);
     return r;
 }
 
@@ -105,6 +119,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         return MHD_NO;
     if (!r->seen) { /* headers are in; the body (if any) is not */
         r->seen = 1;
+        if (r->conn != NULL)
+            gw_headq_remove(&h->heads, &r->conn->head);
         snprintf(r->method, sizeof(r->method), "%s", method);
         snprintf(r->path, sizeof(r->path), "%s", url); /* log escapes */
         gw_handler_begin(&h->hc, c, &r->call);
@@ -135,6 +151,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
         counts_changed(http);
     }
     if (!r->seen) { /* libmicrohttpd refused the head itself */
+        if (r->conn != NULL)
+            gw_headq_remove(&http->heads, &r->conn->head);
         free(r);
         return;
     }
@@ -188,6 +206,7 @@ static void on_connection(void *cls, struct MHD_Connection *c,
         h->conns = k;
         h->nconns++;
         counts_changed(h);
+        head_due(h, k);
         *socket_ctx = k;
         return;
     }
@@ -196,6 +215,7 @@ static void on_connection(void *cls, struct MHD_Connection *c,
         return;
     if (k->active) /* cannot happen: the request completes first */
         h->nactive--;
+    gw_headq_remove(&h->heads, &k->head);
     if (k->prev != NULL)
         k->prev->next = k->next;
     else
@@ -234,16 +254,71 @@ static void close_idle(gw_http_t *h) {
         }
 }
 
-/* Sleeps until libmicrohttpd has work, main moved the phase, or
- * libmicrohttpd's own next timeout. */
+/* Answers 408 to every connection whose request head is overdue, and
+ * closes it (slowloris: a head sent a byte at a time never finishes, and
+ * libmicrohttpd's idle timeout restarts with every byte).  libmicrohttpd
+ * has queued nothing on such a connection, so writing the answer
+ * straight to the socket interleaves with nothing. */
+static void expire_heads(gw_http_t *h, int64_t now) {
+    gw_headq_node_t *n;
+    char detail[96], out[768], request_id[GW_ID_HEX_LEN + 1];
+    uint8_t id[GW_ID_LEN];
+    size_t len = 0;
+    char *body;
+    int off;
+
+    while ((n = gw_headq_pop_due(&h->heads, now)) != NULL) {
+        conn_t *k = (conn_t *)n;
+        cm_log_t l;
+
+        if (k->closing || k->fd < 0)
+            continue;
+        snprintf(detail, sizeof(detail),
+                 "the request head did not arrive within %u s",
+                 h->hc.cfg->header_timeout_s);
+        gw_idgen_next(&h->hc.ids, id);
+        gw_id_hex(id, request_id);
+        body = gw_problem_json(GW_E_REQUEST_TIMEOUT, detail, NULL, request_id,
+                               NULL, &len);
+        off = snprintf(out, sizeof(out),
+                       "HTTP/1.1 408 Request Timeout\r\n"
+                       "Content-Type: " GW_PROBLEM_CONTENT_TYPE "\r\n"
+                       "Content-Length: %zu\r\nX-Request-Id: %s\r\n"
+                       "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+                       body != NULL ? len : 0, request_id,
+                       body != NULL ? body : "");
+        free(body);
+        if (off > 0 && (size_t)off < sizeof(out))
+            (void)!send(k->fd, out, (size_t)off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        shutdown(k->fd, SHUT_RDWR);
+        k->closing = 1;
+        gw_metrics_request(h->hc.metrics, 408, GW_E_REQUEST_TIMEOUT,
+                           (int64_t)h->hc.cfg->header_timeout_s * 1000000);
+        cm_log_begin(&l, CM_LOG_INFO, "request_head_timeout");
+        cm_log_kv(&l, "after_s", "%u", h->hc.cfg->header_timeout_s);
+        cm_log_kv(&l, "request_id", "%s", request_id);
+        cm_log_end(&l);
+    }
+}
+
+/* Sleeps until libmicrohttpd has work, main moved the phase, a request
+ * head falls due, or libmicrohttpd's own next timeout. */
 static void wait_for_work(gw_http_t *h, int mhd_fd) {
     struct pollfd fds[2] = {{mhd_fd, POLLIN, 0}, {h->wake_fd, POLLIN, 0}};
+    int64_t head_ms = gw_headq_next_due(&h->heads);
     MHD_UNSIGNED_LONG_LONG mhd_ms;
     int timeout = -1;
     uint64_t v;
 
     if (MHD_get_timeout(h->daemon, &mhd_ms) == MHD_YES)
         timeout = mhd_ms > INT32_MAX ? INT32_MAX : (int)mhd_ms;
+    if (head_ms != INT64_MAX) {
+        head_ms -= cm_now_ms();
+        if (head_ms < 0)
+            head_ms = 0;
+        if (timeout < 0 || head_ms < timeout)
+            timeout = (int)head_ms;
+    }
     if (poll(fds, 2, timeout) > 0 && (fds[1].revents & POLLIN)) {
         (void)!read(h->wake_fd, &v, sizeof(v));
         /* Before MHD_run: a resume after this store writes again. */
@@ -295,6 +370,7 @@ static void *http_main(void *arg) {
         }
         wait_for_work(h, mhd_fd);
         MHD_run(h->daemon);
+        expire_heads(h, cm_now_ms());
     }
     if (h->nactive > 0) {
         cm_log_t l;
@@ -382,6 +458,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr, /* no SO_REUSEPORT: one owner */
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GW_HTTP_CONN_MEMORY,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,

@@ -19,6 +19,7 @@
     X(INVALID_TIMEOUT, invalid_timeout, 400, "Invalid timeout")                \
     X(NOT_FOUND, not_found, 404, "Not found")                                  \
     X(METHOD_NOT_ALLOWED, method_not_allowed, 405, "Method not allowed")       \
+    X(REQUEST_TIMEOUT, request_timeout, 408, "Request head too slow")          \
     X(WORKER_REJECTED, worker_rejected, 400, "Request rejected by worker")     \
     X(INTERNAL, internal, 500, "Internal error")                               \
     X(WORKER_ERROR, worker_error, 502, "Worker failed")                        \

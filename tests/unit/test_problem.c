@@ -29,6 +29,7 @@ static const struct {
     {GW_E_INVALID_TIMEOUT, "invalid_timeout", 400},
     {GW_E_NOT_FOUND, "not_found", 404},
     {GW_E_METHOD_NOT_ALLOWED, "method_not_allowed", 405},
+    {GW_E_REQUEST_TIMEOUT, "request_timeout", 408},
     {GW_E_WORKER_REJECTED, "worker_rejected", 400},
     {GW_E_INTERNAL, "internal", 500},
     {GW_E_WORKER_ERROR, "worker_error", 502},

@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""test_hardening.py - the front door against clients that wear it down
+(issue "Hardening", point 5: slowloris).
+
+- A request head must arrive within --header-timeout-s: one sent a byte
+  at a time (which restarts any idle timer with every byte) gets 408
+  problem JSON and a closed connection, and so does a new connection that
+  sends nothing.  A head that arrives in time is served as usual.
+- One address may hold at most --max-connections-per-ip connections (by
+  default a tenth of --max-connections): while one address holds all of
+  its share, a client from another address (127.0.0.2) is still served."""
+
+import http.client
+import json
+import os
+import jsonschema
+import yaml
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+HEADER_TIMEOUT_S = 1
+MAX_CONNECTIONS = 40  # so the per-address share is 4
+PER_IP = MAX_CONNECTIONS // 10
+ENV = None
+GW = None      # --header-timeout-s 1
+GW_CAP = None  # --max-connections 40: 4 per address; heads get 60 s
+
+
+def setUpModule():
+    global ENV
+
+    def start(env):
+        global GW, GW_CAP
+        env.start_worker()
+        GW = env.start_gateway(args=["--header-timeout-s", str(HEADER_TIMEOUT_S)])
+        GW_CAP = env.start_gateway(args=["--header-timeout-s", "60",
+                                         "--max-connections", str(MAX_CONNECTIONS)])
+
+    ENV = harness.setup_env("hardening", start)
+
+
+def tearDownModule():
+    harness.teardown_env(ENV)
+
+
+def read_all(sock, timeout):
+    """Everything the peer sends until it closes (or timeout s pass)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data, True
+            data += chunk
+    except socket.timeout:
+        return data, False
+    except ConnectionResetError:
+        return data, True
+
+
+def spec_schema(name):
+    """components/schemas/NAME of openapi.yaml, refs resolvable."""
+    with open(os.path.join(harness.SOURCE_DIR, "openapi.yaml")) as f:
+        spec = yaml.safe_load(f)
+    return {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+
+
+def parse(raw):
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return lines[0], headers, json.loads(body) if body else None
+
+
+class HeaderTimeoutTest(unittest.TestCase):
+    def assert_408(self, raw, closed, what):
+        self.assertTrue(closed, f"{what}: connection not closed")
+        status, headers, body = parse(raw)
+        self.assertEqual(status, "HTTP/1.1 408 Request Timeout", f"{what}: {raw[:200]!r}")
+        self.assertEqual(headers.get("Content-Type"), "application/problem+json")
+        self.assertEqual(headers.get("Connection"), "close")
+        self.assertEqual(body["code"], "request_timeout", body)
+        self.assertEqual(body["status"], 408, body)
+        self.assertEqual(headers.get("X-Request-Id"), body["request_id"])
+        jsonschema.validate(body, spec_schema("RequestTimeoutProblem"))
+
+    def test_trickled_head_gets_408(self):
+        s = socket.create_connection(("127.0.0.1", GW.port), timeout=10)
+        t0 = time.monotonic()
+        s.sendall(b"GET /fib/10 HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        # One header byte every 0.2 s: never idle long enough for an idle
+        # timeout, never a whole head.
+        raw, closed = b"", False
+        s.settimeout(0.2)
+        for i in range(200):
+            try:
+                s.sendall(b"a")
+            except OSError:
+                break
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            raw += chunk
+        more, closed2 = read_all(s, 5)
+        s.close()
+        elapsed = time.monotonic() - t0
+        self.assert_408(raw + more, closed or closed2, "trickled head")
+        # Not before the deadline; "soon after" is bounded only loosely
+        # (a loaded machine may run the loop late), the failure being a
+        # connection that is never cut.
+        self.assertGreaterEqual(elapsed, HEADER_TIMEOUT_S - 0.05)
+        self.assertLess(elapsed, 20)
+
+    def test_silent_new_connection_gets_408(self):
+        s = socket.create_connection(("127.0.0.1", GW.port), timeout=10)
+        raw, closed = read_all(s, HEADER_TIMEOUT_S + 10)
+        s.close()
+        self.assert_408(raw, closed, "silent connection")
+
+    def test_head_in_time_is_served_and_kept_alive(self):
+        c = http.client.HTTPConnection("127.0.0.1", GW.port, timeout=10)
+        for n in (10, 11):
+            c.request("GET", f"/fib/{n}")
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(json.loads(r.read()), {"n": n, "fib": str(harness.fib(n))})
+        c.close()
+
+
+class PerAddressLimitTest(unittest.TestCase):
+    def test_one_address_cannot_take_every_connection(self):
+        held = []
+        try:
+            # One address opens far more than its share and keeps them busy
+            # with half-sent heads (which have 60 s to finish).
+            for _ in range(PER_IP * 3):
+                try:
+                    s = socket.create_connection(("127.0.0.1", GW_CAP.port), timeout=5)
+                    s.sendall(b"GET /fib/1 HTTP/1.1\r\n")
+                    held.append(s)
+                except OSError:
+                    pass
+            # The gateway closes what is over the share at once: count what
+            # it keeps open.
+            open_ = []
+            for s in held:
+                s.settimeout(0.5)
+                try:
+                    alive = s.recv(1, socket.MSG_PEEK) != b""
+                except socket.timeout:
+                    alive = True
+                except OSError:
+                    alive = False
+                open_.append(alive)
+            self.assertEqual(sum(open_), PER_IP,
+                             f"{sum(open_)} of {len(held)} connections kept from one address")
+            # Another address is still served.
+            c = http.client.HTTPConnection("127.0.0.1", GW_CAP.port, timeout=10,
+                                           source_address=("127.0.0.2", 0))
+            c.request("GET", "/fib/12")
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(json.loads(r.read()), {"n": 12, "fib": "144"})
+            c.close()
+        finally:
+            for s in held:
+                s.close()
+
+
+if __name__ == "__main__":
+    harness.main()
