@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "assets.h"
 #include "clock.h"
@@ -50,7 +51,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_t *r, int status,
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    if (r->h->draining || r->call.err == GW_E_SHUTTING_DOWN)
+    if (r->h->draining || r->close || r->call.err == GW_E_SHUTTING_DOWN)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     r->status = status;
     ret = MHD_queue_response(c, (unsigned)status, resp);
@@ -223,6 +224,60 @@ static enum MHD_Result metrics(gw_handler_ctx_t *h, struct MHD_Connection *c,
     body = gw_metrics_render(h->metrics, &link, GW_VERSION, &len);
     return respond(c, r, MHD_HTTP_OK,
                    "text/plain; version=0.0.4; charset=utf-8", body, len);
+}
+
+/* Counts the headers named like cls->name and whether their values agree. */
+typedef struct {
+    const char *name;
+    unsigned count;
+    const char *first;
+    int differ;
+} header_count_t;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind,
+                                    const char *key, const char *value) {
+    header_count_t *hc = cls;
+
+    if (strcasecmp(key, hc->name) != 0)
+        return MHD_YES;
+    if (hc->count++ == 0)
+        hc->first = value;
+    else if (strcmp(hc->first, value != NULL ? value : "") != 0)
+        hc->differ = 1;
+    return MHD_YES;
+}
+
+static header_count_t headers_named(struct MHD_Connection *c,
+                                    const char *name) {
+    header_count_t hc = {name, 0, "", 0};
+
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &hc);
+    return hc;
+}
+
+enum MHD_Result gw_handler_check_head(struct MHD_Connection *c, req_t *r,
+                                      const char *url, const char *version) {
+    header_count_t cl = headers_named(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    header_count_t te = headers_named(c, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    header_count_t host = headers_named(c, MHD_HTTP_HEADER_HOST);
+    const char *why = NULL;
+
+    /* RFC 9112 6.3: framing a proxy in front of us could read otherwise is
+     * how a second request gets smuggled in.  We take no bodies, so a body
+     * that is not plainly framed is refused, not guessed at. */
+    if (cl.count > 1 && cl.differ)
+        why = "differing Content-Length headers";
+    else if (te.count > 0 && cl.count > 0)
+        why = "both Transfer-Encoding and Content-Length";
+    else if (te.count > 1 || (te.count == 1 && strcasecmp(te.first, "chunked")))
+        why = "a Transfer-Encoding other than chunked";
+    /* RFC 9112 3.2: an HTTP/1.1 request has exactly one Host. */
+    else if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && host.count != 1)
+        why = host.count == 0 ? "no Host header" : "more than one Host header";
+    if (why == NULL)
+        return MHD_YES;
+    r->close = 1;
+    return respond_problem(c, r, GW_E_BAD_REQUEST, why, url);
 }
 
 enum MHD_Result gw_handler_route(gw_handler_ctx_t *h, struct MHD_Connection *c,

@@ -36,6 +36,7 @@ typedef struct {
     gw_handler_ctx_t *h;
     struct gw_conn *conn; /* NULL when the connection is not tracked */
     int seen;             /* the access handler has run once: headers are in */
+    int close;            /* the answer closes the connection */
     int state;
     int status;
     gw_route_t route;
@@ -47,6 +48,11 @@ typedef struct {
 /* Fills the call's request and trace ids from the headers. */
 void gw_handler_begin(gw_handler_ctx_t *h, struct MHD_Connection *c,
                       gw_call_t *call);
+/* Looks at a head just read: MHD_YES when it may go on, else queues a 400
+ * that closes the connection (ambiguous framing, a missing or doubled
+ * Host) and returns what queueing returned. */
+enum MHD_Result gw_handler_check_head(struct MHD_Connection *c, req_t *r,
+                                      const char *url, const char *version);
 /* Answers r (headers in, body discarded): at once, or by suspending it for
  * an RPC.  Returns what the access handler returns. */
 enum MHD_Result gw_handler_route(gw_handler_ctx_t *h, struct MHD_Connection *c,

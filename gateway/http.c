@@ -124,12 +124,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         snprintf(r->method, sizeof(r->method), "%s", method);
         snprintf(r->path, sizeof(r->path), "%s", url); /* log escapes */
         gw_handler_begin(&h->hc, c, &r->call);
-        return MHD_YES;
+        return gw_handler_check_head(c, r, url, version);
     }
     if (*upload_size != 0) { /* no route takes a body: discard it */
         *upload_size = 0;
         return MHD_YES;
     }
+    if (r->status != 0) /* answered when the head came in */
+        return MHD_YES;
     if (r->state == ST_WAITING) { /* resumed by the AMQP thread */
         r->state = ST_DONE;
         return gw_handler_outcome(c, r, url);

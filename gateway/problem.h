@@ -14,6 +14,7 @@
 /* X(enum suffix, code, status, title) */
 #define GW_ERRORS(X)                                                           \
     X(OK, ok, 200, "OK")                                                       \
+    X(BAD_REQUEST, bad_request, 400, "Malformed request")                      \
     X(INVALID_N, invalid_n, 400, "Invalid n")                                  \
     X(N_OUT_OF_RANGE, n_out_of_range, 400, "n out of range")                   \
     X(INVALID_TIMEOUT, invalid_timeout, 400, "Invalid timeout")                \

@@ -29,14 +29,15 @@ PER_IP = MAX_CONNECTIONS // 10
 ENV = None
 GW = None      # --header-timeout-s 1
 GW_CAP = None  # --max-connections 40: 4 per address; heads get 60 s
+WORKER = None
 
 
 def setUpModule():
     global ENV
 
     def start(env):
-        global GW, GW_CAP
-        env.start_worker()
+        global GW, GW_CAP, WORKER
+        WORKER = env.start_worker()
         GW = env.start_gateway(args=["--header-timeout-s", str(HEADER_TIMEOUT_S)])
         GW_CAP = env.start_gateway(args=["--header-timeout-s", "60",
                                          "--max-connections", str(MAX_CONNECTIONS)])
@@ -138,6 +139,55 @@ class HeaderTimeoutTest(unittest.TestCase):
             self.assertEqual(r.status, 200)
             self.assertEqual(json.loads(r.read()), {"n": n, "fib": str(harness.fib(n))})
         c.close()
+
+
+SMUGGLED = b"GET /fib/66 HTTP/1.1\r\nHost: xy\r\n\r\n"
+BAD_HEADS = {
+    "two differing Content-Length": b"GET /fib/5 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                                    b"Content-Length: %d\r\n\r\n" % len(SMUGGLED),
+    "Content-Length then chunked": b"GET /fib/5 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                                   b"Transfer-Encoding: chunked\r\n\r\n" % len(SMUGGLED),
+    "chunked then Content-Length": b"GET /fib/5 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                                   b"\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED),
+    "unknown Transfer-Encoding": b"GET /fib/5 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+    "no Host": b"GET /fib/5 HTTP/1.1\r\n\r\n",
+    "two Hosts": b"GET /fib/5 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+}
+
+
+class SmugglingTest(unittest.TestCase):
+    """RFC 9112 6.3 and 3.2: one answer, 400 bad_request, and the
+    connection closed, so a request hidden behind the head is never read
+    (the worker never sees n=66)."""
+
+    def test_ambiguous_heads_get_400_and_close(self):
+        for what, head in BAD_HEADS.items():
+            with self.subTest(what=what):
+                s = socket.create_connection(("127.0.0.1", GW.port), timeout=10)
+                s.sendall(head + SMUGGLED)
+                raw, closed = read_all(s, 10)
+                s.close()
+                self.assertTrue(closed, f"{what}: connection left open")
+                self.assertEqual(raw.count(b"HTTP/1.1 "), 1, f"{what}: {raw!r}")
+                status, headers, body = parse(raw)
+                self.assertEqual(status, "HTTP/1.1 400 Bad Request", raw[:200])
+                self.assertEqual(body["code"], "bad_request", body)
+                jsonschema.validate(body, spec_schema("BadRequestProblem"))
+        # A plain request still works, and n=66 was never asked for.
+        r = harness.get(GW.port, "/fib/13")
+        self.assertEqual(r.json, {"n": 13, "fib": "233"})
+        paths = [e.get("path") for e in GW.events("request")]
+        self.assertNotIn("/fib/66", paths)
+        self.assertEqual([e for e in WORKER.events("served") if e.get("n") == "66"], [])
+
+    def test_http_1_0_needs_no_host(self):
+        s = socket.create_connection(("127.0.0.1", GW.port), timeout=10)
+        s.sendall(b"GET /fib/7 HTTP/1.0\r\n\r\n")
+        raw, closed = read_all(s, 10)
+        s.close()
+        status, _, body = parse(raw)
+        self.assertIn(" 200 ", status, raw[:200])
+        self.assertEqual(body, {"n": 7, "fib": "13"})
 
 
 class PerAddressLimitTest(unittest.TestCase):
