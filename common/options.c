@@ -1,6 +1,7 @@
 /* options.c - flags, environment and defaults from one table. */
 #include "options.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,5 +118,29 @@ int cm_parse_uint(const char *s, unsigned long min, unsigned long max,
     if (v < min)
         return -1;
     *out = v;
+    return 0;
+}
+
+int cm_read_secret(const char *path, char *buf, size_t size) {
+    FILE *f = fopen(path, "r");
+    size_t n;
+    int extra;
+
+    if (f == NULL)
+        return -1;
+    n = fread(buf, 1, size - 1, f);
+    extra = fgetc(f);
+    fclose(f);
+    if (extra != EOF) {
+        errno = EFBIG;
+        return -1;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = '\0';
+    if (n == 0 || memchr(buf, '\0', n) != NULL) {
+        errno = EINVAL;
+        return -1;
+    }
     return 0;
 }

@@ -39,6 +39,12 @@ cm_opts_result_t cm_options_parse(const char *prog, const char *version,
                                   const cm_opt_t *opts, size_t n, int argc,
                                   char **argv, cm_opt_value_t *values);
 
+/* Reads a secret from the file at path into buf (NUL-terminated), without
+ * its trailing newline, as Docker and Kubernetes secrets are mounted.
+ * Returns 0, or -1 (errno set; EFBIG when it does not fit in size, EINVAL
+ * when it is empty). */
+int cm_read_secret(const char *path, char *buf, size_t size);
+
 /* Decimal digits only (no sign, no spaces), from min to max.  Returns 0,
  * or -1 with *out unchanged. */
 int cm_parse_uint(const char *s, unsigned long min, unsigned long max,

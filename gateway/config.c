@@ -21,7 +21,7 @@
 #define GW_VERSION FIBRPC_VERSION
 #endif
 
-typedef enum { OPT_STR, OPT_LISTEN, OPT_UINT } opt_kind_t;
+typedef enum { OPT_STR, OPT_URL_FILE, OPT_LISTEN, OPT_UINT } opt_kind_t;
 
 /* What each setting becomes; opts[i] and fields[i] go together. */
 typedef struct {
@@ -37,6 +37,9 @@ typedef struct {
 static const cm_opt_t opts[] = {
     {"amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/", "URL",
      "RabbitMQ URL, amqp:// or amqps://"},
+    {"amqp-url-file", "AMQP_URL_FILE", NULL, "FILE",
+     "read the RabbitMQ URL from this file instead (a Docker or Kubernetes "
+     "secret), so the password is not in the process's command line"},
     {"amqp-cacert", "AMQP_CACERT", "/etc/ssl/certs/ca-certificates.crt", "FILE",
      "CA certificates for amqps://"},
     {"listen", "GATEWAY_LISTEN", "0.0.0.0:8080", "HOST:PORT",
@@ -69,6 +72,7 @@ static const cm_opt_t opts[] = {
 
 static const field_t fields[NOPTS] = {
     {OPT_STR, 0, 0, CFG(amqp_url)},
+    {OPT_URL_FILE, 0, 0, CFG(amqp_url)},
     {OPT_STR, 0, 0, CFG(amqp_cacert)},
     {OPT_LISTEN, 0, 0, CFG(listen_host)},
     {OPT_STR, 0, 0, CFG(queue)},
@@ -90,6 +94,18 @@ static int set_opt(gw_config_t *cfg, const cm_opt_t *o, const field_t *f,
     unsigned long n;
 
     switch (f->kind) {
+    case OPT_URL_FILE: /* replaces --amqp-url, set just before */
+        if (v->value == NULL)
+            return 0;
+        if (cm_read_secret(v->value, field, f->size) != 0) {
+            fprintf(stderr, "rpc-gateway: %s: cannot read %s: %s\n", v->from,
+                    v->value,
+                    errno == EFBIG    ? "too long for a URL"
+                    : errno == EINVAL ? "empty"
+                                      : strerror(errno));
+            return -1;
+        }
+        return 0;
     case OPT_STR:
         if (*v->value == '\0' || strlen(v->value) >= f->size)
             goto bad;
@@ -138,6 +154,14 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv) {
         return 2;
     case CM_OPTS_OK:
         break;
+    }
+    /* opts[0] is the URL, opts[1] the file holding it */
+    if (values[1].value != NULL && strcmp(values[0].from, "default") != 0) {
+        fprintf(stderr,
+                "rpc-gateway: %s and %s both give the RabbitMQ URL: "
+                "use one\n",
+                values[0].from, values[1].from);
+        return 2;
     }
     for (i = 0; i < NOPTS; i++)
         if (set_opt(cfg, &opts[i], &fields[i], &values[i]) != 0)

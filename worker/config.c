@@ -27,6 +27,7 @@
 /* The settings; fw_config_check turns each value into fw_config_t. */
 enum {
     FW_OPT_URL,
+    FW_OPT_URL_FILE,
     FW_OPT_CACERT,
     FW_OPT_QUEUE,
     FW_OPT_PREFETCH,
@@ -39,6 +40,10 @@ enum {
 static const cm_opt_t fw_opts[FW_NOPTS] = {
     [FW_OPT_URL] = {"amqp-url", "AMQP_URL", FW_DEFAULT_URL, "URL",
                     "broker, amqp:// or amqps://"},
+    [FW_OPT_URL_FILE] = {"amqp-url-file", "AMQP_URL_FILE", NULL, "FILE",
+                         "read the broker URL from this file instead (a "
+                         "Docker or Kubernetes secret), so the password is "
+                         "not in the process's command line"},
     [FW_OPT_CACERT] = {"amqp-cacert", "AMQP_CACERT", NULL, "FILE",
                        "CA certificates for amqps:// (when unset: the "
                        "system bundle, if readable)"},
@@ -102,8 +107,24 @@ static int fw_config_check(fw_config_t *cfg, const cm_opt_value_t *o) {
     const char *from, *v;
     unsigned long num;
 
-    if (fw_config_url(cfg, o[FW_OPT_URL].value, o[FW_OPT_URL].from) != 0)
+    if (o[FW_OPT_URL_FILE].value != NULL) {
+        char url[1024];
+
+        if (strcmp(o[FW_OPT_URL].from, "default") != 0)
+            return fw_bad(o[FW_OPT_URL_FILE].from,
+                          "the broker URL is given twice (also by "
+                          "--amqp-url or AMQP_URL): use one");
+        if (cm_read_secret(o[FW_OPT_URL_FILE].value, url, sizeof(url)) != 0)
+            return fw_bad(o[FW_OPT_URL_FILE].from,
+                          errno == EFBIG    ? "URL file too long for a URL"
+                          : errno == EINVAL ? "URL file is empty"
+                                            : "URL file cannot be read");
+        if (fw_config_url(cfg, url, o[FW_OPT_URL_FILE].from) != 0)
+            return -1;
+    } else if (fw_config_url(cfg, o[FW_OPT_URL].value, o[FW_OPT_URL].from) !=
+               0) {
         return -1;
+    }
 
     v = o[FW_OPT_CACERT].value;
     if (v != NULL) {
