@@ -29,6 +29,10 @@
 #define BACKOFF_MAX_MS 2000
 /* Events read per loop turn before new submissions get a look in. */
 #define READ_BATCH 512
+/* Log lines about dropped replies per second, at most: a worker (or
+ * anyone who can publish to our reply queue) must not be able to flood the
+ * log.  The rest are counted, and summed up in one line per second. */
+#define DROP_LOG_PER_S 20
 /* What callers are told when the connection goes. */
 #define LOST "lost the connection to RabbitMQ"
 
@@ -54,6 +58,9 @@ struct gw_rpc {
     gw_idgen_t ids;
     unsigned backoff_ms;
     int ever_connected;
+    int64_t drop_window_ms; /* when the current second of drop lines began */
+    unsigned drop_logged;   /* lines written in it */
+    uint64_t drop_quiet;    /* drops not written, since the last summary */
 };
 
 /* --- calls --------------------------------------------------------------- */
@@ -236,21 +243,42 @@ static gw_call_t *take_by_correlation(gw_rpc_t *rpc,
     return gw_pending_take(rpc->pending, id);
 }
 
+/* Writes the summary of the drops the last window left unwritten, once
+ * that window is over (or at once, when stopping). */
+static void drop_log_flush(gw_rpc_t *rpc, int64_t now, int stopping) {
+    cm_log_t l;
+
+    if (!stopping && now - rpc->drop_window_ms < 1000)
+        return;
+    if (rpc->drop_quiet > 0) {
+        cm_log_begin(&l, CM_LOG_INFO, "reply_dropped_suppressed");
+        cm_log_kv(&l, "count", "%" PRIu64, rpc->drop_quiet);
+        cm_log_kv(&l, "per_s", "%u", (unsigned)DROP_LOG_PER_S);
+        cm_log_end(&l);
+        rpc->drop_quiet = 0;
+    }
+    rpc->drop_window_ms = now;
+    rpc->drop_logged = 0;
+}
+
 static void drop_reply(gw_rpc_t *rpc, const gw_link_event_t *ev,
-                       const char *what) {
+                       const char *what, int64_t now) {
     uint64_t dropped = atomic_fetch_add_explicit(&rpc->metrics->replies_dropped,
                                                  1, memory_order_relaxed) +
                        1;
+    cm_log_t l;
 
-    {
-        cm_log_t l;
-
-        cm_log_begin(&l, CM_LOG_INFO, "reply_dropped");
-        cm_log_kv(&l, "reason", "%s", what);
-        cm_log_str(&l, "corr", ev->correlation_id, ev->correlation_id_len);
-        cm_log_kv(&l, "dropped", "%" PRIu64, dropped);
-        cm_log_end(&l);
+    drop_log_flush(rpc, now, 0);
+    if (rpc->drop_logged >= DROP_LOG_PER_S) {
+        rpc->drop_quiet++;
+        return;
     }
+    rpc->drop_logged++;
+    cm_log_begin(&l, CM_LOG_INFO, "reply_dropped");
+    cm_log_kv(&l, "reason", "%s", what);
+    cm_log_str(&l, "corr", ev->correlation_id, ev->correlation_id_len);
+    cm_log_kv(&l, "dropped", "%" PRIu64, dropped);
+    cm_log_end(&l);
 }
 
 static void on_reply(gw_rpc_t *rpc, const gw_link_event_t *ev, int64_t now) {
@@ -259,7 +287,7 @@ static void on_reply(gw_rpc_t *rpc, const gw_link_event_t *ev, int64_t now) {
     char detail[96];
 
     if (call == NULL) {
-        drop_reply(rpc, ev, "unknown_correlation_id");
+        drop_reply(rpc, ev, "unknown_correlation_id", now);
         return;
     }
     /* One deadline, one answer: past it, the caller gets timeout even if
@@ -400,10 +428,12 @@ static void *rpc_main(void *arg) {
             link_down(rpc, GW_E_CONNECTION_LOST, LOST, why);
             continue;
         }
+        drop_log_flush(rpc, cm_now_ms(), 0);
         if (atomic_load(&rpc->draining) && idle(rpc))
             break;
         wait_for(rpc, loop_timeout(rpc));
     }
+    drop_log_flush(rpc, cm_now_ms(), 1);
     link_down(rpc, GW_E_SHUTTING_DOWN, "gateway stopped", "gateway stopped");
     return NULL;
 }
