@@ -28,10 +28,9 @@
 #include "handlers.h"
 #include "headq.h"
 #include "ids.h"
-
 #include "log.h"
-#include "problem.h"
 #include "metrics.h"
+#include "problem.h"
 
 /* Per-connection memory for the request line, headers and response headers
  * (libmicrohttpd clears it after every request on a kept-alive connection,
@@ -53,7 +52,7 @@ typedef struct gw_conn {
     struct gw_conn *prev, *next;
     int fd;
     int active;  /* a request line was read; its answer is not written */
-    int closing; /* shut down by the drain; libmicrohttpd closes it next */
+    int closing; /* shut down by us (drain, 408); libmicrohttpd closes it */
 } conn_t;
 
 struct gw_http {
