@@ -409,6 +409,16 @@ static void set_phase(gw_http_t *h, int phase) {
     wake(h);
 }
 
+static void log_listen(cm_log_level_t level, const char *msg,
+                       const gw_config_t *cfg) {
+    cm_log_t l;
+
+    cm_log_begin(&l, level, msg);
+    cm_log_kv(&l, "host", "%s", cfg->listen_host);
+    cm_log_kv(&l, "port", "%u", cfg->listen_port);
+    cm_log_end(&l);
+}
+
 gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
                          gw_metrics_t *metrics) {
     struct addrinfo hints = {0}, *ai = NULL;
@@ -468,12 +478,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (h->daemon == NULL) {
-        cm_log_t l;
-
-        cm_log_begin(&l, CM_LOG_ERROR, "listen_failed");
-        cm_log_kv(&l, "host", "%s", cfg->listen_host);
-        cm_log_kv(&l, "port", "%u", cfg->listen_port);
-        cm_log_end(&l);
+        log_listen(CM_LOG_ERROR, "listen_failed", cfg);
         goto fail;
     }
     rc = pthread_create(&h->thread, NULL, http_main, h);
@@ -487,14 +492,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
         goto fail;
     }
     h->started = 1;
-    {
-        cm_log_t l;
-
-        cm_log_begin(&l, CM_LOG_INFO, "listening");
-        cm_log_kv(&l, "host", "%s", cfg->listen_host);
-        cm_log_kv(&l, "port", "%u", cfg->listen_port);
-        cm_log_end(&l);
-    }
+    log_listen(CM_LOG_INFO, "listening", cfg);
     return h;
 fail:
     close(h->wake_fd);
