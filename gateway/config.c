@@ -23,7 +23,7 @@
 
 typedef enum { OPT_STR, OPT_URL_FILE, OPT_LISTEN, OPT_UINT } opt_kind_t;
 
-/* What each setting becomes; opts[i] and fields[i] go together. */
+/* What a setting's text becomes. */
 typedef struct {
     opt_kind_t kind;
     unsigned long min, max; /* OPT_UINT bounds */
@@ -31,62 +31,70 @@ typedef struct {
     size_t size;            /* OPT_STR buffer size, OPT_UINT width */
 } field_t;
 
+/* One row per setting: its flag, environment and help, and its field. */
+typedef struct {
+    cm_opt_t opt;
+    field_t field;
+} setting_t;
+
 #define CFG(field)                                                             \
     offsetof(gw_config_t, field), sizeof(((gw_config_t *)0)->field)
 
-static const cm_opt_t opts[] = {
-    {"amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/", "URL",
-     "RabbitMQ URL, amqp:// or amqps://"},
-    {"amqp-url-file", "AMQP_URL_FILE", NULL, "FILE",
-     "read the RabbitMQ URL from this file instead (a Docker or Kubernetes "
-     "secret), so the password is not in the process's command line"},
-    {"amqp-cacert", "AMQP_CACERT", "/etc/ssl/certs/ca-certificates.crt", "FILE",
-     "CA certificates for amqps://"},
-    {"listen", "GATEWAY_LISTEN", "0.0.0.0:8080", "HOST:PORT",
-     "HTTP listen address ([::1]:PORT for IPv6)"},
-    {"queue", "RPC_QUEUE", FIBRPC_DEFAULT_QUEUE, "NAME",
-     "request queue the workers consume"},
-    {"max-n", "FIB_MAX_N", "100000", "N", "largest n accepted"},
-    {"timeout-ms", "GATEWAY_TIMEOUT_MS", GW_STR(GW_DEFAULT_TIMEOUT_MS), "N",
-     "default call timeout"},
-    {"max-timeout-ms", "GATEWAY_MAX_TIMEOUT_MS", "30000", "N",
-     "cap on a request's ?timeout_ms="},
-    {"max-inflight", "GATEWAY_MAX_INFLIGHT", "10000", "N",
-     "calls waiting for a reply at once; more get 503"},
-    {"max-connections", "GATEWAY_MAX_CONNECTIONS", "20000", "N",
-     "open HTTP connections at once"},
-    {"idle-timeout-s", "GATEWAY_IDLE_TIMEOUT_S", "30", "N",
-     "close HTTP connections idle this long"},
-    {"header-timeout-s", "GATEWAY_HEADER_TIMEOUT_S", "10", "N",
-     "a new connection's first request head, and any request head once "
-     "its line is in, must arrive within this; else 408 and close"},
-    {"max-connections-per-ip", "GATEWAY_MAX_CONNECTIONS_PER_IP", "0", "N",
-     "open HTTP connections from one address (0: a tenth of "
-     "--max-connections)"},
-    {"heartbeat-s", "AMQP_HEARTBEAT_S", "10", "N",
-     "AMQP heartbeat interval (0: off)"},
-    {"log-level", "GATEWAY_LOG_LEVEL", "info", "LEVEL",
-     "debug, info (one line per request), warn or error"},
-};
-#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+/* The URL comes first, the file that may hold it instead second. */
+enum { SET_URL, SET_URL_FILE };
 
-static const field_t fields[NOPTS] = {
-    {OPT_STR, 0, 0, CFG(amqp_url)},
-    {OPT_URL_FILE, 0, 0, CFG(amqp_url)},
-    {OPT_STR, 0, 0, CFG(amqp_cacert)},
-    {OPT_LISTEN, 0, 0, CFG(listen_host)},
-    {OPT_STR, 0, 0, CFG(queue)},
-    {OPT_UINT, 0, FIBRPC_HARD_MAX_N, CFG(max_n)},
-    {OPT_UINT, 1, 3600000, CFG(timeout_ms)},
-    {OPT_UINT, 1, 3600000, CFG(max_timeout_ms)},
-    {OPT_UINT, 1, 1000000, CFG(max_inflight)},
-    {OPT_UINT, 16, 1000000, CFG(max_connections)},
-    {OPT_UINT, 1, 3600, CFG(idle_timeout_s)},
-    {OPT_UINT, 1, 3600, CFG(header_timeout_s)},
-    {OPT_UINT, 0, 1000000, CFG(max_connections_per_ip)},
-    {OPT_UINT, 0, 600, CFG(heartbeat_s)},
-    {OPT_STR, 0, 0, CFG(log_level)},
+static const setting_t settings[] = {
+    [SET_URL] = {{"amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/",
+                  "URL", "RabbitMQ URL, amqp:// or amqps://"},
+                 {OPT_STR, 0, 0, CFG(amqp_url)}},
+    [SET_URL_FILE] =
+        {{"amqp-url-file", "AMQP_URL_FILE", NULL, "FILE",
+          "read the RabbitMQ URL from this file instead (a Docker or "
+          "Kubernetes secret), so the password is not in the process's "
+          "command line"},
+         {OPT_URL_FILE, 0, 0, CFG(amqp_url)}},
+    {{"amqp-cacert", "AMQP_CACERT", "/etc/ssl/certs/ca-certificates.crt",
+      "FILE", "CA certificates for amqps://"},
+     {OPT_STR, 0, 0, CFG(amqp_cacert)}},
+    {{"listen", "GATEWAY_LISTEN", "0.0.0.0:8080", "HOST:PORT",
+      "HTTP listen address ([::1]:PORT for IPv6)"},
+     {OPT_LISTEN, 0, 0, CFG(listen_host)}},
+    {{"queue", "RPC_QUEUE", FIBRPC_DEFAULT_QUEUE, "NAME",
+      "request queue the workers consume"},
+     {OPT_STR, 0, 0, CFG(queue)}},
+    {{"max-n", "FIB_MAX_N", "100000", "N", "largest n accepted"},
+     {OPT_UINT, 0, FIBRPC_HARD_MAX_N, CFG(max_n)}},
+    {{"timeout-ms", "GATEWAY_TIMEOUT_MS", GW_STR(GW_DEFAULT_TIMEOUT_MS), "N",
+      "default call timeout"},
+     {OPT_UINT, 1, 3600000, CFG(timeout_ms)}},
+    {{"max-timeout-ms", "GATEWAY_MAX_TIMEOUT_MS", "30000", "N",
+      "cap on a request's ?timeout_ms="},
+     {OPT_UINT, 1, 3600000, CFG(max_timeout_ms)}},
+    {{"max-inflight", "GATEWAY_MAX_INFLIGHT", "10000", "N",
+      "calls waiting for a reply at once; more get 503"},
+     {OPT_UINT, 1, 1000000, CFG(max_inflight)}},
+    {{"max-connections", "GATEWAY_MAX_CONNECTIONS", "20000", "N",
+      "open HTTP connections at once"},
+     {OPT_UINT, 16, 1000000, CFG(max_connections)}},
+    {{"idle-timeout-s", "GATEWAY_IDLE_TIMEOUT_S", "30", "N",
+      "close HTTP connections idle this long"},
+     {OPT_UINT, 1, 3600, CFG(idle_timeout_s)}},
+    {{"header-timeout-s", "GATEWAY_HEADER_TIMEOUT_S", "10", "N",
+      "a new connection's first request head, and any request head once "
+      "its line is in, must arrive within this; else 408 and close"},
+     {OPT_UINT, 1, 3600, CFG(header_timeout_s)}},
+    {{"max-connections-per-ip", "GATEWAY_MAX_CONNECTIONS_PER_IP", "0", "N",
+      "open HTTP connections from one address (0: a tenth of "
+      "--max-connections)"},
+     {OPT_UINT, 0, 1000000, CFG(max_connections_per_ip)}},
+    {{"heartbeat-s", "AMQP_HEARTBEAT_S", "10", "N",
+      "AMQP heartbeat interval (0: off)"},
+     {OPT_UINT, 0, 600, CFG(heartbeat_s)}},
+    {{"log-level", "GATEWAY_LOG_LEVEL", "info", "LEVEL",
+      "debug, info (one line per request), warn or error"},
+     {OPT_STR, 0, 0, CFG(log_level)}},
 };
+#define NOPTS (sizeof(settings) / sizeof(settings[0]))
 
 static int set_opt(gw_config_t *cfg, const cm_opt_t *o, const field_t *f,
                    const cm_opt_value_t *v) {
@@ -138,9 +146,12 @@ bad:
 
 int gw_config_load(gw_config_t *cfg, int argc, char **argv) {
     cm_opt_value_t values[NOPTS];
+    cm_opt_t opts[NOPTS];
     size_t i;
 
     memset(cfg, 0, sizeof(*cfg));
+    for (i = 0; i < NOPTS; i++)
+        opts[i] = settings[i].opt;
     switch (cm_options_parse("rpc-gateway", GW_VERSION,
                              "Usage: rpc-gateway [OPTION]...\n"
                              "HTTP gateway: GET /fib/<n> becomes an AMQP RPC "
@@ -155,16 +166,16 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv) {
     case CM_OPTS_OK:
         break;
     }
-    /* opts[0] is the URL, opts[1] the file holding it */
-    if (values[1].value != NULL && strcmp(values[0].from, "default") != 0) {
+    if (values[SET_URL_FILE].value != NULL &&
+        strcmp(values[SET_URL].from, "default") != 0) {
         fprintf(stderr,
                 "rpc-gateway: %s and %s both give the RabbitMQ URL: "
                 "use one\n",
-                values[0].from, values[1].from);
+                values[SET_URL].from, values[SET_URL_FILE].from);
         return 2;
     }
     for (i = 0; i < NOPTS; i++)
-        if (set_opt(cfg, &opts[i], &fields[i], &values[i]) != 0)
+        if (set_opt(cfg, &settings[i].opt, &settings[i].field, &values[i]) != 0)
             return 2;
     if (strncmp(cfg->amqp_url, "amqp://", 7) != 0 &&
         strncmp(cfg->amqp_url, "amqps://", 8) != 0) {
