@@ -99,12 +99,17 @@ static void message_event(gw_link_event_t *ev, gw_link_event_kind_t kind,
     ev->body_len = m->body.len;
 }
 
+/* Plans the next consumer count after one that read n. */
+static int counted(gw_link_t *link, int n) {
+    link->next_check_ms =
+        cm_now_ms() + (n > 0 ? CHECK_IDLE_MS : CHECK_NOBODY_MS);
+    return n;
+}
+
 static void consumers_event(gw_link_t *link, gw_link_event_t *ev, int n) {
     memset(ev, 0, sizeof(*ev));
     ev->kind = GW_LINK_CONSUMERS;
-    ev->consumers = n;
-    link->next_check_ms =
-        cm_now_ms() + (n > 0 ? CHECK_IDLE_MS : CHECK_NOBODY_MS);
+    ev->consumers = counted(link, n);
 }
 
 /* A missing queue makes the broker close CH_CHECK (404): nobody consumes.
@@ -124,7 +129,6 @@ static int check_closed(gw_link_t *link) {
 static int count_now(gw_link_t *link) {
     amqp_queue_declare_ok_t *ok;
     amqp_rpc_reply_t r;
-    gw_link_event_t ev;
 
     if (amqp_channel_open(link->conn, CH_CHECK) == NULL) {
         failed(link, "channel.open");
@@ -135,13 +139,12 @@ static int count_now(gw_link_t *link) {
                             amqp_cstring_bytes(link->cfg->queue), 1, 0, 0, 0,
                             amqp_empty_table);
     if (ok != NULL) {
-        consumers_event(link, &ev, (int)ok->consumer_count);
-        return ev.consumers;
+        return counted(link, (int)ok->consumer_count);
     }
     r = amqp_get_rpc_reply(link->conn);
     if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
         r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        consumers_event(link, &ev, 0);
+        counted(link, 0);
         return check_closed(link) == 0 ? 0 : -1;
     }
     failed(link, "queue.declare");
