@@ -9,6 +9,10 @@
 
 #include <stddef.h>
 
+/* A macro's value as a string literal, for defaults: CM_STR(100) is "100". */
+#define CM_STR_(x) #x
+#define CM_STR(x)  CM_STR_(x)
+
 typedef struct {
     const char *name; /* long flag, without "--" */
     const char *env;  /* environment variable to fall back to */

@@ -4,9 +4,6 @@
  * Called once by main before any thread starts. */
 #include "config.h"
 
-#define GW_STR_(x) #x
-#define GW_STR(x)  GW_STR_(x)
-
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -62,9 +59,10 @@ static const setting_t settings[] = {
     {{"queue", "RPC_QUEUE", FIBRPC_DEFAULT_QUEUE, "NAME",
       "request queue the workers consume"},
      {OPT_STR, 0, 0, CFG(queue)}},
-    {{"max-n", "FIB_MAX_N", "100000", "N", "largest n accepted"},
+    {{"max-n", "FIB_MAX_N", CM_STR(FIBRPC_DEFAULT_MAX_N), "N",
+      "largest n accepted"},
      {OPT_UINT, 0, FIBRPC_HARD_MAX_N, CFG(max_n)}},
-    {{"timeout-ms", "GATEWAY_TIMEOUT_MS", GW_STR(GW_DEFAULT_TIMEOUT_MS), "N",
+    {{"timeout-ms", "GATEWAY_TIMEOUT_MS", CM_STR(GW_DEFAULT_TIMEOUT_MS), "N",
       "default call timeout"},
      {OPT_UINT, 1, 3600000, CFG(timeout_ms)}},
     {{"max-timeout-ms", "GATEWAY_MAX_TIMEOUT_MS", "30000", "N",

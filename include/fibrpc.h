@@ -15,10 +15,10 @@
 #define FIBRPC_VERSION "0.1.0"
 
 #define FIBRPC_DEFAULT_QUEUE "rpc_queue"
-#define FIBRPC_DEFAULT_MAX_N 100000u
+#define FIBRPC_DEFAULT_MAX_N 100000 /* plain digits: flags print it */
 /* The largest n anything in this project will accept, whatever the flags say:
  * F(10^7) already has ~2.1 million digits. */
-#define FIBRPC_HARD_MAX_N 10000000u
+#define FIBRPC_HARD_MAX_N 10000000
 /* Requests are a handful of digits; anything longer is rejected unread. */
 #define FIBRPC_MAX_REQUEST_BYTES 64u
 
