@@ -226,54 +226,60 @@ static enum MHD_Result metrics(gw_handler_ctx_t *h, struct MHD_Connection *c,
                    "text/plain; version=0.0.4; charset=utf-8", body, len);
 }
 
-/* Counts the headers named like cls->name and whether their values agree. */
+/* How often a header occurs, and whether its values all agree. */
 typedef struct {
-    const char *name;
     unsigned count;
     const char *first;
     int differ;
 } header_count_t;
 
-static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind,
-                                    const char *key, const char *value) {
-    header_count_t *hc = cls;
+/* The headers that decide a request's framing, counted in one pass. */
+typedef struct {
+    header_count_t cl, te, host;
+} framing_t;
 
-    if (strcasecmp(key, hc->name) != 0)
-        return MHD_YES;
+static void count(header_count_t *hc, const char *value) {
+    if (value == NULL)
+        value = "";
     if (hc->count++ == 0)
         hc->first = value;
-    else if (strcmp(hc->first, value != NULL ? value : "") != 0)
+    else if (strcmp(hc->first, value) != 0)
         hc->differ = 1;
-    return MHD_YES;
 }
 
-static header_count_t headers_named(struct MHD_Connection *c,
-                                    const char *name) {
-    header_count_t hc = {name, 0, "", 0};
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
+                                     const char *key, const char *value) {
+    framing_t *f = cls;
 
-    MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &hc);
-    return hc;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        count(&f->cl, value);
+    else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+        count(&f->te, value);
+    else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+        count(&f->host, value);
+    return MHD_YES;
 }
 
 enum MHD_Result gw_handler_check_head(struct MHD_Connection *c, req_t *r,
                                       const char *url, const char *version) {
-    header_count_t cl = headers_named(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    header_count_t te = headers_named(c, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-    header_count_t host = headers_named(c, MHD_HTTP_HEADER_HOST);
+    framing_t f = {{0, "", 0}, {0, "", 0}, {0, "", 0}};
+    const header_count_t *cl = &f.cl, *te = &f.te, *host = &f.host;
     const char *why = NULL;
 
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, &f);
     /* RFC 9112 6.3: framing a proxy in front of us could read otherwise is
      * how a second request gets smuggled in.  We take no bodies, so a body
      * that is not plainly framed is refused, not guessed at. */
-    if (cl.count > 1 && cl.differ)
+    if (cl->count > 1 && cl->differ)
         why = "differing Content-Length headers";
-    else if (te.count > 0 && cl.count > 0)
+    else if (te->count > 0 && cl->count > 0)
         why = "both Transfer-Encoding and Content-Length";
-    else if (te.count > 1 || (te.count == 1 && strcasecmp(te.first, "chunked")))
+    else if (te->count > 1 ||
+             (te->count == 1 && strcasecmp(te->first, "chunked")))
         why = "a Transfer-Encoding other than chunked";
     /* RFC 9112 3.2: an HTTP/1.1 request has exactly one Host. */
-    else if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && host.count != 1)
-        why = host.count == 0 ? "no Host header" : "more than one Host header";
+    else if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && host->count != 1)
+        why = host->count == 0 ? "no Host header" : "more than one Host header";
     if (why == NULL)
         return MHD_YES;
     r->close = 1;
