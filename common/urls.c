@@ -75,6 +75,11 @@ void cm_url_mask_list(const char *list, char *out, size_t out_size) {
 static int bad(cm_urls_t *u, char *why, size_t why_size, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Around a URL: a list in a file may put each on a line of its own. */
+static int is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
 /* Writes why, empties *u; returns -1. */
 static int bad(cm_urls_t *u, char *why, size_t why_size, const char *fmt, ...) {
     va_list ap;
@@ -107,10 +112,10 @@ int cm_urls_parse(cm_urls_t *u, const char *list, char *why, size_t why_size) {
         next = strchr(item, ',');
         if (next != NULL)
             *next++ = '\0';
-        while (*item == ' ' || *item == '\t')
+        while (is_space(*item))
             item++;
         end = item + strlen(item);
-        while (end > item && (end[-1] == ' ' || end[-1] == '\t'))
+        while (end > item && is_space(end[-1]))
             *--end = '\0';
         if (i == CM_URLS_MAX) {
             snprintf(why, why_size, "more than %d URLs", CM_URLS_MAX);

@@ -40,7 +40,7 @@ typedef struct {
     cm_url_t url[CM_URLS_MAX];
 } cm_urls_t;
 
-/* Parses list (URLs separated by commas; spaces around each are ignored)
+/* Parses list (URLs separated by commas; spaces and line breaks around each are ignored)
  * into *u, in the given order.  Returns 0, or -1 with *u empty (nothing to
  * free) and what is wrong in why: an empty item, a URL rabbitmq-c cannot
  * parse, a port outside 1-65535, an empty host, too many URLs or too long
