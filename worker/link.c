@@ -212,7 +212,6 @@ fail:
         amqp_connection_close(lk->conn, AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(lk->conn);
     lk->conn = NULL;
-    fw_link_next_node(lk);
     return -1;
 }
 

@@ -35,10 +35,11 @@ void fw_link_init(fw_link_t *lk, const fw_config_t *cfg);
 
 /* Connects to the current node (fw_link_node), logs in, opens the
  * channels, declares the queue and starts consuming.  Returns 0, or -1 with
- * fw_link_error saying why, nothing left open, and the next node current. */
+ * fw_link_error saying why and nothing left open. */
 int fw_link_connect(fw_link_t *lk);
 
-/* Makes the next node of the list current (after a lost connection). */
+/* Makes the next node of the list current (after a failed attempt or a
+ * lost connection). */
 void fw_link_next_node(fw_link_t *lk);
 /* The current node: connected to, or tried next.  Points into the config:
  * valid, and the same for the same node, while the config lives. */

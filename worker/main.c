@@ -264,6 +264,7 @@ int main(int argc, char **argv) {
         if (fw_link_connect(&w.link) != 0) {
             wait_ms = (long)cm_backoff_next(&backoff);
             fw_log_retry(&w, "connect_failed", wait_ms);
+            fw_link_next_node(&w.link);
             fw_sleep_ms(wait_ms);
             continue;
         }
