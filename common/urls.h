@@ -40,11 +40,11 @@ typedef struct {
     cm_url_t url[CM_URLS_MAX];
 } cm_urls_t;
 
-/* Parses list (URLs separated by commas; spaces and line breaks around each are ignored)
- * into *u, in the given order.  Returns 0, or -1 with *u empty (nothing to
- * free) and what is wrong in why: an empty item, a URL rabbitmq-c cannot
- * parse, a port outside 1-65535, an empty host, too many URLs or too long
- * a list.  why never holds a password (it names URLs masked). */
+/* Parses list (URLs separated by commas; spaces and line breaks around each are
+ * ignored) into *u, in the given order.  Returns 0, or -1 with *u empty
+ * (nothing to free) and what is wrong in why: an empty item, a URL rabbitmq-c
+ * cannot parse, a port outside 1-65535, an empty host, too many URLs or too
+ * long a list.  why never holds a password (it names URLs masked). */
 int cm_urls_parse(cm_urls_t *u, const char *list, char *why, size_t why_size);
 /* Frees what cm_urls_parse allocated; NULL and an empty *u are no-ops. */
 void cm_urls_free(cm_urls_t *u);
