@@ -79,7 +79,9 @@ class Quorum(unittest.TestCase):
         self.assertEqual(ev[0]["delivered_before"], "1")
         self.assertEqual(worker.events("served"), [], "the poison was computed again")
 
-        # Gone from the queue, and the others are served.
+        # Gone from the queue, and the others are served (once the gateway's
+        # consumer count, 0 while no worker was there, has seen the worker).
+        ENV.wait_http(GW, "/fib/5")
         for n in (10, 20, 30):
             r = harness.get(GW.port, f"/fib/{n}")
             self.assertEqual((r.status, r.json["fib"]), (200, str(harness.fib(n))),
