@@ -13,6 +13,7 @@
 #include "fibrpc.h"
 #include "hostport.h"
 #include "options.h"
+#include "urls.h"
 
 #ifndef GW_VERSION
 #define GW_VERSION FIBRPC_VERSION
@@ -42,11 +43,14 @@ enum { SET_URL, SET_URL_FILE };
 
 static const setting_t settings[] = {
     [SET_URL] = {{"amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/",
-                  "URL", "RabbitMQ URL, amqp:// or amqps://"},
+                  "URL[,URL...]",
+                  "RabbitMQ URL, amqp:// or amqps://; several (the nodes "
+                  "of a cluster) separated by commas: the gateway picks one "
+                  "at random and fails over to the next"},
                  {OPT_STR, 0, 0, CFG(amqp_url)}},
     [SET_URL_FILE] =
         {{"amqp-url-file", "AMQP_URL_FILE", NULL, "FILE",
-          "read the RabbitMQ URL from this file instead (a Docker or "
+          "read the RabbitMQ URL (or list) from this file instead (a Docker or "
           "Kubernetes secret), so the password is not in the process's "
           "command line"},
          {OPT_URL_FILE, 0, 0, CFG(amqp_url)}},
@@ -175,11 +179,16 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv) {
     for (i = 0; i < NOPTS; i++)
         if (set_opt(cfg, &settings[i].opt, &settings[i].field, &values[i]) != 0)
             return 2;
-    if (strncmp(cfg->amqp_url, "amqp://", 7) != 0 &&
-        strncmp(cfg->amqp_url, "amqps://", 8) != 0) {
-        fprintf(stderr, "rpc-gateway: --amqp-url must start with amqp:// or "
-                        "amqps://\n");
-        return 2;
+    {
+        char why[CM_URL_MASKED_MAX + 128];
+        cm_urls_t urls;
+
+        /* The link parses the list again; here only the verdict. */
+        if (cm_urls_parse(&urls, cfg->amqp_url, why, sizeof(why)) != 0) {
+            fprintf(stderr, "rpc-gateway: --amqp-url: %s\n", why);
+            return 2;
+        }
+        cm_urls_free(&urls);
     }
     if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&
         strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error")) {
@@ -203,17 +212,5 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv) {
 }
 
 void gw_config_redact_url(const char *url, char *out, unsigned out_size) {
-    const char *scheme_end = strstr(url, "://");
-    const char *at, *colon;
-
-    snprintf(out, out_size, "%s", url);
-    if (scheme_end == NULL)
-        return;
-    at = strchr(scheme_end + 3, '@');
-    if (at == NULL)
-        return;
-    colon = memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3));
-    if (colon == NULL)
-        return;
-    snprintf(out, out_size, "%.*s:***%s", (int)(colon - url), url, at);
+    cm_url_mask_list(url, out, out_size);
 }

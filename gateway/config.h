@@ -5,12 +5,14 @@
 
 #include <stdint.h>
 
+#include "urls.h"
+
 /* The per-call timeout when neither --timeout-ms nor ?timeout_ms= says. */
 #define GW_DEFAULT_TIMEOUT_MS 5000
 
 typedef struct {
-    char amqp_url[1024];
-    char amqp_cacert[1024]; /* CA bundle for amqps:// */
+    char amqp_url[CM_URL_LIST_MAX]; /* one URL, or several with commas */
+    char amqp_cacert[1024];         /* CA bundle for amqps:// */
     char listen_host[256];
     uint16_t listen_port;
     char queue[256];
@@ -31,8 +33,9 @@ typedef struct {
  * (exit 0), 2 after printing a usage error to stderr (exit 2). */
 int gw_config_load(gw_config_t *cfg, int argc, char **argv);
 
-/* gw_config_redact_url: copy url to out with any password replaced by "***"
- * (for logs: credentials are never logged). */
+/* gw_config_redact_url: copy url (one, or a comma-separated list) to out
+ * with every password replaced by "***" (for logs: credentials are never
+ * logged). */
 void gw_config_redact_url(const char *url, char *out, unsigned out_size);
 
 #endif

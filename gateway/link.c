@@ -15,6 +15,7 @@
 #include "amqp_text.h"
 #include "clock.h"
 #include "log.h"
+#include "urls.h"
 
 #define CH_RPC             1
 #define CH_CHECK           2
@@ -35,8 +36,8 @@ enum {
 struct gw_link {
     const gw_config_t *cfg;
     gw_publisher_t *pub;
-    struct amqp_connection_info url;
-    char *url_buf;
+    cm_urls_t urls; /* shuffled once; read-only after gw_link_new */
+    size_t cur;     /* the node connected to, or tried next */
     amqp_connection_state_t conn; /* NULL while closed */
     int check;                    /* CHECK_* state of CH_CHECK */
     int64_t next_check_ms;        /* INT64_MAX while a check is under way */
@@ -178,28 +179,25 @@ static int count_start(gw_link_t *link) {
 
 gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub) {
     gw_link_t *link = calloc(1, sizeof(*link));
+    char why[CM_URL_MASKED_MAX + 128];
 
     if (link == NULL)
         return NULL;
     link->cfg = cfg;
     link->pub = pub;
     link->next_check_ms = INT64_MAX;
-    link->url_buf = strdup(cfg->amqp_url);
-    if (link->url_buf == NULL) {
+    if (cm_urls_parse(&link->urls, cfg->amqp_url, why, sizeof(why)) != 0) {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_ERROR, "bad_amqp_url");
+        cm_log_kv(&l, "error", "%s", why); /* passwords masked */
+        cm_log_end(&l);
         free(link);
         return NULL;
     }
-    amqp_default_connection_info(&link->url);
-    if (amqp_parse_url(link->url_buf, &link->url) != AMQP_STATUS_OK) {
-        /* not shown: it may hold a password */
-        cm_log_msg(CM_LOG_ERROR, "bad_amqp_url");
-        gw_link_free(link);
-        return NULL;
-    }
-    /* "amqp://host/" names the empty vhost by the URI spec, but everyone
-     * writing it means the default one. */
-    if (link->url.vhost[0] == '\0')
-        link->url.vhost = "/";
+    /* Each gateway starts on a node of its own choosing, so that several
+     * spread over the cluster. */
+    cm_urls_shuffle(&link->urls, cm_random64());
     return link;
 }
 
@@ -207,12 +205,22 @@ void gw_link_free(gw_link_t *link) {
     if (link == NULL)
         return;
     gw_link_close(link, 0);
-    free(link->url_buf);
+    cm_urls_free(&link->urls);
     free(link);
 }
 
 /* Logs in asking for connection.blocked, so a broker alarm turns into fast
  * 503s instead of publishes that hang. */
+/* The node being connected to, or connected to. */
+static const cm_url_t *node(const gw_link_t *link) {
+    return &link->urls.url[link->cur];
+}
+
+/* The next connection goes to the next node of the list. */
+static void next_node(gw_link_t *link) {
+    link->cur = (link->cur + 1) % link->urls.n;
+}
+
 static int login(gw_link_t *link) {
     amqp_table_entry_t caps[2], props[2];
     amqp_table_t props_table;
@@ -231,17 +239,16 @@ static int login(gw_link_t *link) {
         {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes("rpc-gateway")}}};
     props_table = (amqp_table_t){2, props};
     r = amqp_login_with_properties(
-        link->conn, link->url.vhost, 0, AMQP_DEFAULT_FRAME_SIZE,
+        link->conn, node(link)->info.vhost, 0, AMQP_DEFAULT_FRAME_SIZE,
         (int)link->cfg->heartbeat_s, &props_table, AMQP_SASL_METHOD_PLAIN,
-        link->url.user, link->url.password);
+        node(link)->info.user, node(link)->info.password);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
     {
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_WARN, "amqp_login_failed");
-        cm_log_kv(&l, "host", "%s", link->url.host);
-        cm_log_kv(&l, "port", "%d", link->url.port);
+        cm_log_kv(&l, "node", "%s", node(link)->node);
         cm_log_kv(&l, "error", "%s", cm_amqp_reply_text(r, buf, sizeof(buf)));
         cm_log_end(&l);
     }
@@ -253,32 +260,31 @@ int gw_link_open(gw_link_t *link, int *consumers) {
                          (CONNECT_TIMEOUT_MS % 1000) * 1000};
     struct timeval rpc_tv = {RPC_TIMEOUT_MS / 1000,
                              (RPC_TIMEOUT_MS % 1000) * 1000};
+    const struct amqp_connection_info *url = &node(link)->info;
     amqp_socket_t *sock;
     int status;
 
     link->conn = amqp_new_connection();
     if (link->conn == NULL)
         return -1;
-    sock = link->url.ssl ? amqp_ssl_socket_new(link->conn)
-                         : amqp_tcp_socket_new(link->conn);
+    sock = url->ssl ? amqp_ssl_socket_new(link->conn)
+                    : amqp_tcp_socket_new(link->conn);
     if (sock == NULL)
         goto fail;
-    if (link->url.ssl && amqp_ssl_socket_set_cacert(
-                             sock, link->cfg->amqp_cacert) != AMQP_STATUS_OK) {
+    if (url->ssl && amqp_ssl_socket_set_cacert(sock, link->cfg->amqp_cacert) !=
+                        AMQP_STATUS_OK) {
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_WARN, "amqp_cacert_unreadable");
         cm_log_kv(&l, "path", "%s", link->cfg->amqp_cacert);
         cm_log_end(&l);
     }
-    status =
-        amqp_socket_open_noblock(sock, link->url.host, link->url.port, &tv);
+    status = amqp_socket_open_noblock(sock, url->host, url->port, &tv);
     if (status != AMQP_STATUS_OK) {
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_WARN, "amqp_connect_failed");
-        cm_log_kv(&l, "host", "%s", link->url.host);
-        cm_log_kv(&l, "port", "%d", link->url.port);
+        cm_log_kv(&l, "node", "%s", node(link)->node);
         cm_log_kv(&l, "error", "%s", amqp_error_string2(status));
         cm_log_end(&l);
         goto fail;
@@ -300,14 +306,14 @@ int gw_link_open(gw_link_t *link, int *consumers) {
     *consumers = count_now(link);
     if (*consumers < 0)
         goto fail;
-    gw_publisher_attach(link->pub, link->conn, CH_RPC, link->url.ssl);
+    gw_publisher_attach(link->pub, link->conn, CH_RPC, url->ssl);
     {
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_INFO, "amqp_connected");
-        cm_log_kv(&l, "host", "%s", link->url.host);
-        cm_log_kv(&l, "port", "%d", link->url.port);
-        cm_log_kv(&l, "vhost", "%s", link->url.vhost);
+        cm_log_kv(&l, "node", "%s", node(link)->node);
+        cm_log_kv(&l, "url", "%s", node(link)->masked);
+        cm_log_kv(&l, "vhost", "%s", url->vhost);
         cm_log_kv(&l, "queue", "%s", link->cfg->queue);
         cm_log_end(&l);
     }
@@ -315,6 +321,7 @@ int gw_link_open(gw_link_t *link, int *consumers) {
 fail:
     amqp_destroy_connection(link->conn);
     link->conn = NULL;
+    next_node(link);
     return -1;
 }
 
@@ -325,6 +332,8 @@ void gw_link_close(gw_link_t *link, int polite) {
         return;
     if (polite)
         amqp_connection_close(link->conn, AMQP_REPLY_SUCCESS);
+    else
+        next_node(link); /* lost: this node may be the trouble */
     amqp_destroy_connection(link->conn);
     link->conn = NULL;
     link->next_check_ms = INT64_MAX;
@@ -332,6 +341,10 @@ void gw_link_close(gw_link_t *link, int polite) {
 
 int gw_link_is_open(const gw_link_t *link) {
     return link->conn != NULL;
+}
+
+const char *gw_link_node(const gw_link_t *link) {
+    return node(link)->node;
 }
 
 /* --- what comes in ------------------------------------------------------- */

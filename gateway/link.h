@@ -43,8 +43,10 @@ typedef struct {
     int consumers;
 } gw_link_event_t;
 
-/* Returns a closed link, or NULL (logged) when the URL does not parse or
- * memory is short.  cfg and pub must outlive it; the link attaches pub to
+/* Returns a closed link, or NULL (logged) when the URL list does not
+ * parse or memory is short.  The list (cfg->amqp_url, comma-separated) is
+ * shuffled here; each failed attempt and each lost connection moves on to
+ * the next URL.  cfg and pub must outlive it; the link attaches pub to
  * each connection it makes. */
 gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub);
 /* Closes and frees.  NULL is a no-op. */
@@ -57,6 +59,10 @@ int gw_link_open(gw_link_t *link, int *consumers);
 /* Closes the connection: politely (connection.close) or at once. */
 void gw_link_close(gw_link_t *link, int polite);
 int gw_link_is_open(const gw_link_t *link);
+/* "host:port" of the node connected to (or tried next when closed).  The
+ * string stays valid, and the same for the same node, until
+ * gw_link_free; any thread may read it. */
+const char *gw_link_node(const gw_link_t *link);
 
 /* The next event the broker has sent, without blocking.  Returns 1 with
  * *ev filled, 0 when nothing more is readable now, or -1 (logged, with

@@ -32,7 +32,7 @@ int main(int argc, char **argv) {
     gw_config_t cfg;
     gw_rpc_t *rpc = NULL;
     gw_http_t *http = NULL;
-    char url[1024];
+    char url[CM_URL_LIST_MAX + 4 * CM_URLS_MAX]; /* "***" may be longer */
     sigset_t stop_signals;
     rlim_t nofile;
     int rc, sig = 0;

@@ -34,6 +34,18 @@ void gw_metrics_request(gw_metrics_t *m, int status, gw_err_t err,
                               memory_order_relaxed);
 }
 
+/* A label value, escaped as the text format asks (\\, \" and \n). */
+static void put_label(promtext_t *o, const char *v) {
+    for (; *v != '\0'; v++) {
+        if (*v == '\\' || *v == '"')
+            promtext_put(o, "\\%c", *v);
+        else if (*v == '\n')
+            promtext_put(o, "\\n");
+        else
+            promtext_put(o, "%c", *v);
+    }
+}
+
 static uint64_t get(atomic_uint_fast64_t *a) {
     return atomic_load_explicit(a, memory_order_relaxed);
 }
@@ -101,6 +113,19 @@ char *gw_metrics_render(gw_metrics_t *m, const gw_metrics_link_t *link,
                     "Successful AMQP connections after the first.");
     promtext_put(&o, "fibgw_amqp_reconnects_total %llu\n",
                  (unsigned long long)get(&m->reconnects));
+    promtext_family(&o, "fibgw_amqp_failovers_total", "counter",
+                    "Reconnects that landed on another node of the "
+                    "--amqp-url list than the connection before.");
+    promtext_put(&o, "fibgw_amqp_failovers_total %llu\n",
+                 (unsigned long long)get(&m->failovers));
+    if (link->node != NULL) {
+        promtext_family(&o, "fibgw_amqp_node_info", "gauge",
+                        "The node the AMQP connection is open to; the value "
+                        "is always 1.");
+        promtext_put(&o, "fibgw_amqp_node_info{node=\"");
+        put_label(&o, link->node);
+        promtext_put(&o, "\"} 1\n");
+    }
     promtext_family(&o, "fibgw_amqp_connected", "gauge",
                     "1 while the AMQP connection is up.");
     promtext_put(&o, "fibgw_amqp_connected %d\n", link->connected);

@@ -33,6 +33,7 @@ typedef struct {
     /* recorded by the AMQP thread */
     atomic_uint_fast64_t replies_dropped;
     atomic_uint_fast64_t reconnects;
+    atomic_uint_fast64_t failovers; /* reconnects to another node */
     /* gauges, set by the HTTP thread on every turn of its loop */
     atomic_uint http_connections; /* open */
     atomic_uint http_active;      /* with a request being read or answered */
@@ -45,6 +46,7 @@ typedef struct {
     int consumers;     /* -1 when unknown */
     unsigned inflight; /* calls waiting for a reply */
     unsigned max_inflight;
+    const char *node; /* "host:port" connected to; NULL when not */
 } gw_metrics_link_t;
 
 /* Counts one answered HTTP request: its status, its problem code (GW_E_OK

@@ -24,6 +24,7 @@
     X(WORKER_REJECTED, worker_rejected, 400, "Request rejected by worker")     \
     X(INTERNAL, internal, 500, "Internal error")                               \
     X(WORKER_ERROR, worker_error, 502, "Worker failed")                        \
+    X(WORKER_CRASHED, worker_crashed, 502, "Workers crashed on this request")  \
     X(BAD_REPLY, bad_reply, 502, "Bad reply from worker")                      \
     X(CONNECTION_LOST, connection_lost, 502, "Broker connection lost")         \
     X(BROKER_UNAVAILABLE, broker_unavailable, 503, "Broker unavailable")       \

@@ -74,6 +74,10 @@ static void parse_error(const char *body, size_t len, gw_reply_t *out) {
      * which is a timeout whoever noticed it. */
     if (strcmp(out->type, "expired") == 0)
         out->err = GW_E_TIMEOUT;
+    /* Delivered again and again without an answer (--delivery-limit):
+     * its own code, so that a caller knows retrying will not help. */
+    if (strcmp(out->type, "worker_crashed") == 0)
+        out->err = GW_E_WORKER_CRASHED;
 out:
     json_decref(root);
 }

@@ -24,9 +24,8 @@
 #include "pending.h"
 #include "publisher.h"
 #include "reply.h"
+#include "urls.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
 /* Events read per loop turn before new submissions get a look in. */
 #define READ_BATCH 512
 /* Log lines about dropped replies per second, at most: a worker (or
@@ -50,14 +49,17 @@ struct gw_rpc {
     atomic_int blocked;   /* the broker blocked publishers */
     atomic_int draining;
     atomic_uint inflight; /* admitted and not yet done */
+    /* "host:port" of the node the link is open to (gw_link_node's string),
+     * NULL while down */
+    _Atomic(const char *) node;
 
     /* AMQP thread only */
     gw_link_t *link;
     gw_publisher_t *pub;
     gw_pending_t *pending;
     gw_idgen_t ids;
-    unsigned backoff_ms;
-    int ever_connected;
+    cm_backoff_t backoff;
+    const char *last_node;  /* of the last connection, NULL before the first */
     int64_t drop_window_ms; /* when the current second of drop lines began */
     unsigned drop_logged;   /* lines written in it */
     uint64_t drop_quiet;    /* drops not written, since the last summary */
@@ -112,6 +114,7 @@ static void link_down(gw_rpc_t *rpc, gw_err_t err, const char *detail,
                       const char *why) {
     int polite = err == GW_E_SHUTTING_DOWN;
 
+    atomic_store(&rpc->node, NULL);
     gw_link_close(rpc->link, polite);
     if (atomic_exchange(&rpc->up, 0)) {
         cm_log_t l;
@@ -128,6 +131,7 @@ static void link_down(gw_rpc_t *rpc, gw_err_t err, const char *detail,
 }
 
 static int link_up(gw_rpc_t *rpc) {
+    const char *node;
     int consumers;
 
     if (gw_link_open(rpc->link, &consumers) != 0)
@@ -136,12 +140,25 @@ static int link_up(gw_rpc_t *rpc) {
      * count still unknown, a call to a queue nobody consumes would be
      * published and wait for its timeout instead of getting no_server. */
     set_consumers(rpc, consumers);
+    node = gw_link_node(rpc->link);
+    atomic_store(&rpc->node, node);
     atomic_store(&rpc->up, 1);
-    rpc->backoff_ms = BACKOFF_MIN_MS;
-    if (rpc->ever_connected)
+    cm_backoff_reset(&rpc->backoff);
+    if (rpc->last_node != NULL)
         atomic_fetch_add_explicit(&rpc->metrics->reconnects, 1,
                                   memory_order_relaxed);
-    rpc->ever_connected = 1;
+    /* A failover: now on another node than the last connection's. */
+    if (rpc->last_node != NULL && rpc->last_node != node) {
+        cm_log_t l;
+
+        atomic_fetch_add_explicit(&rpc->metrics->failovers, 1,
+                                  memory_order_relaxed);
+        cm_log_begin(&l, CM_LOG_INFO, "amqp_failover");
+        cm_log_kv(&l, "from", "%s", rpc->last_node);
+        cm_log_kv(&l, "to", "%s", node);
+        cm_log_end(&l);
+    }
+    rpc->last_node = node;
     return 0;
 }
 
@@ -409,11 +426,10 @@ static void *rpc_main(void *arg) {
             fail_all(rpc, GW_E_BROKER_UNAVAILABLE, "not connected to RabbitMQ");
             if (atomic_load(&rpc->draining))
                 break;
+            /* The first attempt after a loss goes at once, to the next
+             * node; then the jittered schedule (urls.h). */
             if (link_up(rpc) != 0) {
-                wait_for(rpc, (int)rpc->backoff_ms);
-                rpc->backoff_ms *= 2;
-                if (rpc->backoff_ms > BACKOFF_MAX_MS)
-                    rpc->backoff_ms = BACKOFF_MAX_MS;
+                wait_for(rpc, (int)cm_backoff_next(&rpc->backoff));
                 continue;
             }
         }
@@ -449,13 +465,14 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     rpc->cfg = cfg;
     rpc->done = done;
     rpc->metrics = metrics;
-    rpc->backoff_ms = BACKOFF_MIN_MS;
+    cm_backoff_init(&rpc->backoff, cm_random64());
     gw_idgen_init(&rpc->ids);
     atomic_init(&rpc->up, 0);
     atomic_init(&rpc->consumers, -1);
     atomic_init(&rpc->blocked, 0);
     atomic_init(&rpc->draining, 0);
     atomic_init(&rpc->inflight, 0);
+    atomic_init(&rpc->node, NULL);
     rpc->mailbox = gw_mailbox_new();
     rpc->pending = gw_pending_new(cfg->max_inflight);
     rpc->pub = gw_publisher_new();
@@ -510,6 +527,7 @@ void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out) {
     out->blocked = atomic_load(&rpc->blocked);
     out->consumers = out->connected ? atomic_load(&rpc->consumers) : -1;
     out->inflight = atomic_load(&rpc->inflight);
+    out->node = out->connected ? atomic_load(&rpc->node) : NULL;
     out->max_inflight = rpc->cfg->max_inflight;
 }
 

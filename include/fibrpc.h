@@ -39,7 +39,8 @@
     X(invalid_argument, 1) /* body is not decimal digits */                    \
     X(out_of_range, 1)     /* n above the worker's --max-n */                  \
     X(expired, 0)          /* deadline passed before the work started */       \
-    X(internal, 0)         /* anything else */
+    X(internal, 0)         /* anything else */                                 \
+    X(worker_crashed, 0)   /* delivered too often: workers died on it */
 
 /* fibrpc_parse_n: parse [buf, buf+len) as n.  The one rule for n: ASCII
  * decimal digits only, any number of them ("007" is 7); a value above max

@@ -5,6 +5,7 @@
 #include "hostport.h"
 #include "log.h"
 #include "options.h"
+#include "urls.h"
 
 #include <amqp.h>
 #include <errno.h>
@@ -30,6 +31,8 @@ enum {
     FW_OPT_URL_FILE,
     FW_OPT_CACERT,
     FW_OPT_QUEUE,
+    FW_OPT_QUEUE_TYPE,
+    FW_OPT_DELIVERY_LIMIT,
     FW_OPT_PREFETCH,
     FW_OPT_MAX_N,
     FW_OPT_METRICS_LISTEN,
@@ -38,10 +41,13 @@ enum {
 };
 
 static const cm_opt_t fw_opts[FW_NOPTS] = {
-    [FW_OPT_URL] = {"amqp-url", "AMQP_URL", FW_DEFAULT_URL, "URL",
-                    "broker, amqp:// or amqps://"},
+    [FW_OPT_URL] = {"amqp-url", "AMQP_URL", FW_DEFAULT_URL, "URL[,URL...]",
+                    "broker, amqp:// or amqps://; several (the nodes of a "
+                    "cluster) separated by commas: the worker picks one at "
+                    "random and fails over to the next"},
     [FW_OPT_URL_FILE] = {"amqp-url-file", "AMQP_URL_FILE", NULL, "FILE",
-                         "read the broker URL from this file instead (a "
+                         "read the broker URL (or list) from this file "
+                         "instead (a "
                          "Docker or Kubernetes secret), so the password is "
                          "not in the process's command line"},
     [FW_OPT_CACERT] = {"amqp-cacert", "AMQP_CACERT", NULL, "FILE",
@@ -49,6 +55,14 @@ static const cm_opt_t fw_opts[FW_NOPTS] = {
                        "system bundle, if readable)"},
     [FW_OPT_QUEUE] = {"queue", "RPC_QUEUE", FIBRPC_DEFAULT_QUEUE, "NAME",
                       "request queue, declared durable"},
+    [FW_OPT_QUEUE_TYPE] = {"queue-type", "RPC_QUEUE_TYPE", "classic", "TYPE",
+                           "classic or quorum (declared with x-queue-type; a "
+                           "cluster's choice)"},
+    [FW_OPT_DELIVERY_LIMIT] =
+        {"delivery-limit", "RPC_DELIVERY_LIMIT", "0", "N",
+         "quorum only: declare x-delivery-limit N, and answer a request "
+         "already delivered N-1 times with worker_crashed instead of "
+         "computing it again (2-1000; 0: no limit)"},
     [FW_OPT_PREFETCH] = {"prefetch", "WORKER_PREFETCH", "1", "N",
                          "requests held unacknowledged at once, 1-65535"},
     [FW_OPT_MAX_N] = {"max-n", "FIB_MAX_N", CM_STR(FIBRPC_DEFAULT_MAX_N), "N",
@@ -67,28 +81,13 @@ static int fw_bad(const char *from, const char *what) {
 }
 
 static int fw_config_url(fw_config_t *cfg, const char *url, const char *from) {
-    struct amqp_connection_info info;
+    char why[CM_URL_MASKED_MAX + 128];
 
-    cfg->url_buf = strdup(url);
-    if (cfg->url_buf == NULL)
-        return fw_bad(from, "out of memory");
-    /* Parses in place; the strings it returns point into url_buf. */
-    if (amqp_parse_url(cfg->url_buf, &info) != AMQP_STATUS_OK)
-        return fw_bad(from,
-                      "not an amqp:// or amqps:// URL "
-                      "(amqp[s]://[user[:password]@]host[:port][/vhost])");
-    if (info.port <= 0 || info.port > 65535)
-        return fw_bad(from, "port must be 1-65535");
-    if (*info.host == '\0')
-        return fw_bad(from, "host is empty");
-    cfg->host = info.host;
-    cfg->port = info.port;
-    /* "amqp://host/" names the empty vhost, which RabbitMQ never has; pika
-     * and most clients take it as the default vhost "/", and so do we. */
-    cfg->vhost = *info.vhost != '\0' ? info.vhost : "/";
-    cfg->user = info.user;
-    cfg->password = info.password;
-    cfg->tls = info.ssl != 0;
+    if (cm_urls_parse(&cfg->urls, url, why, sizeof(why)) != 0)
+        return fw_bad(from, why); /* passwords masked */
+    /* Each worker starts on a node of its own choosing, so that several
+     * spread over the cluster. */
+    cm_urls_shuffle(&cfg->urls, cm_random64());
     return 0;
 }
 
@@ -108,7 +107,7 @@ static int fw_config_check(fw_config_t *cfg, const cm_opt_value_t *o) {
     unsigned long num;
 
     if (o[FW_OPT_URL_FILE].value != NULL) {
-        char url[1024];
+        char url[CM_URL_LIST_MAX];
 
         if (strcmp(o[FW_OPT_URL].from, "default") != 0)
             return fw_bad(o[FW_OPT_URL_FILE].from,
@@ -146,6 +145,24 @@ static int fw_config_check(fw_config_t *cfg, const cm_opt_value_t *o) {
     if (strncmp(v, "amq.", 4) == 0)
         return fw_bad(from, "queue names starting with \"amq.\" are reserved");
     cfg->queue = v;
+
+    v = o[FW_OPT_QUEUE_TYPE].value;
+    if (strcmp(v, "quorum") == 0)
+        cfg->quorum = 1;
+    else if (strcmp(v, "classic") != 0)
+        return fw_bad(o[FW_OPT_QUEUE_TYPE].from,
+                      "queue type must be classic or quorum");
+    /* 1 would answer every first delivery worker_crashed. */
+    if (strcmp(o[FW_OPT_DELIVERY_LIMIT].value, "0") != 0 &&
+        cm_parse_uint(o[FW_OPT_DELIVERY_LIMIT].value, 2, 1000, &num) != 0)
+        return fw_bad(o[FW_OPT_DELIVERY_LIMIT].from,
+                      "delivery limit must be a whole number 2-1000, or 0");
+    cfg->delivery_limit =
+        strcmp(o[FW_OPT_DELIVERY_LIMIT].value, "0") != 0 ? (uint32_t)num : 0;
+    /* Classic queues count no deliveries (no x-delivery-count). */
+    if (cfg->delivery_limit > 0 && !cfg->quorum)
+        return fw_bad(o[FW_OPT_DELIVERY_LIMIT].from,
+                      "a delivery limit needs --queue-type quorum");
 
     if (cm_parse_uint(o[FW_OPT_PREFETCH].value, 1, UINT16_MAX, &num) != 0)
         return fw_bad(o[FW_OPT_PREFETCH].from,
@@ -206,6 +223,6 @@ fw_config_result_t fw_config_load(fw_config_t *cfg, int argc, char **argv) {
 void fw_config_free(fw_config_t *cfg) {
     if (cfg == NULL)
         return;
-    free(cfg->url_buf);
+    cm_urls_free(&cfg->urls);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -6,18 +6,16 @@
 
 #include <stdint.h>
 
+#include "urls.h"
+
 typedef struct {
-    /* The broker, from --amqp-url.  user and password are secrets: never
-     * log them, nor the URL. */
-    char *url_buf; /* owns the strings below */
-    const char *host;
-    int port;
-    const char *vhost;
-    const char *user;
-    const char *password;
-    int tls;            /* amqps:// */
+    /* The brokers, from --amqp-url, shuffled once.  Their users and
+     * passwords are secrets: log a URL's node or masked form only. */
+    cm_urls_t urls;
     const char *cacert; /* CA bundle for amqps://, NULL for none */
     const char *queue;
+    int quorum;              /* --queue-type quorum (else classic) */
+    uint32_t delivery_limit; /* --delivery-limit; 0: none */
     uint16_t prefetch;
     uint32_t max_n;
     /* --metrics-listen HOST:PORT; metrics_host is "" when metrics are off.

@@ -81,6 +81,31 @@ void fw_delivery_read(fw_delivery_t *d, const amqp_message_t *msg) {
     d->request_id = fw_header(d->props, FIBRPC_HDR_REQUEST_ID);
     d->traceparent = fw_header(d->props, FIBRPC_HDR_TRACEPARENT);
     d->deadline = fw_header(d->props, FIBRPC_HDR_DEADLINE_MS);
+    d->delivery_count = fw_header(d->props, FW_HDR_DELIVERY_COUNT);
+}
+
+int64_t fw_delivery_count(const fw_delivery_t *d) {
+    int64_t n;
+
+    if (d->delivery_count == NULL ||
+        fw_field_int64(&d->delivery_count->value, &n) != 0 || n < 0)
+        return 0;
+    return n;
+}
+
+int fw_delivery_poisoned(const fw_delivery_t *d, uint32_t limit,
+                         fw_request_t *req) {
+    int64_t before = fw_delivery_count(d);
+
+    if (limit == 0 || before < (int64_t)limit - 1)
+        return 0;
+    req->err = FW_ERR_worker_crashed;
+    req->n = 0;
+    snprintf(req->message, sizeof(req->message),
+             "delivered %lld times before without an answer: workers crashed "
+             "on it",
+             (long long)before);
+    return 1;
 }
 
 int fw_delivery_has_reply_to(const fw_delivery_t *d) {

@@ -10,6 +10,10 @@
 
 #include "fib.h"
 
+/* Set by quorum queues on a redelivery: how many times the message was
+ * delivered before without being acked. */
+#define FW_HDR_DELIVERY_COUNT "x-delivery-count"
+
 /* The most headers a reply carries: x-request-id and traceparent. */
 #define FW_REPLY_HEADERS_MAX 2
 
@@ -19,9 +23,10 @@ typedef struct {
     const amqp_basic_properties_t *props;
     amqp_bytes_t body;
     /* The first header with each name, NULL when absent. */
-    const amqp_table_entry_t *request_id;  /* x-request-id, echoed */
-    const amqp_table_entry_t *traceparent; /* echoed */
-    const amqp_table_entry_t *deadline;    /* x-deadline-ms */
+    const amqp_table_entry_t *request_id;     /* x-request-id, echoed */
+    const amqp_table_entry_t *traceparent;    /* echoed */
+    const amqp_table_entry_t *deadline;       /* x-deadline-ms */
+    const amqp_table_entry_t *delivery_count; /* x-delivery-count */
 } fw_delivery_t;
 
 /* The first entry of p's headers whose key is exactly name's bytes; NULL when
@@ -45,6 +50,18 @@ int fw_delivery_has_reply_to(const fw_delivery_t *d);
  * x-deadline-ms is an integer (fw_field_int64) and now_ms has reached it,
  * else its body as fw_request_parse classifies it.  Never fails. */
 void fw_delivery_request(const fw_delivery_t *d, uint32_t max_n, int64_t now_ms,
+                         fw_request_t *req);
+
+/* How many times d was delivered before: its x-delivery-count when that is
+ * an integer (fw_field_int64) above 0, else 0.  Never fails. */
+int64_t fw_delivery_count(const fw_delivery_t *d);
+
+/* Whether d is a poison request under --delivery-limit limit: limit > 0
+ * and d was delivered at least limit-1 times before (fw_delivery_count), so
+ * workers died on it every time.  Then req becomes worker_crashed with a
+ * message saying so and 1 is returned: answer that, do not compute.  Else
+ * returns 0 with req untouched. */
+int fw_delivery_poisoned(const fw_delivery_t *d, uint32_t limit,
                          fw_request_t *req);
 
 /* The error reply body for req (req->err != FW_OK): fw_error_json in a new

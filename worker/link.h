@@ -8,13 +8,16 @@
 #include <amqp.h>
 
 #include "config.h"
+#include "urls.h"
 
 #define FW_LINK_ERR_MAX 256
 
 /* Owned by link.c: read it through the functions below. */
 typedef struct {
     const fw_config_t *cfg;
+    size_t cur;                   /* cfg->urls index: connected, or next */
     amqp_connection_state_t conn; /* NULL while disconnected */
+    unsigned long reply_closes;   /* reply channel closes seen, in total */
     /* Whether conn can still carry a polite connection.close. */
     int conn_usable;
     char err[FW_LINK_ERR_MAX]; /* why the last step failed */
@@ -30,10 +33,17 @@ typedef enum {
 /* A disconnected link to the broker cfg names; cfg must outlive lk. */
 void fw_link_init(fw_link_t *lk, const fw_config_t *cfg);
 
-/* Connects, logs in, opens the channel, declares the queue and starts
- * consuming.  Returns 0, or -1 with fw_link_error saying why and nothing
- * left open. */
+/* Connects to the current node (fw_link_node), logs in, opens the
+ * channels, declares the queue and starts consuming.  Returns 0, or -1 with
+ * fw_link_error saying why and nothing left open. */
 int fw_link_connect(fw_link_t *lk);
+
+/* Makes the next node of the list current (after a failed attempt or a
+ * lost connection). */
+void fw_link_next_node(fw_link_t *lk);
+/* The current node: connected to, or tried next.  Points into the config:
+ * valid, and the same for the same node, while the config lives. */
+const cm_url_t *fw_link_node(const fw_link_t *lk);
 
 /* Closes politely when the connection still works, then frees it; a no-op
  * when disconnected.  The broker requeues whatever was not acked. */
@@ -44,8 +54,10 @@ void fw_link_disconnect(fw_link_t *lk);
 fw_link_event_t fw_link_next(fw_link_t *lk, amqp_envelope_t *env,
                              long timeout_us);
 
-/* Publishes body with props to queue reply_to through the default exchange.
- * Returns 0, or -1 when the connection failed (fw_link_error says how). */
+/* Publishes body with props to queue reply_to through the default exchange,
+ * on the reply channel.  Returns 0, or -1 when the connection failed
+ * (fw_link_error says how).  A reply the broker cannot deliver closes the
+ * reply channel later; fw_link_next then logs it and reopens it. */
 int fw_link_publish(fw_link_t *lk, amqp_bytes_t reply_to,
                     const amqp_basic_properties_t *props, amqp_bytes_t body);
 

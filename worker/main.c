@@ -21,11 +21,10 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
+#include "urls.h"
 
 /* How long one wait for a delivery lasts, so a signal is seen this soon. */
-#define FW_POLL_US        200000
-#define FW_BACKOFF_MIN_MS 200
-#define FW_BACKOFF_MAX_MS 5000
+#define FW_POLL_US 200000
 
 /* The signal that asked us to stop, 0 while running. */
 static volatile sig_atomic_t fw_stop_signal;
@@ -63,9 +62,13 @@ static void fw_log_request_id(cm_log_t *l, const amqp_table_entry_t *req_id) {
                    req_id->value.value.bytes.len);
 }
 
-/* Answers one delivery and acks it, the ack only once the reply is sent.
- * Returns -1 when the connection failed (fw_link_error says how): the request
- * stays unacked and the broker gives it to a worker again. */
+/* Answers one delivery: computes (unless it is a poison request, see
+ * fw_delivery_poisoned), acks, then publishes the reply.  Ack first: a
+ * reply the broker cannot deliver (its caller's node died) may make the
+ * broker close our connection, and an unacked request would then come back
+ * and do the same to the next worker, for ever; its caller is gone anyway.
+ * Returns -1 when the connection failed (fw_link_error says how); a request
+ * not yet acked then goes to a worker again. */
 static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
     amqp_table_entry_t headers[FW_REPLY_HEADERS_MAX];
     amqp_basic_properties_t out;
@@ -92,7 +95,8 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
         return 0;
     }
 
-    fw_delivery_request(&d, w->cfg->max_n, cm_wall_ms(), &req);
+    if (!fw_delivery_poisoned(&d, w->cfg->delivery_limit, &req))
+        fw_delivery_request(&d, w->cfg->max_n, cm_wall_ms(), &req);
     if (req.err == FW_OK) {
         int64_t start = cm_now_us();
 
@@ -109,11 +113,13 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
         fw_delivery_error_body(&req, &text, &body);
     fw_delivery_reply_props(&d, req.err, headers, &out);
 
+    if (fw_link_ack(&w->link, env) != 0) {
+        free(text);
+        return -1;
+    }
     status = fw_link_publish(&w->link, in->reply_to, &out, body);
     free(text);
     if (status != 0)
-        return -1;
-    if (fw_link_ack(&w->link, env) != 0)
         return -1;
     /* Counted once acked: a request redelivered after a failure counts once. */
     fw_metrics_reply(w->metrics, req.err, ms / 1e3);
@@ -130,6 +136,9 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
                      "rejected");
         cm_log_kv(&l, "error", "%s", fw_err_name(req.err));
         fw_log_corr(&l, in);
+        if (d.delivery_count != NULL)
+            cm_log_kv(&l, "delivered_before", "%lld",
+                      (long long)fw_delivery_count(&d));
         fw_log_request_id(&l, d.request_id);
         cm_log_str(&l, "detail", req.message, strlen(req.message));
     }
@@ -161,22 +170,16 @@ static int fw_serve(fw_worker_t *w) {
     return 0;
 }
 
-static long fw_next_backoff(long ms) {
-    return ms * 2 > FW_BACKOFF_MAX_MS ? FW_BACKOFF_MAX_MS : ms * 2;
-}
-
-static void fw_log_broker(cm_log_t *l, const fw_config_t *cfg) {
-    cm_log_str(l, "host", cfg->host, strlen(cfg->host));
-    cm_log_kv(l, "port", "%d", cfg->port);
-    cm_log_str(l, "vhost", cfg->vhost, strlen(cfg->vhost));
-    cm_log_kv(l, "tls", "%s", cfg->tls ? "true" : "false");
+static void fw_log_node(cm_log_t *l, const fw_link_t *lk) {
+    cm_log_str(l, "node", fw_link_node(lk)->node,
+               strlen(fw_link_node(lk)->node));
 }
 
 static void fw_log_retry(fw_worker_t *w, const char *msg, long backoff_ms) {
     cm_log_t l;
 
     cm_log_begin(&l, CM_LOG_WARN, msg);
-    fw_log_broker(&l, w->cfg);
+    fw_log_node(&l, &w->link);
     cm_log_str(&l, "error", fw_link_error(&w->link),
                strlen(fw_link_error(&w->link)));
     cm_log_kv(&l, "retry_ms", "%ld", backoff_ms);
@@ -203,7 +206,10 @@ int main(int argc, char **argv) {
     fw_metrics_t metrics;
     fw_worker_t w;
     fw_config_t cfg;
-    long backoff = FW_BACKOFF_MIN_MS;
+    cm_backoff_t backoff;
+    char urls[CM_URL_LIST_MAX + 8 * CM_URLS_MAX];
+    size_t i, used = 0;
+    long wait_ms;
     cm_log_t l;
 
     setvbuf(stderr, NULL, _IOLBF, BUFSIZ);
@@ -222,11 +228,20 @@ int main(int argc, char **argv) {
     fw_metrics_init(&metrics);
     w.metrics = &metrics;
     fw_handle_signals();
+    cm_backoff_init(&backoff, cm_random64());
 
+    /* Every URL masked, in the (shuffled) order they will be tried. */
+    urls[0] = '\0';
+    for (i = 0; i < cfg.urls.n && used + 1 < sizeof(urls); i++)
+        used += (size_t)snprintf(urls + used, sizeof(urls) - used, "%s%s",
+                                 i > 0 ? "," : "", cfg.urls.url[i].masked);
     cm_log_begin(&l, CM_LOG_INFO, "starting");
     cm_log_kv(&l, "version", "%s", FW_VERSION);
-    fw_log_broker(&l, &cfg);
+    cm_log_str(&l, "amqp_url", urls, strlen(urls));
     cm_log_str(&l, "queue", cfg.queue, strlen(cfg.queue));
+    cm_log_kv(&l, "queue_type", "%s", cfg.quorum ? "quorum" : "classic");
+    if (cfg.delivery_limit > 0)
+        cm_log_kv(&l, "delivery_limit", "%u", (unsigned)cfg.delivery_limit);
     cm_log_kv(&l, "prefetch", "%u", (unsigned)cfg.prefetch);
     cm_log_kv(&l, "max_n", "%" PRIu32, cfg.max_n);
     cm_log_end(&l);
@@ -242,16 +257,24 @@ int main(int argc, char **argv) {
         }
     }
 
+    /* The same schedule as the gateway's (urls.h): after a loss the first
+     * attempt goes at once, to the next node; failed attempts back off,
+     * jittered, up to 2 s. */
     while (!fw_stop_signal) {
         if (fw_link_connect(&w.link) != 0) {
-            fw_log_retry(&w, "connect_failed", backoff);
-            fw_sleep_ms(backoff);
-            backoff = fw_next_backoff(backoff);
+            wait_ms = (long)cm_backoff_next(&backoff);
+            fw_log_retry(&w, "connect_failed", wait_ms);
+            fw_link_next_node(&w.link);
+            fw_sleep_ms(wait_ms);
             continue;
         }
-        backoff = FW_BACKOFF_MIN_MS;
+        cm_backoff_reset(&backoff);
         fw_metrics_link(&metrics, 1);
+        fw_metrics_node(&metrics, fw_link_node(&w.link)->node);
         cm_log_begin(&l, CM_LOG_INFO, "ready");
+        fw_log_node(&l, &w.link);
+        cm_log_str(&l, "url", fw_link_node(&w.link)->masked,
+                   strlen(fw_link_node(&w.link)->masked));
         cm_log_str(&l, "queue", cfg.queue, strlen(cfg.queue));
         cm_log_kv(&l, "prefetch", "%u", (unsigned)cfg.prefetch);
         cm_log_end(&l);
@@ -259,10 +282,9 @@ int main(int argc, char **argv) {
         if (fw_serve(&w) == 0)
             break;
         fw_metrics_link(&metrics, 0);
-        fw_log_retry(&w, "disconnected", backoff);
+        fw_log_retry(&w, "disconnected", 0);
         fw_link_disconnect(&w.link);
-        fw_sleep_ms(backoff);
-        backoff = fw_next_backoff(backoff);
+        fw_link_next_node(&w.link); /* lost: this node may be the trouble */
     }
 
     cm_log_begin(&l, CM_LOG_INFO, "stopping");

@@ -43,6 +43,16 @@ void fw_metrics_init(fw_metrics_t *m) {
     atomic_init(&m->connected, 0);
     atomic_init(&m->ever_connected, 0);
     atomic_init(&m->reconnects, 0);
+    atomic_init(&m->failovers, 0);
+    atomic_init(&m->node, NULL);
+}
+
+void fw_metrics_node(fw_metrics_t *m, const char *node) {
+    const char *last =
+        atomic_exchange_explicit(&m->node, node, memory_order_relaxed);
+
+    if (last != NULL && last != node && strcmp(last, node) != 0)
+        fw_add(&m->failovers, 1);
 }
 
 void fw_metrics_reply(fw_metrics_t *m, fw_err_t err, double compute_s) {
@@ -135,6 +145,25 @@ char *fw_metrics_render(fw_metrics_t *m, const char *version, size_t *len) {
                     "Successful AMQP connections after the first.");
     promtext_put(&o, "fibw_amqp_reconnects_total %llu\n",
                  (unsigned long long)fw_get(&m->reconnects));
+
+    promtext_family(&o, "fibw_amqp_failovers_total", "counter",
+                    "Connections to another node of the --amqp-url list than "
+                    "the connection before.");
+    promtext_put(&o, "fibw_amqp_failovers_total %llu\n",
+                 (unsigned long long)fw_get(&m->failovers));
+    {
+        const char *node = atomic_load_explicit(&m->node, memory_order_relaxed);
+
+        if (node != NULL &&
+            atomic_load_explicit(&m->connected, memory_order_relaxed)) {
+            promtext_family(&o, "fibw_amqp_node_info", "gauge",
+                            "The node the AMQP connection is open to; the "
+                            "value is always 1.");
+            promtext_put(&o, "fibw_amqp_node_info{node=\"");
+            fw_put_label(&o, node);
+            promtext_put(&o, "\"} 1\n");
+        }
+    }
 
     if (o.failed) {
         free(o.buf);

@@ -46,6 +46,10 @@ typedef struct {
     atomic_int connected;      /* 0/1 */
     atomic_int ever_connected; /* 0/1: the next connection is a reconnect */
     atomic_uint_fast64_t reconnects;
+    atomic_uint_fast64_t failovers; /* connections to another node */
+    /* "host:port" of the node connected to (static storage), NULL before
+     * the first connection; shown while connected */
+    _Atomic(const char *) node;
 } fw_metrics_t;
 
 /* Sets every counter to 0 and the link to disconnected. */
@@ -62,6 +66,10 @@ void fw_metrics_dropped(fw_metrics_t *m);
 /* Records the AMQP link going up (1) or down (0); every up after the first
  * counts as a reconnect. */
 void fw_metrics_link(fw_metrics_t *m, int up);
+
+/* Records the node a connection (fw_metrics_link(m, 1)) is open to; node
+ * must outlive m.  A node other than the last one counts as a failover. */
+void fw_metrics_node(fw_metrics_t *m, const char *node);
 
 /* The Prometheus text exposition (format 0.0.4) in a new NUL-terminated
  * string (caller free()s it), length in *len; version becomes the label of

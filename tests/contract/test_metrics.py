@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import contract  # noqa: E402
@@ -39,6 +40,8 @@ FAMILIES = {
     "fibgw_calls_in_flight_max": "gauge",
     "fibgw_replies_dropped_total": "counter",
     "fibgw_amqp_reconnects_total": "counter",
+    "fibgw_amqp_failovers_total": "counter",
+    "fibgw_amqp_node_info": "gauge",
     "fibgw_amqp_connected": "gauge",
     "fibgw_amqp_blocked": "gauge",
     "fibgw_queue_consumers": "gauge",
@@ -160,6 +163,12 @@ class MetricsTest(unittest.TestCase):
             with self.subTest(family=family):
                 self.assertEqual(types.get(family), kind, f"TYPE of {family}")
                 self.assertTrue(helps.get(family), f"HELP of {family}")
+        # The node the gateway is connected to: the broker's host:port.
+        node = urllib.parse.urlsplit(ENV.url).netloc.rsplit("@", 1)[-1]
+        self.assertEqual([dict(k[1]) for k in after if k[0] == "fibgw_amqp_node_info"],
+                         [{"node": node}])
+        self.assertEqual(after[key("fibgw_amqp_node_info", node=node)], 1)
+        self.assertEqual(delta("fibgw_amqp_failovers_total"), 0)
 
         # Requests by status: the /metrics scrapes are 200s too.
         requests = {code: delta("fibgw_http_requests_total", code=code)

@@ -297,6 +297,7 @@ class B_ScriptedTest(Base):
     SCRIPT = {1: ("error", "internal", "the disk is on fire"),   # 502 worker_error
               2: ("raw", b"12a", "text/plain"),                  # 502 bad_reply
               3: ("fib", 0),                                    # 200
+              4: ("error", "worker_crashed", "workers crashed on it"),  # 502 worker_crashed
               7: ("hold",)}                   # 200 once released: holds the slot
     # any other n: never answered (timeouts)
 
@@ -317,6 +318,8 @@ class B_ScriptedTest(Base):
         self.assertEqual(r.json["worker_error"],
                          {"type": "internal", "message": "the disk is on fire"})
         self.via("strict", "GET", "/fib/2", 502, "bad_reply")
+        r = self.via("strict", "GET", "/fib/4", 502, "worker_crashed")
+        self.assertEqual(r.json["worker_error"]["type"], "worker_crashed")
 
     def test_504_timeout(self):
         r = self.via("strict", "GET", "/fib/9?timeout_ms=200", 504, "timeout")

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """test_worker_death.py - issue 3, point 6: a worker killed mid-request
-(SIGKILL) loses nothing: the request goes back to the queue (acks come
-after replies), another worker serves it and the caller still gets 200 with
-the right F(n).  And a request whose x-deadline-ms has passed is not
+(SIGKILL) loses nothing: the request goes back to the queue (a worker acks
+a request only once its reply is computed), another worker serves it and
+the caller still gets 200 with the right F(n).  And a request whose x-deadline-ms has passed is not
 computed: the worker answers `expired` at once.
 
 Two real workers share the queue.  The call is the largest n allowed

@@ -177,7 +177,9 @@ class WorkerMetricsTest(unittest.TestCase):
                              ("fibw_errors_total", "counter"),
                              ("fibw_compute_seconds", "histogram"),
                              ("fibw_amqp_connected", "gauge"),
-                             ("fibw_amqp_reconnects_total", "counter")):
+                             ("fibw_amqp_reconnects_total", "counter"),
+                             ("fibw_amqp_failovers_total", "counter"),
+                             ("fibw_amqp_node_info", "gauge")):
             with self.subTest(family=family):
                 self.assertIn(f"# HELP {family} ", text)
                 self.assertIn(f"# TYPE {family} {kind}\n", text)
@@ -187,7 +189,8 @@ class WorkerMetricsTest(unittest.TestCase):
         # One error series per wire error type, even at zero.
         self.assertEqual(sorted(k for k in values if k.startswith("fibw_errors_total")),
                          sorted(f'fibw_errors_total{{type="{t}"}}' for t in
-                                ("invalid_argument", "out_of_range", "expired", "internal")))
+                                ("invalid_argument", "out_of_range", "expired", "internal",
+                                 "worker_crashed")))
 
     def test_http(self):
         r = harness.get(METRICS_PORT, "/metrics")

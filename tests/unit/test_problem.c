@@ -34,6 +34,7 @@ static const struct {
     {GW_E_WORKER_REJECTED, "worker_rejected", 400},
     {GW_E_INTERNAL, "internal", 500},
     {GW_E_WORKER_ERROR, "worker_error", 502},
+    {GW_E_WORKER_CRASHED, "worker_crashed", 502},
     {GW_E_BAD_REPLY, "bad_reply", 502},
     {GW_E_CONNECTION_LOST, "connection_lost", 502},
     {GW_E_BROKER_UNAVAILABLE, "broker_unavailable", 503},

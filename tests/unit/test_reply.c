@@ -151,6 +151,9 @@ static void test_error_service_fault(void **state) {
     /* The worker saw the deadline pass: the gateway's own timeout. */
     assert_worker(ERR_CT, "{\"type\":\"expired\",\"message\":\"late\"}",
                   GW_E_TIMEOUT, "expired", "late");
+    /* Workers died on it until its delivery limit: a code of its own. */
+    assert_worker(ERR_CT, "{\"type\":\"worker_crashed\",\"message\":\"again\"}",
+                  GW_E_WORKER_CRASHED, "worker_crashed", "again");
     /* A type this gateway does not know is the service's problem. */
     assert_worker(ERR_CT, "{\"type\":\"boom\",\"message\":\"kaboom\"}",
                   GW_E_WORKER_ERROR, "boom", "kaboom");

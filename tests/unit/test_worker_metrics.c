@@ -148,6 +148,43 @@ static void test_link_and_reconnects(void **state) {
     free(text);
 }
 
+static void test_node_and_failovers(void **state) {
+    static const char a[] = "10.0.0.1:5672", b[] = "10.0.0.2:5672";
+    char a2[sizeof(a)];
+    fw_metrics_t m;
+    char *text;
+
+    memcpy(a2, a, sizeof(a));
+    fw_metrics_init(&m);
+    text = render(&m, "v"); /* never connected: no node */
+    assert_null(strstr(text, "fibw_amqp_node_info"));
+    assert_sample(text, "fibw_amqp_failovers_total", 0);
+    free(text);
+
+    fw_metrics_link(&m, 1);
+    fw_metrics_node(&m, a); /* the first node is no failover */
+    text = render(&m, "v");
+    assert_sample(text, "fibw_amqp_node_info{node=\"10.0.0.1:5672\"}", 1);
+    assert_sample(text, "fibw_amqp_failovers_total", 0);
+    free(text);
+
+    fw_metrics_link(&m, 0);
+    text = render(&m, "v"); /* down: no node shown */
+    assert_null(strstr(text, "fibw_amqp_node_info"));
+    free(text);
+    fw_metrics_link(&m, 1);
+    fw_metrics_node(&m, a2); /* the same node again (another copy) */
+    fw_metrics_link(&m, 0);
+    fw_metrics_link(&m, 1);
+    fw_metrics_node(&m, b);
+    text = render(&m, "v");
+    assert_sample(text, "fibw_amqp_node_info{node=\"10.0.0.2:5672\"}", 1);
+    assert_null(strstr(text, "10.0.0.1"));
+    assert_sample(text, "fibw_amqp_failovers_total", 1);
+    assert_sample(text, "fibw_amqp_reconnects_total", 2);
+    free(text);
+}
+
 static void test_version_escaped(void **state) {
     fw_metrics_t m;
     char *text;
@@ -162,9 +199,10 @@ static void test_version_escaped(void **state) {
  * every line is a comment or "name[{labels}] value". */
 static void test_format(void **state) {
     static const char *const families[] = {
-        "fibw_build_info",     "fibw_messages_total",
-        "fibw_errors_total",   "fibw_compute_seconds",
-        "fibw_amqp_connected", "fibw_amqp_reconnects_total",
+        "fibw_build_info",           "fibw_messages_total",
+        "fibw_errors_total",         "fibw_compute_seconds",
+        "fibw_amqp_connected",       "fibw_amqp_reconnects_total",
+        "fibw_amqp_failovers_total",
     };
     char family[64] = "", *text, *line, *save = NULL;
     fw_metrics_t m;
@@ -205,6 +243,7 @@ int main(void) {
         cmocka_unit_test(test_outcomes_and_errors),
         cmocka_unit_test(test_histogram_cumulative),
         cmocka_unit_test(test_link_and_reconnects),
+        cmocka_unit_test(test_node_and_failovers),
         cmocka_unit_test(test_version_escaped),
         cmocka_unit_test(test_format),
     };

@@ -780,6 +780,77 @@ static void test_reply_headers_long(void **state) {
     free(id);
 }
 
+/* --- poison requests (x-delivery-count against --delivery-limit) ------- */
+
+static int poisoned(amqp_table_entry_t *e, int n, uint32_t limit,
+                    fw_request_t *req) {
+    amqp_message_t m;
+    fw_delivery_t d;
+
+    message(&m, "10", e, n);
+    read_delivery(&d, &m);
+    memset(req, 0x5a, sizeof(*req));
+    return fw_delivery_poisoned(&d, limit, req);
+}
+
+static void test_delivery_count(void **state) {
+    amqp_table_entry_t e[2];
+    amqp_message_t m;
+    fw_delivery_t d;
+
+    (void)state;
+    message(&m, "10", NULL, 0); /* a first delivery carries no count */
+    read_delivery(&d, &m);
+    assert_int_equal(fw_delivery_count(&d), 0);
+    e[0] = entry("x-delivery-count", field_i64(3));
+    message(&m, "10", e, 1);
+    read_delivery(&d, &m);
+    assert_int_equal(fw_delivery_count(&d), 3);
+    e[0] = entry("x-delivery-count", field_i64(-4)); /* hostile: 0 */
+    read_delivery(&d, &m);
+    assert_int_equal(fw_delivery_count(&d), 0);
+    e[0] = entry("x-delivery-count", field_str("two")); /* not a count */
+    read_delivery(&d, &m);
+    assert_int_equal(fw_delivery_count(&d), 0);
+    e[0] = entry("x-delivery-count", field_str("7")); /* digits are one */
+    read_delivery(&d, &m);
+    assert_int_equal(fw_delivery_count(&d), 7);
+    e[0] = entry("x-delivery-countx", field_i64(9)); /* exactly the name */
+    e[1] = entry("x-delivery-count", field_i64(2));
+    message(&m, "10", e, 2);
+    read_delivery(&d, &m);
+    assert_int_equal(fw_delivery_count(&d), 2);
+}
+
+static void test_poisoned(void **state) {
+    amqp_table_entry_t e[1];
+    fw_request_t req;
+
+    (void)state;
+    /* No limit: never, however often it came back. */
+    e[0] = entry("x-delivery-count", field_i64(1000));
+    assert_int_equal(poisoned(e, 1, 0, &req), 0);
+    assert_int_equal(req.n, (uint32_t)UNTOUCHED);
+    /* Limit 3: the first delivery (no count) and the second (count 1) are
+     * computed; the third (count 2 = 3 - 1) and later are answered. */
+    assert_int_equal(poisoned(e, 0, 3, &req), 0);
+    e[0] = entry("x-delivery-count", field_i64(1));
+    assert_int_equal(poisoned(e, 1, 3, &req), 0);
+    e[0] = entry("x-delivery-count", field_i64(2));
+    assert_int_equal(poisoned(e, 1, 3, &req), 1);
+    assert_int_equal(req.err, FW_ERR_worker_crashed);
+    assert_string_equal(req.message, "delivered 2 times before without an "
+                                     "answer: workers crashed on it");
+    e[0] = entry("x-delivery-count", field_i64(INT64_MAX));
+    assert_int_equal(poisoned(e, 1, 3, &req), 1);
+    assert_true(strlen(req.message) < sizeof(req.message));
+    /* Limit 2: the first redelivery is answered. */
+    e[0] = entry("x-delivery-count", field_i64(1));
+    assert_int_equal(poisoned(e, 1, 2, &req), 1);
+    assert_string_equal(fw_err_name(req.err), "worker_crashed");
+    assert_int_equal(fw_err_caller_fault(req.err), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_int_kinds),
@@ -808,6 +879,8 @@ int main(void) {
         cmocka_unit_test(test_reply_headers_any_kind),
         cmocka_unit_test(test_reply_headers_duplicates),
         cmocka_unit_test(test_reply_headers_long),
+        cmocka_unit_test(test_delivery_count),
+        cmocka_unit_test(test_poisoned),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
