@@ -95,6 +95,13 @@ static const setting_t settings[] = {
     {{"log-level", "GATEWAY_LOG_LEVEL", "info", "LEVEL",
       "debug, info (one line per request), warn or error"},
      {OPT_STR, 0, 0, CFG(log_level)}},
+    {{"routes", "GATEWAY_ROUTES", NULL, "FILE",
+      "the route table (JSON): which HTTP requests become which AMQP "
+      "messages; re-read on SIGHUP.  Without it: GET /fib/{n} on --queue"},
+     {OPT_STR, 0, 0, CFG(routes)}},
+    {{"check-routes", NULL, NULL, "FILE",
+      "check a route file, print every error, and exit (0: good, 1: not)"},
+     {OPT_STR, 0, 0, CFG(check_routes)}},
 };
 #define NOPTS (sizeof(settings) / sizeof(settings[0]))
 
@@ -117,6 +124,8 @@ static int set_opt(gw_config_t *cfg, const cm_opt_t *o, const field_t *f,
         }
         return 0;
     case OPT_STR:
+        if (v->value == NULL) /* no default: stays "" */
+            return 0;
         if (*v->value == '\0' || strlen(v->value) >= f->size)
             goto bad;
         memcpy(field, v->value, strlen(v->value) + 1);

@@ -26,6 +26,8 @@ typedef struct {
     unsigned max_connections_per_ip; /* 0 at load: a tenth of the limit */
     unsigned heartbeat_s;            /* AMQP heartbeat */
     char log_level[16];              /* debug, info, warn, error */
+    char routes[1024];       /* --routes FILE; "": the one fib route */
+    char check_routes[1024]; /* --check-routes FILE: check it and exit */
 } gw_config_t;
 
 /* gw_config_load: fill cfg from argv, falling back to the environment, then

@@ -10,6 +10,7 @@
 #include "call.h"
 #include "config.h"
 #include "metrics.h"
+#include "routes.h"
 #include "rpc.h"
 
 typedef struct gw_http gw_http_t;
@@ -18,10 +19,15 @@ typedef struct gw_http gw_http_t;
  * Runs on the AMQP thread. */
 void gw_http_call_done(gw_call_t *call);
 
-/* Starts listening.  Returns NULL (logged) on failure.  cfg, rpc and
- * metrics must outlive it. */
+/* Starts listening, serving routes (ownership taken, also on failure).
+ * Returns NULL (logged) on failure.  cfg, rpc and metrics must outlive
+ * it. */
 gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
-                         gw_metrics_t *metrics);
+                         gw_metrics_t *metrics, gw_routes_t *routes);
+/* Serves routes (ownership taken) to new requests from the HTTP thread's
+ * next turn on; requests under way keep the table they started with.
+ * Any thread. */
+void gw_http_reload(gw_http_t *http, gw_routes_t *routes);
 /* Starts the graceful stop; returns at once.  New connections are refused,
  * idle kept-alive connections are closed (before anything of a new request
  * is read from them), every request already being read is answered, and

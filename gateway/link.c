@@ -7,6 +7,7 @@
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 #include <assert.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,26 +22,23 @@
 #define CH_CHECK           2
 #define CONNECT_TIMEOUT_MS 2000
 #define RPC_TIMEOUT_MS     2000
-/* How often the consumer count is refreshed: often while nobody consumes
- * (so a worker that appears is noticed at once), rarely otherwise. */
-#define CHECK_IDLE_MS   1000
-#define CHECK_NOBODY_MS 100
 
 enum {
     CHECK_CLOSED,  /* CH_CHECK is not open */
     CHECK_OPENING, /* channel.open sent */
-    CHECK_IDLE,    /* open; next check at next_check_ms */
+    CHECK_IDLE,    /* open; the next check when watch says */
     CHECK_WAITING, /* queue.declare (passive) sent */
 };
 
 struct gw_link {
     const gw_config_t *cfg;
     gw_publisher_t *pub;
+    gw_watch_t *watch;
     cm_urls_t urls; /* shuffled once; read-only after gw_link_new */
     size_t cur;     /* the node connected to, or tried next */
     amqp_connection_state_t conn; /* NULL while closed */
     int check;                    /* CHECK_* state of CH_CHECK */
-    int64_t next_check_ms;        /* INT64_MAX while a check is under way */
+    int check_slot;               /* the watch slot being counted */
     /* what the last event points into, released on the next poll */
     amqp_envelope_t env;
     int has_env;
@@ -96,25 +94,87 @@ static void message_event(gw_link_event_t *ev, gw_link_event_kind_t kind,
         ev->content_type = p->content_type.bytes;
         ev->content_type_len = p->content_type.len;
     }
+    if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
+        ev->headers = &p->headers;
     ev->body = m->body.bytes;
     ev->body_len = m->body.len;
 }
 
-/* Plans the next consumer count after one that read n. */
-static int counted(gw_link_t *link, int n) {
-    link->next_check_ms =
-        cm_now_ms() + (n > 0 ? CHECK_IDLE_MS : CHECK_NOBODY_MS);
-    return n;
+void gw_link_event_header(const gw_link_event_t *ev, const char *name,
+                          gw_hval_t *out) {
+    const amqp_table_t *t = ev->headers;
+    size_t len = strlen(name);
+    int i;
+
+    memset(out, 0, sizeof(*out));
+    if (t == NULL)
+        return;
+    for (i = 0; i < t->num_entries; i++) {
+        const amqp_table_entry_t *e = &t->entries[i];
+        const amqp_field_value_t *v = &e->value;
+
+        if (e->key.len != len || memcmp(e->key.bytes, name, len) != 0)
+            continue;
+        out->kind = GW_HVAL_INT;
+        switch (v->kind) {
+        case AMQP_FIELD_KIND_I8:
+            out->i = v->value.i8;
+            break;
+        case AMQP_FIELD_KIND_U8:
+            out->i = v->value.u8;
+            break;
+        case AMQP_FIELD_KIND_I16:
+            out->i = v->value.i16;
+            break;
+        case AMQP_FIELD_KIND_U16:
+            out->i = v->value.u16;
+            break;
+        case AMQP_FIELD_KIND_I32:
+            out->i = v->value.i32;
+            break;
+        case AMQP_FIELD_KIND_U32:
+            out->i = v->value.u32;
+            break;
+        case AMQP_FIELD_KIND_I64:
+            out->i = v->value.i64;
+            break;
+        case AMQP_FIELD_KIND_U64:
+            if (v->value.u64 > INT64_MAX) {
+                out->kind = GW_HVAL_OTHER;
+                break;
+            }
+            out->i = (int64_t)v->value.u64;
+            break;
+        case AMQP_FIELD_KIND_UTF8:
+        case AMQP_FIELD_KIND_BYTES:
+            out->kind = GW_HVAL_STR;
+            out->s = v->value.bytes.bytes;
+            out->len = v->value.bytes.len;
+            break;
+        default:
+            out->kind = GW_HVAL_OTHER;
+            break;
+        }
+        return;
+    }
 }
 
-static void consumers_event(gw_link_t *link, gw_link_event_t *ev, int n) {
-    memset(ev, 0, sizeof(*ev));
-    ev->kind = GW_LINK_CONSUMERS;
-    ev->consumers = counted(link, n);
+/* Records a count of slot (missing: no such queue).  Returns 1 with *ev
+ * filled when callers see something new, else 0. */
+static int counted(gw_link_t *link, int slot, int n, int missing,
+                   gw_link_event_t *ev) {
+    if (!gw_watch_record(link->watch, (size_t)slot, n, missing, cm_now_ms()))
+        return 0;
+    if (ev != NULL) {
+        memset(ev, 0, sizeof(*ev));
+        ev->kind = GW_LINK_CONSUMERS;
+        ev->slot = slot;
+    }
+    return 1;
 }
 
-/* A missing queue makes the broker close CH_CHECK (404): nobody consumes.
- * Returns -1 when the connection failed. */
+/* A missing queue makes the broker close CH_CHECK (404): answers the
+ * close.  Returns -1 when the connection failed. */
 static int check_closed(gw_link_t *link) {
     amqp_channel_close_ok_t close_ok = {0};
 
@@ -125,31 +185,65 @@ static int check_closed(gw_link_t *link) {
                : -1;
 }
 
-/* The first consumer count, synchronously, while connecting.  Returns it,
- * or -1 when the connection failed. */
-static int count_now(gw_link_t *link) {
+/* One synchronous count of slot.  Returns 0, or -1 when the connection
+ * failed. */
+static int count_one(gw_link_t *link, size_t slot) {
     amqp_queue_declare_ok_t *ok;
     amqp_rpc_reply_t r;
+
+    ok =
+        amqp_queue_declare(link->conn, CH_CHECK,
+                           amqp_cstring_bytes(gw_watch_name(link->watch, slot)),
+                           1, 0, 0, 0, amqp_empty_table);
+    if (ok != NULL) {
+        counted(link, (int)slot, (int)ok->consumer_count, 0, NULL);
+        return 0;
+    }
+    r = amqp_get_rpc_reply(link->conn);
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        counted(link, (int)slot, 0, 1, NULL);
+        if (check_closed(link) != 0 ||
+            amqp_channel_open(link->conn, CH_CHECK) == NULL) {
+            failed(link, "channel.open");
+            return -1;
+        }
+        link->check = CHECK_IDLE;
+        return 0;
+    }
+    failed(link, "queue.declare");
+    return -1;
+}
+
+/* The first consumer count of every watched queue, synchronously, while
+ * connecting: calls are admitted only once each is known.  A zero is read
+ * again GW_WATCH_CONFIRM_MS later (watch.h), so that a queue nobody
+ * consumes answers no_server from the first call on.  Returns 0, or -1
+ * when the connection failed. */
+static int count_now(gw_link_t *link) {
+    size_t slot, n = gw_watch_count(link->watch);
+    int again = 0;
 
     if (amqp_channel_open(link->conn, CH_CHECK) == NULL) {
         failed(link, "channel.open");
         return -1;
     }
     link->check = CHECK_IDLE;
-    ok = amqp_queue_declare(link->conn, CH_CHECK,
-                            amqp_cstring_bytes(link->cfg->queue), 1, 0, 0, 0,
-                            amqp_empty_table);
-    if (ok != NULL) {
-        return counted(link, (int)ok->consumer_count);
+    for (slot = 0; slot < n; slot++) {
+        if (count_one(link, slot) != 0)
+            return -1;
+        again |= gw_watch_consumers(link->watch, slot) == 0 &&
+                 !gw_watch_nobody(link->watch, slot);
     }
-    r = amqp_get_rpc_reply(link->conn);
-    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        counted(link, 0);
-        return check_closed(link) == 0 ? 0 : -1;
-    }
-    failed(link, "queue.declare");
-    return -1;
+    if (!again)
+        return 0;
+    /* counted from the last read: then every zero has lasted long enough */
+    poll(NULL, 0, GW_WATCH_CONFIRM_MS);
+    for (slot = 0; slot < n; slot++)
+        if (gw_watch_consumers(link->watch, slot) == 0 &&
+            !gw_watch_nobody(link->watch, slot) && count_one(link, slot) != 0)
+            return -1;
+    return 0;
 }
 
 /* Sends the next step of the consumer count without waiting; the answer
@@ -157,18 +251,23 @@ static int count_now(gw_link_t *link) {
 static int count_start(gw_link_t *link) {
     amqp_channel_open_t open = {amqp_empty_bytes};
     amqp_queue_declare_t declare = {0};
-    int status;
+    int64_t next;
+    int status, slot;
 
-    link->next_check_ms = INT64_MAX;
+    slot = gw_watch_due(link->watch, cm_now_ms(), &next);
+    if (slot < 0)
+        return 0;
     if (link->check == CHECK_CLOSED) {
         link->check = CHECK_OPENING;
         status = amqp_send_method(link->conn, CH_CHECK,
                                   AMQP_CHANNEL_OPEN_METHOD, &open);
     } else {
-        declare.queue = amqp_cstring_bytes(link->cfg->queue);
+        declare.queue =
+            amqp_cstring_bytes(gw_watch_name(link->watch, (size_t)slot));
         declare.passive = 1;
         declare.arguments = amqp_empty_table;
         link->check = CHECK_WAITING;
+        link->check_slot = slot;
         status = amqp_send_method(link->conn, CH_CHECK,
                                   AMQP_QUEUE_DECLARE_METHOD, &declare);
     }
@@ -177,7 +276,8 @@ static int count_start(gw_link_t *link) {
 
 /* --- connecting ---------------------------------------------------------- */
 
-gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub) {
+gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub,
+                       gw_watch_t *watch) {
     gw_link_t *link = calloc(1, sizeof(*link));
     char why[CM_URL_MASKED_MAX + 128];
 
@@ -185,7 +285,7 @@ gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub) {
         return NULL;
     link->cfg = cfg;
     link->pub = pub;
-    link->next_check_ms = INT64_MAX;
+    link->watch = watch;
     if (cm_urls_parse(&link->urls, cfg->amqp_url, why, sizeof(why)) != 0) {
         cm_log_t l;
 
@@ -255,7 +355,7 @@ static int login(gw_link_t *link) {
     return -1;
 }
 
-int gw_link_open(gw_link_t *link, int *consumers) {
+int gw_link_open(gw_link_t *link) {
     struct timeval tv = {CONNECT_TIMEOUT_MS / 1000,
                          (CONNECT_TIMEOUT_MS % 1000) * 1000};
     struct timeval rpc_tv = {RPC_TIMEOUT_MS / 1000,
@@ -302,9 +402,14 @@ int gw_link_open(gw_link_t *link, int *consumers) {
                            amqp_empty_table) == NULL ||
         failed(link, "basic.consume"))
         goto fail;
+    /* Confirms: a refused publish is answered at once (503), and the
+     * broker tells us when it has taken each one. */
+    if (amqp_confirm_select(link->conn, CH_RPC) == NULL ||
+        failed(link, "confirm.select"))
+        goto fail;
     link->check = CHECK_CLOSED;
-    *consumers = count_now(link);
-    if (*consumers < 0)
+    gw_watch_reset(link->watch);
+    if (count_now(link) != 0)
         goto fail;
     gw_publisher_attach(link->pub, link->conn, CH_RPC, url->ssl);
     {
@@ -314,7 +419,6 @@ int gw_link_open(gw_link_t *link, int *consumers) {
         cm_log_kv(&l, "node", "%s", node(link)->node);
         cm_log_kv(&l, "url", "%s", node(link)->masked);
         cm_log_kv(&l, "vhost", "%s", url->vhost);
-        cm_log_kv(&l, "queue", "%s", link->cfg->queue);
         cm_log_end(&l);
     }
     return 0;
@@ -336,7 +440,6 @@ void gw_link_close(gw_link_t *link, int polite) {
         next_node(link); /* lost: this node may be the trouble */
     amqp_destroy_connection(link->conn);
     link->conn = NULL;
-    link->next_check_ms = INT64_MAX;
 }
 
 int gw_link_is_open(const gw_link_t *link) {
@@ -378,8 +481,10 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
         amqp_channel_close_ok_t ok = {0};
 
         if (f->channel == CH_CHECK) { /* 404: the queue does not exist */
-            consumers_event(link, ev, 0);
-            return check_closed(link) == 0 ? 1 : -1;
+            int changed = link->check == CHECK_WAITING &&
+                          counted(link, link->check_slot, 0, 1, ev);
+
+            return check_closed(link) == 0 ? changed : -1;
         }
         snprintf(why, why_size, "channel %u closed by broker: %u %.*s",
                  f->channel, m->reply_code, (int)m->reply_text.len,
@@ -404,11 +509,29 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
     case AMQP_QUEUE_DECLARE_OK_METHOD:
         if (f->channel == CH_CHECK && link->check == CHECK_WAITING) {
             amqp_queue_declare_ok_t *ok = f->payload.method.decoded;
+
             link->check = CHECK_IDLE;
-            consumers_event(link, ev, (int)ok->consumer_count);
-            return 1;
+            return counted(link, link->check_slot, (int)ok->consumer_count, 0,
+                           ev);
         }
         return 0;
+    case AMQP_BASIC_ACK_METHOD:
+    case AMQP_BASIC_NACK_METHOD:
+        memset(ev, 0, sizeof(*ev));
+        if (f->payload.method.id == AMQP_BASIC_ACK_METHOD) {
+            amqp_basic_ack_t *m = f->payload.method.decoded;
+
+            ev->kind = GW_LINK_ACK;
+            ev->tag = m->delivery_tag;
+            ev->multiple = m->multiple;
+        } else {
+            amqp_basic_nack_t *m = f->payload.method.decoded;
+
+            ev->kind = GW_LINK_NACK;
+            ev->tag = m->delivery_tag;
+            ev->multiple = m->multiple;
+        }
+        return f->channel == CH_RPC;
     case AMQP_CONNECTION_CLOSE_METHOD: {
         amqp_connection_close_t *m = f->payload.method.decoded;
         amqp_connection_close_ok_t ok = {0};
@@ -466,13 +589,19 @@ int gw_link_poll(gw_link_t *link, gw_link_event_t *ev, char *why,
 
 int gw_link_tick(gw_link_t *link, int64_t now_ms) {
     assert_no_batch(link);
-    if (now_ms < link->next_check_ms)
+    if (link->check == CHECK_OPENING || link->check == CHECK_WAITING)
         return 0;
     return count_start(link);
 }
 
 int64_t gw_link_next_tick_ms(const gw_link_t *link) {
-    return link->conn != NULL ? link->next_check_ms : INT64_MAX;
+    int64_t next;
+
+    if (link->conn == NULL || link->check == CHECK_OPENING ||
+        link->check == CHECK_WAITING)
+        return INT64_MAX;
+    gw_watch_due(link->watch, INT64_MIN, &next);
+    return next;
 }
 
 int gw_link_fd(const gw_link_t *link) {

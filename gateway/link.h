@@ -3,9 +3,10 @@
  * the broker sends into typed events.
  *
  * Channel 1 consumes direct reply-to and publishes every request (direct
- * reply-to needs both on one channel).  Channel 2 only runs the passive
- * queue.declare that counts the queue's consumers, so a missing queue
- * (which closes the channel) never disturbs channel 1.
+ * reply-to needs both on one channel), in confirm mode.  Channel 2 only
+ * runs the passive queue.declares that count the watched queues'
+ * consumers (watch.h), so a missing queue (which closes the channel) never
+ * disturbs channel 1.
  *
  * A link belongs to one thread (the AMQP thread): rabbitmq-c connections
  * are not thread-safe. */
@@ -17,6 +18,8 @@
 
 #include "config.h"
 #include "publisher.h"
+#include "reply.h"
+#include "watch.h"
 
 typedef struct gw_link gw_link_t;
 
@@ -25,7 +28,9 @@ typedef enum {
     GW_LINK_RETURN,    /* a request the broker could not route */
     GW_LINK_BLOCKED,   /* the broker blocks publishers (resource alarm) */
     GW_LINK_UNBLOCKED, /* ... and no longer does */
-    GW_LINK_CONSUMERS, /* a fresh consumer count of the request queue */
+    GW_LINK_CONSUMERS, /* what callers see of a watched queue changed */
+    GW_LINK_ACK,       /* the broker took publishes (confirms) */
+    GW_LINK_NACK,      /* the broker refused publishes */
 } gw_link_event_kind_t;
 
 /* What the broker said.  Pointers stay valid until the next gw_link_poll
@@ -39,23 +44,34 @@ typedef struct {
     size_t content_type_len;
     const void *body;
     size_t body_len;
-    /* CONSUMERS */
-    int consumers;
+    const void *headers; /* the message's header table; read with
+                            gw_link_event_header */
+    /* CONSUMERS: which watch slot */
+    int slot;
+    /* ACK, NACK */
+    uint64_t tag;
+    int multiple;
 } gw_link_event_t;
+
+/* The value of header name (exact case) of a REPLY or RETURN event;
+ * kind GW_HVAL_NONE when absent. */
+void gw_link_event_header(const gw_link_event_t *ev, const char *name,
+                          gw_hval_t *out);
 
 /* Returns a closed link, or NULL (logged) when the URL list does not
  * parse or memory is short.  The list (cfg->amqp_url, comma-separated) is
  * shuffled here; each failed attempt and each lost connection moves on to
- * the next URL.  cfg and pub must outlive it; the link attaches pub to
- * each connection it makes. */
-gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub);
+ * the next URL.  cfg, pub and watch must outlive it; the link attaches
+ * pub to each connection it makes, and keeps watch's counts fresh. */
+gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub,
+                       gw_watch_t *watch);
 /* Closes and frees.  NULL is a no-op. */
 void gw_link_free(gw_link_t *link);
 
-/* Connects, logs in, opens the channels and reads the first consumer
- * count into *consumers, waiting for the broker (bounded by rabbitmq-c's
+/* Connects, logs in, opens the channels and reads every watched queue's
+ * first consumer count, waiting for the broker (bounded by rabbitmq-c's
  * timeouts).  Returns 0, or -1 (logged) with the link closed. */
-int gw_link_open(gw_link_t *link, int *consumers);
+int gw_link_open(gw_link_t *link);
 /* Closes the connection: politely (connection.close) or at once. */
 void gw_link_close(gw_link_t *link, int polite);
 int gw_link_is_open(const gw_link_t *link);
@@ -69,8 +85,8 @@ const char *gw_link_node(const gw_link_t *link);
  * the reason in why) when the connection is lost. */
 int gw_link_poll(gw_link_t *link, gw_link_event_t *ev, char *why,
                  size_t why_size);
-/* Starts the next consumer count when it is due (the answer comes as an
- * event).  Returns 0, or -1 when the connection is lost. */
+/* Starts the next consumer count when one is due (the answer may come as
+ * an event).  Returns 0, or -1 when the connection is lost. */
 int gw_link_tick(gw_link_t *link, int64_t now_ms);
 /* When gw_link_tick wants to run next (INT64_MAX: not before an event). */
 int64_t gw_link_next_tick_ms(const gw_link_t *link);

@@ -1,5 +1,5 @@
-/* main.c - rpc-gateway: wiring, signals, start and stop order.  Nothing
- * else lives here. */
+/* main.c - rpc-gateway: wiring, signals (SIGTERM/SIGINT stop, SIGHUP
+ * reloads), start and stop order.  Nothing else lives here. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,7 +10,63 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "routes.h"
 #include "rpc.h"
+
+/* Errors of a route file, one per line: enough for every route's. */
+#define ROUTE_ERRORS_SIZE 16384
+
+/* --check-routes FILE: prints what is wrong with it.  Returns the exit
+ * status: 0 when it is good, 1 when not. */
+static int check_routes(const char *path) {
+    static char errors[ROUTE_ERRORS_SIZE];
+    gw_routes_t *t = gw_routes_load(path, errors, sizeof(errors));
+
+    if (t == NULL) {
+        fprintf(stderr, "%s: bad route file:\n%s", path, errors);
+        return 1;
+    }
+    printf("%s: %zu routes, good\n", path, gw_routes_count(t));
+    gw_routes_free(t);
+    return 0;
+}
+
+/* The route table to start with, or to reload: --routes, or the fib
+ * route on --queue.  NULL (every error logged) when the file is bad. */
+static gw_routes_t *load_routes(const gw_config_t *cfg) {
+    static char errors[ROUTE_ERRORS_SIZE];
+    gw_routes_t *t;
+    char *line, *save = NULL;
+
+    if (cfg->routes[0] == '\0')
+        return gw_routes_default(cfg->queue);
+    t = gw_routes_load(cfg->routes, errors, sizeof(errors));
+    if (t != NULL)
+        return t;
+    for (line = strtok_r(errors, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_ERROR, "routes_refused");
+        cm_log_kv(&l, "file", "%s", cfg->routes);
+        cm_log_kv(&l, "error", "%s", line);
+        cm_log_end(&l);
+    }
+    return NULL;
+}
+
+/* SIGHUP: everything that can be re-read is; what fails to load is
+ * logged and the old stays. */
+static void reload(const gw_config_t *cfg, gw_http_t *http) {
+    gw_routes_t *t;
+
+    cm_log_msg(CM_LOG_INFO, "reloading");
+    if (cfg->routes[0] == '\0')
+        return;
+    t = load_routes(cfg);
+    if (t != NULL)
+        gw_http_reload(http, t); /* logged once in use */
+}
 
 /* Raise the open-file limit as far as allowed: every HTTP connection is a
  * descriptor.  Returns how many descriptors we may use. */
@@ -32,6 +88,7 @@ int main(int argc, char **argv) {
     gw_config_t cfg;
     gw_rpc_t *rpc = NULL;
     gw_http_t *http = NULL;
+    gw_routes_t *routes;
     char url[CM_URL_LIST_MAX + 4 * CM_URLS_MAX]; /* "***" may be longer */
     sigset_t stop_signals;
     rlim_t nofile;
@@ -40,6 +97,8 @@ int main(int argc, char **argv) {
     rc = gw_config_load(&cfg, argc, argv);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
+    if (cfg.check_routes[0] != '\0')
+        return check_routes(cfg.check_routes);
     setvbuf(stderr, NULL, _IOLBF, 0);
     cm_log_init("rpc-gateway", cfg.log_level); /* validated by config */
 
@@ -61,6 +120,7 @@ int main(int argc, char **argv) {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
     gw_config_redact_url(cfg.amqp_url, url, sizeof(url));
@@ -71,6 +131,8 @@ int main(int argc, char **argv) {
         cm_log_kv(&l, "version", "%s", GW_VERSION);
         cm_log_kv(&l, "amqp_url", "%s", url);
         cm_log_kv(&l, "queue", "%s", cfg.queue);
+        if (cfg.routes[0] != '\0')
+            cm_log_kv(&l, "routes", "%s", cfg.routes);
         cm_log_kv(&l, "timeout_ms", "%u", cfg.timeout_ms);
         cm_log_kv(&l, "max_timeout_ms", "%u", cfg.max_timeout_ms);
         cm_log_kv(&l, "max_inflight", "%u", cfg.max_inflight);
@@ -79,14 +141,22 @@ int main(int argc, char **argv) {
     }
 
     rc = 1;
-    rpc = gw_rpc_new(&cfg, &metrics, gw_http_call_done);
-    if (rpc == NULL || gw_rpc_start(rpc) != 0)
+    routes = load_routes(&cfg);
+    if (routes == NULL)
         goto out;
-    http = gw_http_start(&cfg, rpc, &metrics);
-    if (http == NULL)
+    rpc = gw_rpc_new(&cfg, &metrics, gw_http_call_done);
+    if (rpc == NULL) {
+        gw_routes_free(routes);
+        goto out;
+    }
+    /* HTTP first: taking the routes in use registers their queues, which
+     * the AMQP thread counts before it admits the first call. */
+    http = gw_http_start(&cfg, rpc, &metrics, routes);
+    if (http == NULL || gw_rpc_start(rpc) != 0)
         goto out;
 
-    sigwait(&stop_signals, &sig);
+    while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP)
+        reload(&cfg, http);
     {
         cm_log_t l;
 
@@ -102,6 +172,7 @@ int main(int argc, char **argv) {
 out:
     gw_http_stop(http);
     gw_rpc_free(rpc);
+    gw_metrics_free(&metrics);
     cm_log_msg(CM_LOG_INFO, "stopped");
     return rc;
 }

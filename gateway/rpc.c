@@ -25,6 +25,7 @@
 #include "publisher.h"
 #include "reply.h"
 #include "urls.h"
+#include "watch.h"
 
 /* Events read per loop turn before new submissions get a look in. */
 #define READ_BATCH 512
@@ -34,6 +35,17 @@
 #define DROP_LOG_PER_S 20
 /* What callers are told when the connection goes. */
 #define LOST "lost the connection to RabbitMQ"
+/* A raw reply's header value is at most this long (the HTTP side's whole
+ * header section is smaller). */
+#define REPLY_HEADER_MAX 4096
+
+/* A publish the broker has not confirmed yet (publisher confirms). */
+typedef struct {
+    uint64_t tag;
+    uint8_t id[GW_ID_LEN]; /* its call's correlation id */
+    uint8_t publish;       /* a publish-mode call: the confirm ends it */
+    uint8_t settled;       /* confirmed out of order, waiting to be popped */
+} unconfirmed_t;
 
 struct gw_rpc {
     const gw_config_t *cfg;
@@ -43,10 +55,11 @@ struct gw_rpc {
     int started;
     gw_mailbox_t *mailbox;
 
+    gw_watch_t *watch; /* the queues whose consumers are counted */
+
     /* shared with other threads */
-    atomic_int up;        /* the link is open and admits calls */
-    atomic_int consumers; /* of the request queue; -1 unknown */
-    atomic_int blocked;   /* the broker blocked publishers */
+    atomic_int up;      /* the link is open and admits calls */
+    atomic_int blocked; /* the broker blocked publishers */
     atomic_int draining;
     atomic_uint inflight; /* admitted and not yet done */
     /* "host:port" of the node the link is open to (gw_link_node's string),
@@ -58,6 +71,8 @@ struct gw_rpc {
     gw_publisher_t *pub;
     gw_pending_t *pending;
     gw_idgen_t ids;
+    unconfirmed_t *unconfirmed; /* a ring, oldest first */
+    size_t unconf_cap, unconf_head, unconf_len;
     cm_backoff_t backoff;
     const char *last_node;  /* of the last connection, NULL before the first */
     int64_t drop_window_ms; /* when the current second of drop lines began */
@@ -70,6 +85,11 @@ struct gw_rpc {
 static void complete(gw_rpc_t *rpc, gw_call_t *call, gw_err_t err,
                      const char *detail) {
     call->err = err;
+    if (err != GW_E_OK) {
+        free(call->body);
+        call->body = NULL;
+        call->body_len = 0;
+    }
     if (detail != NULL)
         snprintf(call->detail, sizeof(call->detail), "%s", detail);
     rpc->done(call); /* the call is not ours any more */
@@ -97,15 +117,15 @@ static void fail_all(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
 
 /* --- the link ------------------------------------------------------------ */
 
-static void set_consumers(gw_rpc_t *rpc, int consumers) {
-    if (atomic_exchange(&rpc->consumers, consumers) != consumers) {
-        cm_log_t l;
+static void log_consumers(gw_rpc_t *rpc, int slot) {
+    cm_log_t l;
 
-        cm_log_begin(&l, CM_LOG_INFO, "queue_consumers");
-        cm_log_kv(&l, "queue", "%s", rpc->cfg->queue);
-        cm_log_kv(&l, "consumers", "%d", consumers);
-        cm_log_end(&l);
-    }
+    cm_log_begin(&l, CM_LOG_INFO, "queue_consumers");
+    cm_log_kv(&l, "queue", "%s", gw_watch_name(rpc->watch, (size_t)slot));
+    cm_log_kv(&l, "consumers", "%d",
+              gw_watch_consumers(rpc->watch, (size_t)slot));
+    cm_log_kv(&l, "nobody", "%d", gw_watch_nobody(rpc->watch, (size_t)slot));
+    cm_log_end(&l);
 }
 
 /* Drops the connection (politely when we are stopping) and fails every
@@ -125,21 +145,24 @@ static void link_down(gw_rpc_t *rpc, gw_err_t err, const char *detail,
         cm_log_kv(&l, "failed_calls", "%zu", gw_pending_count(rpc->pending));
         cm_log_end(&l);
     }
-    atomic_store(&rpc->consumers, -1);
+    gw_watch_reset(rpc->watch);
     atomic_store(&rpc->blocked, 0);
+    rpc->unconf_head = rpc->unconf_len = 0;
     fail_all(rpc, err, detail);
 }
 
 static int link_up(gw_rpc_t *rpc) {
     const char *node;
-    int consumers;
+    size_t slot;
 
-    if (gw_link_open(rpc->link, &consumers) != 0)
+    /* The consumer counts first (gw_link_open reads them), then admit
+     * calls: with the link up and a count still unknown, a call to a
+     * queue nobody consumes would wait for its timeout instead of getting
+     * no_server. */
+    if (gw_link_open(rpc->link) != 0)
         return -1;
-    /* The consumer count first, then admit calls: with the link up and the
-     * count still unknown, a call to a queue nobody consumes would be
-     * published and wait for its timeout instead of getting no_server. */
-    set_consumers(rpc, consumers);
+    for (slot = 0; slot < gw_watch_count(rpc->watch); slot++)
+        log_consumers(rpc, (int)slot);
     node = gw_link_node(rpc->link);
     atomic_store(&rpc->node, node);
     atomic_store(&rpc->up, 1);
@@ -164,7 +187,25 @@ static int link_up(gw_rpc_t *rpc) {
 
 /* --- publishing ---------------------------------------------------------- */
 
+/* Remembers a publish until the broker confirms it.  Returns -1 when too
+ * many are unconfirmed (the broker is not confirming). */
+static int unconfirmed_push(gw_rpc_t *rpc, uint64_t tag,
+                            const uint8_t id[GW_ID_LEN], int publish) {
+    unconfirmed_t *u;
+
+    if (rpc->unconf_len == rpc->unconf_cap)
+        return -1;
+    u = &rpc->unconfirmed[(rpc->unconf_head + rpc->unconf_len++) %
+                          rpc->unconf_cap];
+    u->tag = tag;
+    memcpy(u->id, id, GW_ID_LEN);
+    u->publish = (uint8_t)publish;
+    u->settled = 0;
+    return 0;
+}
+
 static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
+    const gw_route_t *route = call->route;
     char body[16];
     uint8_t id[GW_ID_LEN];
     int64_t left = call->deadline_ms - now;
@@ -173,22 +214,45 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
 
     gw_idgen_next(&rpc->ids, id);
     gw_id_text(id, call->correlation_id);
-    snprintf(body, sizeof(body), "%" PRIu32, call->n);
     m = (gw_request_msg_t){
-        .routing_key = rpc->cfg->queue,
+        .exchange = route->exchange,
+        .routing_key = call->routing_key,
+        .publish = route->mode == GW_MODE_PUBLISH,
         .correlation_id = call->correlation_id,
         .request_id = call->request_id,
         .traceparent = call->traceparent,
         .ttl_ms = left,
         .deadline_wall_ms = cm_wall_ms() + left,
-        .body = body,
-        .body_len = strlen(body),
     };
-    rc = gw_publisher_send(rpc->pub, &m);
-    if (rc != 0)
-        return rc;
-    if (gw_pending_add(rpc->pending, id, call->deadline_ms, call) != 0)
+    if (route->kind == GW_KIND_FIB) {
+        snprintf(body, sizeof(body), "%" PRIu32, call->n);
+        m.body = body;
+        m.body_len = strlen(body);
+    } else {
+        m.raw = 1;
+        m.content_type = call->content_type;
+        m.content_encoding = call->content_encoding;
+        m.headers = call->headers;
+        m.nheaders = call->nheaders;
+        m.body = call->req_body;
+        m.body_len = call->req_body_len;
+    }
+    if (rpc->unconf_len == rpc->unconf_cap) {
+        complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
+                 "RabbitMQ is not confirming what we publish");
+        return 0;
+    }
+    if (gw_pending_add(rpc->pending, id, call->deadline_ms, call) != 0) {
         complete(rpc, call, GW_E_OVERLOADED, "too many calls in flight");
+        return 0;
+    }
+    rc = gw_publisher_send(rpc->pub, &m);
+    if (rc != 0) {
+        gw_pending_take(rpc->pending, id); /* the caller completes it */
+        return rc;
+    }
+    unconfirmed_push(rpc, gw_publisher_tag(rpc->pub), id,
+                     route->mode == GW_MODE_PUBLISH);
     return 0;
 }
 
@@ -298,6 +362,71 @@ static void drop_reply(gw_rpc_t *rpc, const gw_link_event_t *ev,
     cm_log_end(&l);
 }
 
+/* Copies the reply headers the route returns into the call (one block:
+ * the array, then the values).  A value that cannot be an HTTP header as
+ * it is (a CR or LF, say) is left out.  Returns -1 when out of memory. */
+static int copy_reply_headers(gw_call_t *call, const gw_link_event_t *ev) {
+    const gw_route_list_t *names = &call->route->return_headers;
+    char value[REPLY_HEADER_MAX];
+    size_t i, size = 0, used = 0;
+    gw_hval_t v;
+    char *p;
+
+    for (i = 0; i < names->n; i++) {
+        gw_link_event_header(ev, names->item[i], &v);
+        if (gw_reply_header_text(&v, value, sizeof(value)) == 0)
+            size += sizeof(gw_reply_header_t) + strlen(value) + 1;
+    }
+    if (size == 0)
+        return 0;
+    call->reply_headers = malloc(size);
+    if (call->reply_headers == NULL)
+        return -1;
+    p = (char *)(call->reply_headers + names->n);
+    for (i = 0; i < names->n; i++) {
+        gw_link_event_header(ev, names->item[i], &v);
+        if (gw_reply_header_text(&v, value, sizeof(value)) != 0)
+            continue;
+        call->reply_headers[used].name = names->item[i];
+        call->reply_headers[used].value = p;
+        p += strlen(value) + 1;
+        memcpy(call->reply_headers[used].value, value, strlen(value) + 1);
+        used++;
+    }
+    call->nreply_headers = used;
+    return 0;
+}
+
+/* A raw route's reply: the body as it is, its content type, status and
+ * returned headers; or the worker's error. */
+static void raw_reply(gw_rpc_t *rpc, gw_call_t *call, const gw_link_event_t *ev,
+                      gw_reply_t *reply) {
+    gw_hval_t status;
+
+    gw_link_event_header(ev, GW_REPLY_STATUS_HEADER, &status);
+    gw_reply_parse_raw(ev->content_type, ev->content_type_len, ev->body,
+                       ev->body_len, &status, reply, &call->status);
+    if (reply->err != GW_E_OK)
+        return;
+    if (ev->content_type != NULL) {
+        if (!gw_reply_content_type_ok(ev->content_type, ev->content_type_len)) {
+            reply->err = GW_E_BAD_REPLY;
+            snprintf(reply->message, sizeof(reply->message),
+                     "reply content_type cannot be an HTTP Content-Type");
+            return;
+        }
+        call->body_type = strndup(ev->content_type, ev->content_type_len);
+        if (call->body_type == NULL)
+            goto oom;
+    }
+    if (copy_reply_headers(call, ev) != 0)
+        goto oom;
+    return;
+oom:
+    reply->err = GW_E_INTERNAL;
+    snprintf(reply->message, sizeof(reply->message), "out of memory");
+}
+
 static void on_reply(gw_rpc_t *rpc, const gw_link_event_t *ev, int64_t now) {
     gw_call_t *call = take_by_correlation(rpc, ev);
     gw_reply_t reply;
@@ -315,10 +444,14 @@ static void on_reply(gw_rpc_t *rpc, const gw_link_event_t *ev, int64_t now) {
         complete(rpc, call, GW_E_TIMEOUT, detail);
         return;
     }
-    gw_reply_parse(ev->content_type, ev->content_type_len, ev->body,
-                   ev->body_len, &reply);
+    if (call->route->kind == GW_KIND_FIB)
+        gw_reply_parse(ev->content_type, ev->content_type_len, ev->body,
+                       ev->body_len, &reply);
+    else
+        raw_reply(rpc, call, ev, &reply);
     if (reply.err == GW_E_OK) {
-        call->body = malloc(reply.digits_len);
+        /* + 1: a raw body may be empty, and malloc(0) may be NULL */
+        call->body = malloc(reply.digits_len + 1);
         if (call->body == NULL) {
             complete(rpc, call, GW_E_INTERNAL, "out of memory");
             return;
@@ -333,6 +466,7 @@ static void on_reply(gw_rpc_t *rpc, const gw_link_event_t *ev, int64_t now) {
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_WARN, "bad_reply");
+        cm_log_kv(&l, "route", "%s", call->route->name);
         cm_log_kv(&l, "corr", "%s", call->correlation_id);
         cm_log_kv(&l, "reason", "%s", reply.message);
         cm_log_end(&l);
@@ -346,10 +480,68 @@ static void on_return(gw_rpc_t *rpc, const gw_link_event_t *ev) {
 
     if (call == NULL)
         return;
-    snprintf(detail, sizeof(detail),
-             "no queue named '%s': nobody serves these calls", rpc->cfg->queue);
-    atomic_store(&rpc->consumers, 0);
+    if (call->route->queue != NULL)
+        snprintf(detail, sizeof(detail),
+                 "no queue named '%s': nobody serves these calls",
+                 call->route->queue);
+    else
+        snprintf(detail, sizeof(detail),
+                 "exchange '%s' routes key '%s' to no queue: nobody serves "
+                 "these calls",
+                 call->route->exchange, call->routing_key);
+    if (call->watch >= 0 &&
+        gw_watch_record(rpc->watch, (size_t)call->watch, 0, 1, cm_now_ms()))
+        log_consumers(rpc, call->watch);
     complete(rpc, call, GW_E_NO_SERVER, detail);
+}
+
+/* The broker confirmed (ack) or refused (nack) publishes up to tag (or
+ * just tag).  A refused call never reached a queue: 503 not_queued, safe
+ * to retry.  A confirmed publish-mode call is done: 202. */
+static void settle(gw_rpc_t *rpc, const unconfirmed_t *u, int ack) {
+    gw_call_t *call;
+
+    if (ack && !u->publish)
+        return; /* an RPC goes on until its reply */
+    call = gw_pending_take(rpc->pending, u->id);
+    if (call == NULL)
+        return; /* answered already (a reply, a return, its deadline) */
+    if (ack) {
+        call->status = 202;
+        complete(rpc, call, GW_E_OK, NULL);
+    } else {
+        complete(rpc, call, GW_E_NOT_QUEUED,
+                 "RabbitMQ refused the message (nack): it was not queued, "
+                 "so retrying is safe");
+    }
+}
+
+static void on_confirm(gw_rpc_t *rpc, const gw_link_event_t *ev, int ack) {
+    size_t i;
+
+    for (i = 0; i < rpc->unconf_len; i++) {
+        unconfirmed_t *u =
+            &rpc->unconfirmed[(rpc->unconf_head + i) % rpc->unconf_cap];
+
+        if (u->tag > ev->tag)
+            break;
+        if (!u->settled && (ev->multiple || u->tag == ev->tag)) {
+            settle(rpc, u, ack);
+            u->settled = 1;
+        }
+    }
+    while (rpc->unconf_len > 0 && rpc->unconfirmed[rpc->unconf_head].settled) {
+        rpc->unconf_head = (rpc->unconf_head + 1) % rpc->unconf_cap;
+        rpc->unconf_len--;
+    }
+    if (!ack) {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_WARN, "amqp_nack");
+        cm_log_kv(&l, "tag", "%llu", (unsigned long long)ev->tag);
+        cm_log_kv(&l, "multiple", "%d", ev->multiple);
+        cm_log_end(&l);
+    }
 }
 
 /* Handles what the broker has sent, without blocking.  Returns -1 when the
@@ -379,7 +571,11 @@ static int read_events(gw_rpc_t *rpc, char *why, size_t why_size) {
             cm_log_msg(CM_LOG_INFO, "amqp_unblocked");
             break;
         case GW_LINK_CONSUMERS:
-            set_consumers(rpc, ev.consumers);
+            log_consumers(rpc, ev.slot);
+            break;
+        case GW_LINK_ACK:
+        case GW_LINK_NACK:
+            on_confirm(rpc, &ev, ev.kind == GW_LINK_ACK);
             break;
         }
     }
@@ -468,7 +664,6 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     cm_backoff_init(&rpc->backoff, cm_random64());
     gw_idgen_init(&rpc->ids);
     atomic_init(&rpc->up, 0);
-    atomic_init(&rpc->consumers, -1);
     atomic_init(&rpc->blocked, 0);
     atomic_init(&rpc->draining, 0);
     atomic_init(&rpc->inflight, 0);
@@ -476,7 +671,13 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     rpc->mailbox = gw_mailbox_new();
     rpc->pending = gw_pending_new(cfg->max_inflight);
     rpc->pub = gw_publisher_new();
-    if (rpc->mailbox == NULL || rpc->pending == NULL || rpc->pub == NULL) {
+    rpc->watch = gw_watch_new();
+    /* Every call in flight, and as many again whose confirm is still on
+     * its way after their reply. */
+    rpc->unconf_cap = 2 * (size_t)cfg->max_inflight + 64;
+    rpc->unconfirmed = calloc(rpc->unconf_cap, sizeof(*rpc->unconfirmed));
+    if (rpc->mailbox == NULL || rpc->pending == NULL || rpc->pub == NULL ||
+        rpc->watch == NULL || rpc->unconfirmed == NULL) {
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_ERROR, "rpc_init_failed");
@@ -484,7 +685,7 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
         cm_log_end(&l);
         goto fail;
     }
-    rpc->link = gw_link_new(cfg, rpc->pub);
+    rpc->link = gw_link_new(cfg, rpc->pub, rpc->watch);
     if (rpc->link == NULL)
         goto fail;
     return rpc;
@@ -508,12 +709,12 @@ int gw_rpc_start(gw_rpc_t *rpc) {
     return 0;
 }
 
-gw_err_t gw_rpc_admit(gw_rpc_t *rpc) {
+gw_err_t gw_rpc_admit(gw_rpc_t *rpc, int watch) {
     if (atomic_load(&rpc->draining))
         return GW_E_SHUTTING_DOWN;
     if (!atomic_load(&rpc->up) || atomic_load(&rpc->blocked))
         return GW_E_BROKER_UNAVAILABLE;
-    if (atomic_load(&rpc->consumers) == 0)
+    if (watch >= 0 && gw_watch_nobody(rpc->watch, (size_t)watch))
         return GW_E_NO_SERVER;
     if (atomic_fetch_add(&rpc->inflight, 1) >= rpc->cfg->max_inflight) {
         atomic_fetch_sub(&rpc->inflight, 1);
@@ -522,13 +723,29 @@ gw_err_t gw_rpc_admit(gw_rpc_t *rpc) {
     return GW_E_OK;
 }
 
+int gw_rpc_watch(gw_rpc_t *rpc, const char *queue) {
+    int slot = gw_watch_add(rpc->watch, queue);
+
+    gw_mailbox_wake(rpc->mailbox); /* count it soon */
+    return slot;
+}
+
+int gw_rpc_consumers(gw_rpc_t *rpc, const char *queue) {
+    size_t slot, n = gw_watch_count(rpc->watch);
+
+    for (slot = 0; slot < n; slot++)
+        if (strcmp(gw_watch_name(rpc->watch, slot), queue) == 0)
+            return gw_watch_consumers(rpc->watch, slot);
+    return -2;
+}
+
 void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out) {
     out->connected = atomic_load(&rpc->up);
     out->blocked = atomic_load(&rpc->blocked);
-    out->consumers = out->connected ? atomic_load(&rpc->consumers) : -1;
     out->inflight = atomic_load(&rpc->inflight);
     out->node = out->connected ? atomic_load(&rpc->node) : NULL;
     out->max_inflight = rpc->cfg->max_inflight;
+    out->watch = rpc->watch;
 }
 
 void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call) {
@@ -553,5 +770,7 @@ void gw_rpc_free(gw_rpc_t *rpc) {
     gw_publisher_free(rpc->pub);
     gw_pending_free(rpc->pending);
     gw_mailbox_free(rpc->mailbox);
+    gw_watch_free(rpc->watch);
+    free(rpc->unconfirmed);
     free(rpc);
 }
