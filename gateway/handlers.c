@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "assets.h"
 #include "clock.h"
@@ -473,6 +474,31 @@ static enum MHD_Result body_refused(struct MHD_Connection *c, req_t *r,
                            url);
 }
 
+int gw_handler_send_problem(int fd, gw_err_t err, const char *detail,
+                            const char *instance, const char *request_id) {
+    char head[512];
+    size_t len = 0;
+    char *body = gw_problem_json(err, detail, instance, request_id, NULL, &len);
+    int n, rc = -1;
+
+    if (body == NULL)
+        return -1;
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d %s\r\nContent-Type: " GW_PROBLEM_CONTENT_TYPE
+                 "\r\nContent-Length: %zu\r\nX-Request-Id: %s\r\n"
+                 "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                 gw_err_status(err),
+                 MHD_get_reason_phrase_for((unsigned)gw_err_status(err)), len,
+                 request_id);
+    if (n > 0 && (size_t)n < sizeof(head) &&
+        send(fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE) ==
+            n &&
+        send(fd, body, len, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)len)
+        rc = 0;
+    free(body);
+    return rc;
+}
+
 enum MHD_Result gw_handler_body(struct MHD_Connection *c, req_t *r,
                                 const char *data, size_t size,
                                 const char *url) {
@@ -482,8 +508,25 @@ enum MHD_Result gw_handler_body(struct MHD_Connection *c, req_t *r,
         r->match.route->kind != GW_KIND_RAW)
         return MHD_YES; /* answered already, or no body wanted: dropped */
     err = body_room(r, r->body_len + size);
-    if (err != GW_E_OK)
-        return body_refused(c, r, err, url);
+    if (err != GW_E_OK) {
+        char detail[128];
+        int fd = gw_http_conn_fd(r->conn);
+
+        /* libmicrohttpd takes no answer while a body is coming in: ours
+         * goes straight to the socket (nothing else is queued on it), and
+         * the connection is closed unread. */
+        snprintf(detail, sizeof(detail),
+                 err == GW_E_BODY_TOO_LARGE
+                     ? "the request body is larger than this route takes "
+                       "(%zu bytes)"
+                     : "too many request bodies in memory; retry shortly",
+                 r->match.route->max_body_bytes);
+        if (fd >= 0)
+            gw_handler_send_problem(fd, err, detail, url, r->call.request_id);
+        r->call.err = err;
+        r->status = gw_err_status(err);
+        return MHD_NO;
+    }
     memcpy(r->body + r->body_len, data, size);
     r->body_len += size;
     return MHD_YES;

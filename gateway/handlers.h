@@ -103,6 +103,14 @@ enum MHD_Result gw_handler_body(struct MHD_Connection *c, req_t *r,
  * Returns what the access handler returns. */
 enum MHD_Result gw_handler_route(gw_handler_ctx_t *h, struct MHD_Connection *c,
                                  req_t *r, const char *url, const char *method);
+/* Writes err's problem answer (with Connection: close) straight to the
+ * socket fd, for a connection on which libmicrohttpd has queued nothing
+ * and takes nothing now (a head too slow, a body too large).  Returns 0,
+ * or -1 when it could not all be written at once. */
+int gw_handler_send_problem(int fd, gw_err_t err, const char *detail,
+                            const char *instance, const char *request_id);
+/* The socket of http.c's connection record, or -1 (NULL: untracked). */
+int gw_http_conn_fd(const struct gw_conn *conn);
 /* Answers a resumed call with its outcome. */
 enum MHD_Result gw_handler_outcome(struct MHD_Connection *c, req_t *r,
                                    const char *url);

@@ -70,6 +70,10 @@ struct gw_http {
     unsigned nconns, nactive;
 };
 
+int gw_http_conn_fd(const struct gw_conn *conn) {
+    return conn != NULL ? conn->fd : -1;
+}
+
 static void head_due(gw_http_t *h, conn_t *k) {
     gw_headq_push(&h->heads, &k->head,
                   cm_now_ms() + (int64_t)h->hc.cfg->header_timeout_s * 1000);
@@ -284,11 +288,8 @@ static void close_idle(gw_http_t *h) {
  * straight to the socket interleaves with nothing. */
 static void expire_heads(gw_http_t *h, int64_t now) {
     gw_headq_node_t *n;
-    char detail[96], out[768], request_id[GW_ID_HEX_LEN + 1];
+    char detail[96], request_id[GW_ID_HEX_LEN + 1];
     uint8_t id[GW_ID_LEN];
-    size_t len = 0;
-    char *body;
-    int off;
 
     while ((n = gw_headq_pop_due(&h->heads, now)) != NULL) {
         conn_t *k = (conn_t *)n;
@@ -301,18 +302,8 @@ static void expire_heads(gw_http_t *h, int64_t now) {
                  h->hc.cfg->header_timeout_s);
         gw_idgen_next(&h->hc.ids, id);
         gw_id_hex(id, request_id);
-        body = gw_problem_json(GW_E_REQUEST_TIMEOUT, detail, NULL, request_id,
-                               NULL, &len);
-        off = snprintf(out, sizeof(out),
-                       "HTTP/1.1 408 Request Timeout\r\n"
-                       "Content-Type: " GW_PROBLEM_CONTENT_TYPE "\r\n"
-                       "Content-Length: %zu\r\nX-Request-Id: %s\r\n"
-                       "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
-                       body != NULL ? len : 0, request_id,
-                       body != NULL ? body : "");
-        free(body);
-        if (off > 0 && (size_t)off < sizeof(out))
-            (void)!send(k->fd, out, (size_t)off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        gw_handler_send_problem(k->fd, GW_E_REQUEST_TIMEOUT, detail, NULL,
+                                request_id);
         shutdown(k->fd, SHUT_RDWR);
         k->closing = 1;
         gw_metrics_request(h->hc.metrics, 408, GW_E_REQUEST_TIMEOUT,

@@ -368,21 +368,23 @@ static void drop_reply(gw_rpc_t *rpc, const gw_link_event_t *ev,
 static int copy_reply_headers(gw_call_t *call, const gw_link_event_t *ev) {
     const gw_route_list_t *names = &call->route->return_headers;
     char value[REPLY_HEADER_MAX];
-    size_t i, size = 0, used = 0;
+    size_t i, size = 0, used = 0, valid = 0;
     gw_hval_t v;
     char *p;
 
     for (i = 0; i < names->n; i++) {
         gw_link_event_header(ev, names->item[i], &v);
-        if (gw_reply_header_text(&v, value, sizeof(value)) == 0)
+        if (gw_reply_header_text(&v, value, sizeof(value)) == 0) {
             size += sizeof(gw_reply_header_t) + strlen(value) + 1;
+            valid++;
+        }
     }
-    if (size == 0)
+    if (valid == 0)
         return 0;
     call->reply_headers = malloc(size);
     if (call->reply_headers == NULL)
         return -1;
-    p = (char *)(call->reply_headers + names->n);
+    p = (char *)(call->reply_headers + valid);
     for (i = 0; i < names->n; i++) {
         gw_link_event_header(ev, names->item[i], &v);
         if (gw_reply_header_text(&v, value, sizeof(value)) != 0)
@@ -456,7 +458,8 @@ static void on_reply(gw_rpc_t *rpc, const gw_link_event_t *ev, int64_t now) {
             complete(rpc, call, GW_E_INTERNAL, "out of memory");
             return;
         }
-        memcpy(call->body, reply.digits, reply.digits_len);
+        if (reply.digits_len > 0)
+            memcpy(call->body, reply.digits, reply.digits_len);
         call->body_len = reply.digits_len;
         complete(rpc, call, GW_E_OK, NULL);
         return;
