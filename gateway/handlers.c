@@ -15,11 +15,12 @@
 
 #include "assets.h"
 #include "clock.h"
+#include "gwrpc.h"
 #include "log.h"
 #include "problem.h"
 
 #define JSON_TYPE        "application/json"
-#define RAW_DEFAULT_TYPE "application/octet-stream"
+#define RAW_DEFAULT_TYPE GWRPC_DEFAULT_CONTENT_TYPE
 /* Request bodies held in memory at once, over all requests: past it, new
  * bodies get 503 (each route caps its own with max_body_bytes). */
 #define BODY_MEMORY_MAX ((size_t)256 * 1024 * 1024)
@@ -328,12 +329,12 @@ static int build_message(struct MHD_Connection *c, req_t *r,
     if (r->msg == NULL)
         return -1;
     b = (msg_build_t){r->msg, 0, nh, (char *)((gw_msg_header_t *)r->msg + nh)};
-    msg_add(&b, "", "x-http-method", method, strlen(method));
-    msg_add(&b, "", "x-http-path", target, path_len);
-    msg_add(&b, "", "x-http-query", q != NULL ? q + 1 : "",
+    msg_add(&b, "", GWRPC_HDR_METHOD, method, strlen(method));
+    msg_add(&b, "", GWRPC_HDR_PATH, target, path_len);
+    msg_add(&b, "", GWRPC_HDR_QUERY, q != NULL ? q + 1 : "",
             q != NULL ? strlen(q + 1) : 0);
     for (i = 0; i < route->nparam; i++)
-        msg_add(&b, "x-param-", route->param[i], r->match.value[i].s,
+        msg_add(&b, GWRPC_HDR_PARAM, route->param[i], r->match.value[i].s,
                 r->match.value[i].len);
     for (i = 0; i < route->forward_headers.n; i++) {
         if (f[i].count == 0)

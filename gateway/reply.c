@@ -154,7 +154,7 @@ void gw_reply_parse_raw(const char *content_type, size_t content_type_len,
     *status = (int)v;
     return;
 bad:
-    bad_reply(out, "reply header " GW_REPLY_STATUS_HEADER
+    bad_reply(out, "reply header " GWRPC_HDR_STATUS
                    " must be an HTTP status from 200 to 599");
 }
 

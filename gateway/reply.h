@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gwrpc.h"
 #include "problem.h"
 
 /* A reply body is at most this long: F(FIBRPC_HARD_MAX_N) has 2,089,877
@@ -33,8 +34,6 @@ typedef struct {
     int64_t i; /* GW_HVAL_INT: any AMQP integer type */
 } gw_hval_t;
 
-/* The reply header that sets a raw route's HTTP status. */
-#define GW_REPLY_STATUS_HEADER "x-http-status"
 
 /* gw_reply_parse: classify a reply.  content_type may be NULL (the tutorial's
  * server sends none).  Fills *out; never fails. */

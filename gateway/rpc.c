@@ -405,7 +405,7 @@ static void raw_reply(gw_rpc_t *rpc, gw_call_t *call, const gw_link_event_t *ev,
                       gw_reply_t *reply) {
     gw_hval_t status;
 
-    gw_link_event_header(ev, GW_REPLY_STATUS_HEADER, &status);
+    gw_link_event_header(ev, GWRPC_HDR_STATUS, &status);
     gw_reply_parse_raw(ev->content_type, ev->content_type_len, ev->body,
                        ev->body_len, &status, reply, &call->status);
     if (reply->err != GW_E_OK)
