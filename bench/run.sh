@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run.sh - the benchmark: in one run on this machine, measures the raw AMQP
-# RPC ceiling (rpc-ceiling), the gateway under wrk, heavy calls with 1 and 2
+# RPC ceiling (rpc-ceiling), the gateway under wrk (the fib route, and a
+# raw route to the same workers), heavy calls with 1 and 2
 # workers, 10,000 calls waiting at once, and RSS after 10k vs 1M requests;
 # prints every figure and a summary table.  Loopback only; a private RabbitMQ
 # node; every process it starts is stopped again, also on Ctrl-C.
@@ -13,7 +14,7 @@
 #   MANY=10000        connections (= calls in flight) of the many-waiting run
 #   LEAK_WARM=10000   requests before the first RSS reading of the leak run
 #   LEAK_REQUESTS=1000000  requests before the second
-#   SKIP_CEILING=1 SKIP_GATEWAY=1 SKIP_HEAVY=1 SKIP_MANY=1 SKIP_LEAK=1
+#   SKIP_CEILING=1 SKIP_GATEWAY=1 SKIP_RAW=1 SKIP_HEAVY=1 SKIP_MANY=1 SKIP_LEAK=1
 #                     skip that part (ratios need both ceiling and gateway)
 #   PERF=1            perf record the gateway during the 64-connection run
 #   BUILD_DIR=build   where to build (Release);  OUT_DIR=bench/out  logs
@@ -381,6 +382,27 @@ phase_gateway() {
     gw_warnings gw
 }
 
+# ================================================================ 3. raw route
+
+# The same calls through a raw route (routes file: POST /raw/fib, body "10",
+# to the same queue and workers): what a raw route costs next to fib.
+phase_raw() {
+    local url=http://127.0.0.1:$GW_PORT/raw/fib
+    say "3. raw route: wrk POST /raw/fib (body 10), ${DURATION}s each (load $(load))"
+    run_child wrk -t2 -c64 -d"$WARMUP"s -s bench/post_raw.lua "$url" >/dev/null 2>&1 || true
+    wrk_run wrk-raw-c1 -t1 -c1 -d"$DURATION"s -s bench/post_raw.lua "$url"
+    R[raw_rps_1]=$W_RPS R[raw_p50_1]=$W_P50 R[raw_p99_1]=$W_P99
+    R[raw_bad_1]=$((W_NON2XX + W_SOCKERR)) R[raw_load_1]=$(load)
+    say "   c=1:  $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
+    cpu_mark
+    wrk_run wrk-raw-c64 -t2 -c64 -d"$DURATION"s -s bench/post_raw.lua "$url"
+    cpu_per_call raw_64 "$W_REQS"
+    R[raw_rps_64]=$W_RPS R[raw_p50_64]=$W_P50 R[raw_p99_64]=$W_P99
+    R[raw_bad_64]=$((W_NON2XX + W_SOCKERR)) R[raw_load_64]=$(load)
+    say "   c=64: $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
+    check_alive gw || true
+}
+
 # ================================================================ 4. heavy
 
 phase_heavy() {
@@ -547,6 +569,15 @@ summary() {
         printf '%-44s %s\n' "CPU per call (us), ceiling at 64" "$(v cpu_ceil_64)"
         printf '%-44s %s\n' "CPU per call (us), gateway at 64" "$(v cpu_gw_64)"
         fi
+        if [ -n "${R[raw_rps_1]:-}" ]; then
+            printf '%-44s %12s %10s %10s  %s\n' "raw route, 1 connection (POST /raw/fib)" \
+                "$(v raw_rps_1)" "$(ms raw_p50_1)" "$(ms raw_p99_1)" "non-2xx+socket errors $(v raw_bad_1); load ${R[raw_load_1]}"
+            printf '%-44s %12s %10s %10s  %s\n' "raw route, 64 connections (POST /raw/fib)" \
+                "$(v raw_rps_64)" "$(ms raw_p50_64)" "$(ms raw_p99_64)" "non-2xx+socket errors $(v raw_bad_64); load ${R[raw_load_64]}"
+            printf '%-44s %12s %10s %10s  %s\n' "ratio raw route/fib route, 1 connection" "$(ratio raw_rps_1 gw_rps_1)" "" "" ""
+            printf '%-44s %12s %10s %10s  %s\n' "ratio raw route/fib route, 64 connections" "$(ratio raw_rps_64 gw_rps_64)" "" "" "target >= 0.9"
+            printf '%-44s %s\n' "CPU per call (us), raw route at 64" "$(v cpu_raw_64)"
+        fi
         if [ -n "${R[heavy_rps_1]:-}" ]; then
             printf '%-44s %12s %10s %10s  %s\n' "heavy /fib/$HEAVY_N, 1 worker" "$(v heavy_rps_1)" "$(ms heavy_p50_1)" "" "errors $(v heavy_bad_1); load ${R[heavy_load_1]}"
             printf '%-44s %12s %10s %10s  %s\n' "heavy /fib/$HEAVY_N, 2 workers" "$(v heavy_rps_2)" "$(ms heavy_p50_2)" "" "errors $(v heavy_bad_2); load ${R[heavy_load_2]}"
@@ -580,10 +611,18 @@ main() {
     [ "${SKIP_CEILING:-0}" = 1 ] || phase_ceiling
     GW_PORT=$(free_port)
     if [ "${SKIP_GATEWAY:-0}" != 1 ] || [ "${SKIP_HEAVY:-0}" != 1 ]; then
-        start_gateway gw "$GW_PORT"
+        # the fib route as without --routes, and a raw route to its queue
+        cat >"$WORK/routes.json" <<'JSON'
+{"routes": [
+  {"name": "fib", "kind": "fib", "method": "GET", "path": "/fib/{n}", "queue": "rpc_queue"},
+  {"name": "rawfib", "method": "POST", "path": "/raw/fib", "queue": "rpc_queue"}
+]}
+JSON
+        start_gateway gw "$GW_PORT" --routes "$WORK/routes.json"
         wait_200 "$GW_PORT"
     fi
     [ "${SKIP_GATEWAY:-0}" = 1 ] || phase_gateway
+    if [ "${SKIP_GATEWAY:-0}" != 1 ] && [ "${SKIP_RAW:-0}" != 1 ] && alive gw; then phase_raw; fi
     if [ "${SKIP_HEAVY:-0}" != 1 ] && alive gw; then phase_heavy; fi
     stop gw
     [ "${SKIP_MANY:-0}" = 1 ] || phase_many
