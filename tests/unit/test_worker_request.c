@@ -77,7 +77,7 @@ static void set_corr(amqp_message_t *m, const char *corr) {
 
 static void read_delivery(fw_delivery_t *d, const amqp_message_t *m) {
     memset(d, 0x5a, sizeof(*d));
-    fw_delivery_read(d, m);
+    fw_delivery_read(d, m, m->body.len);
 }
 
 /* --- fw_field_int64 ------------------------------------------------------ */
