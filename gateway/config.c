@@ -95,9 +95,8 @@ static const setting_t settings[] = {
      {OPT_UINT, 0, 600, CFG(heartbeat_s)}},
     {{"max-reply-bytes", "GATEWAY_MAX_REPLY_BYTES",
       CM_STR(GW_DEFAULT_MAX_REPLY_BYTES), "N",
-      "a worker's reply body over this many bytes is not read (its body is "
-      "dropped as it arrives) and its caller gets 502 bad_reply; it must "
-      "hold F(--max-n)"},
+      "a worker's reply over this many bytes gets its caller 502 bad_reply "
+      "at once, its body dropped unread; must hold F(--max-n)'s digits"},
      {OPT_UINT, 1024, 1073741824, CFG(max_reply_bytes)}},
     {{"log-level", "GATEWAY_LOG_LEVEL", "info", "LEVEL",
       "debug, info (one line per request), warn or error"},
