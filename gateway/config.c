@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,11 @@ static const setting_t settings[] = {
     {{"heartbeat-s", "AMQP_HEARTBEAT_S", "10", "N",
       "AMQP heartbeat interval (0: off)"},
      {OPT_UINT, 0, 600, CFG(heartbeat_s)}},
+    {{"max-reply-bytes", "GATEWAY_MAX_REPLY_BYTES",
+      CM_STR(GW_DEFAULT_MAX_REPLY_BYTES), "N",
+      "a worker's reply over this many bytes gets its caller 502 bad_reply "
+      "at once, its body dropped unread; must hold F(--max-n)'s digits"},
+     {OPT_UINT, 1024, 1073741824, CFG(max_reply_bytes)}},
     {{"log-level", "GATEWAY_LOG_LEVEL", "info", "LEVEL",
       "debug, info (one line per request), warn or error"},
      {OPT_STR, 0, 0, CFG(log_level)}},
@@ -104,6 +110,14 @@ static const setting_t settings[] = {
      {OPT_STR, 0, 0, CFG(check_routes)}},
 };
 #define NOPTS (sizeof(settings) / sizeof(settings[0]))
+
+/* How many decimal digits F(n) has: n log10(phi) - log10(sqrt 5), rounded
+ * down, plus one (exact in a double up to FIBRPC_HARD_MAX_N). */
+static unsigned long fib_digits(uint32_t n) {
+    double x = (double)n * 0.20898764024997873 - 0.34948500216800940;
+
+    return n < 2 || x < 0 ? 1 : (unsigned long)x + 1;
+}
 
 static int set_opt(gw_config_t *cfg, const cm_opt_t *o, const field_t *f,
                    const cm_opt_value_t *v) {
@@ -210,6 +224,13 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv) {
     if (cfg->max_connections_per_ip == 0)
         cfg->max_connections_per_ip =
             cfg->max_connections >= 10 ? cfg->max_connections / 10 : 1;
+    if (fib_digits(cfg->max_n) > cfg->max_reply_bytes) {
+        fprintf(stderr,
+                "rpc-gateway: --max-reply-bytes (%u) cannot hold F(%" PRIu32
+                "), which has %lu digits: raise it or lower --max-n\n",
+                cfg->max_reply_bytes, cfg->max_n, fib_digits(cfg->max_n));
+        return 2;
+    }
     if (cfg->timeout_ms > cfg->max_timeout_ms) {
         fprintf(stderr,
                 "rpc-gateway: --timeout-ms (%u) is above "

@@ -9,6 +9,9 @@
 
 /* The per-call timeout when neither --timeout-ms nor ?timeout_ms= says. */
 #define GW_DEFAULT_TIMEOUT_MS 5000
+/* --max-reply-bytes' default, 4 MiB: F(FIBRPC_HARD_MAX_N) has 2,089,877
+ * digits. */
+#define GW_DEFAULT_MAX_REPLY_BYTES 4194304
 
 typedef struct {
     char amqp_url[CM_URL_LIST_MAX]; /* one URL, or several with commas */
@@ -25,6 +28,7 @@ typedef struct {
     unsigned header_timeout_s;       /* a request head must arrive within */
     unsigned max_connections_per_ip; /* 0 at load: a tenth of the limit */
     unsigned heartbeat_s;            /* AMQP heartbeat */
+    unsigned max_reply_bytes;        /* a longer reply is not read: 502 */
     char log_level[16];              /* debug, info, warn, error */
     char routes[1024];       /* --routes FILE; "": the one fib route */
     char check_routes[1024]; /* --check-routes FILE: check it and exit */

@@ -48,7 +48,7 @@ enum { PHASE_RUN, PHASE_DRAIN, PHASE_FINISH };
  * connection's first request, or any request once its line is in) it is
  * queued in heads. */
 typedef struct gw_conn {
-    gw_headq_node_t head; /* first: a due node is its connection */
+    cm_headq_node_t head; /* first: a due node is its connection */
     struct gw_conn *prev, *next;
     int fd;
     int active;  /* a request line was read; its answer is not written */
@@ -66,7 +66,7 @@ struct gw_http {
 
     /* HTTP thread only */
     conn_t *conns;    /* every open connection */
-    gw_headq_t heads; /* connections whose request head is due */
+    cm_headq_t heads; /* connections whose request head is due */
     unsigned nconns, nactive;
 };
 
@@ -75,7 +75,7 @@ int gw_http_conn_fd(const struct gw_conn *conn) {
 }
 
 static void head_due(gw_http_t *h, conn_t *k) {
-    gw_headq_push(&h->heads, &k->head,
+    cm_headq_push(&h->heads, &k->head,
                   cm_now_ms() + (int64_t)h->hc.cfg->header_timeout_s * 1000);
 }
 
@@ -132,7 +132,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     if (!r->seen) { /* headers are in; the body (if any) is not */
         r->seen = 1;
         if (r->conn != NULL)
-            gw_headq_remove(&h->heads, &r->conn->head);
+            cm_headq_remove(&h->heads, &r->conn->head);
         snprintf(r->method, sizeof(r->method), "%s", method);
         snprintf(r->path, sizeof(r->path), "%s", url); /* log escapes */
         gw_handler_begin(&h->hc, c, &r->call);
@@ -168,7 +168,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
     }
     if (!r->seen) { /* libmicrohttpd refused the head itself */
         if (r->conn != NULL)
-            gw_headq_remove(&http->heads, &r->conn->head);
+            cm_headq_remove(&http->heads, &r->conn->head);
         gw_handler_done(&http->hc, r);
         free(r);
         return;
@@ -242,7 +242,7 @@ static void on_connection(void *cls, struct MHD_Connection *c,
         return;
     if (k->active) /* cannot happen: the request completes first */
         h->nactive--;
-    gw_headq_remove(&h->heads, &k->head);
+    cm_headq_remove(&h->heads, &k->head);
     if (k->prev != NULL)
         k->prev->next = k->next;
     else
@@ -287,11 +287,11 @@ static void close_idle(gw_http_t *h) {
  * has queued nothing on such a connection, so writing the answer
  * straight to the socket interleaves with nothing. */
 static void expire_heads(gw_http_t *h, int64_t now) {
-    gw_headq_node_t *n;
+    cm_headq_node_t *n;
     char detail[96], request_id[GW_ID_HEX_LEN + 1];
     uint8_t id[GW_ID_LEN];
 
-    while ((n = gw_headq_pop_due(&h->heads, now)) != NULL) {
+    while ((n = cm_headq_pop_due(&h->heads, now)) != NULL) {
         conn_t *k = (conn_t *)n;
         cm_log_t l;
 
@@ -319,7 +319,7 @@ static void expire_heads(gw_http_t *h, int64_t now) {
  * head falls due, or libmicrohttpd's own next timeout. */
 static void wait_for_work(gw_http_t *h, int mhd_fd) {
     struct pollfd fds[2] = {{mhd_fd, POLLIN, 0}, {h->wake_fd, POLLIN, 0}};
-    int64_t head_ms = gw_headq_next_due(&h->heads);
+    int64_t head_ms = cm_headq_next_due(&h->heads);
     MHD_UNSIGNED_LONG_LONG mhd_ms;
     int timeout = -1;
     uint64_t v;

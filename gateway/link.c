@@ -39,11 +39,10 @@ struct gw_link {
     amqp_connection_state_t conn; /* NULL while closed */
     int check;                    /* CHECK_* state of CH_CHECK */
     int check_slot;               /* the watch slot being counted */
-    /* what the last event points into, released on the next poll */
-    amqp_envelope_t env;
-    int has_env;
-    amqp_message_t returned;
-    int has_returned;
+    /* Replies and returns, put together with bodies up to
+     * cfg->max_reply_bytes; what the last event points into, released on
+     * the next poll. */
+    cm_amqp_content_t content;
 };
 
 /* --- helpers ------------------------------------------------------------- */
@@ -66,26 +65,18 @@ static int failed(gw_link_t *link, const char *what) {
     return 1;
 }
 
-static void release(gw_link_t *link) {
-    if (link->has_env)
-        amqp_destroy_envelope(&link->env);
-    if (link->has_returned)
-        amqp_destroy_message(&link->returned);
-    link->has_env = link->has_returned = 0;
-}
-
 /* rabbitmq-c may write (heartbeats) in any call: the batch must be out. */
 static void assert_no_batch(const gw_link_t *link) {
     assert(gw_publisher_batched(link->pub) == 0);
     (void)link;
 }
 
-static void message_event(gw_link_event_t *ev, gw_link_event_kind_t kind,
-                          const amqp_message_t *m) {
-    const amqp_basic_properties_t *p = &m->properties;
+static void message_event(gw_link_event_t *ev, const cm_amqp_msg_t *m) {
+    const amqp_basic_properties_t *p = &m->message.properties;
 
     memset(ev, 0, sizeof(*ev));
-    ev->kind = kind;
+    ev->kind =
+        m->method == AMQP_BASIC_RETURN_METHOD ? GW_LINK_RETURN : GW_LINK_REPLY;
     if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
         ev->correlation_id = p->correlation_id.bytes;
         ev->correlation_id_len = p->correlation_id.len;
@@ -96,8 +87,10 @@ static void message_event(gw_link_event_t *ev, gw_link_event_kind_t kind,
     }
     if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
         ev->headers = &p->headers;
-    ev->body = m->body.bytes;
-    ev->body_len = m->body.len;
+    ev->body = m->message.body.bytes;
+    ev->body_len = m->message.body.len;
+    ev->body_size = m->body_size;
+    ev->oversized = m->oversized;
 }
 
 void gw_link_event_header(const gw_link_event_t *ev, const char *name,
@@ -286,6 +279,7 @@ gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub,
     link->cfg = cfg;
     link->pub = pub;
     link->watch = watch;
+    cm_amqp_content_init(&link->content, cfg->max_reply_bytes);
     if (cm_urls_parse(&link->urls, cfg->amqp_url, why, sizeof(why)) != 0) {
         cm_log_t l;
 
@@ -430,7 +424,7 @@ fail:
 }
 
 void gw_link_close(gw_link_t *link, int polite) {
-    release(link);
+    cm_amqp_content_reset(&link->content); /* a reply half read too */
     gw_publisher_detach(link->pub);
     if (link->conn == NULL)
         return;
@@ -457,18 +451,7 @@ const char *gw_link_node(const gw_link_t *link) {
  * reason in why). */
 static int on_method(gw_link_t *link, const amqp_frame_t *f,
                      gw_link_event_t *ev, char *why, size_t why_size) {
-    amqp_rpc_reply_t r;
-
     switch (f->payload.method.id) {
-    case AMQP_BASIC_RETURN_METHOD:
-        r = amqp_read_message(link->conn, f->channel, &link->returned, 0);
-        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-            snprintf(why, why_size, "reading a returned message failed");
-            return -1;
-        }
-        link->has_returned = 1;
-        message_event(ev, GW_LINK_RETURN, &link->returned);
-        return 1;
     case AMQP_CONNECTION_BLOCKED_METHOD:
     case AMQP_CONNECTION_UNBLOCKED_METHOD:
         memset(ev, 0, sizeof(*ev));
@@ -554,17 +537,19 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
 int gw_link_poll(gw_link_t *link, gw_link_event_t *ev, char *why,
                  size_t why_size) {
     struct timeval zero = {0, 0};
+    const cm_amqp_msg_t *m;
     amqp_frame_t frame;
     int rc, error;
 
     assert_no_batch(link);
-    release(link);
     snprintf(why, why_size, "lost the connection to RabbitMQ");
     for (;;) {
-        switch (cm_amqp_read(link->conn, &zero, &link->env, &frame, &error)) {
-        case CM_AMQP_DELIVERY:
-            link->has_env = 1;
-            message_event(ev, GW_LINK_REPLY, &link->env.message);
+        /* Never waits: a reply whose body is still on its way is resumed
+         * by the next poll, and calls are answered meanwhile. */
+        switch (cm_amqp_read(link->conn, &link->content, &zero, &m, &frame,
+                             &error)) {
+        case CM_AMQP_MESSAGE:
+            message_event(ev, m);
             return 1;
         case CM_AMQP_TIMEOUT:
             return 0;
@@ -580,7 +565,7 @@ int gw_link_poll(gw_link_t *link, gw_link_event_t *ev, char *why,
             break;
         }
         if (frame.frame_type != AMQP_FRAME_METHOD)
-            continue; /* stray content or heartbeat */
+            continue; /* a heartbeat or a frame type we do not know */
         rc = on_method(link, &frame, ev, why, why_size);
         if (rc != 0)
             return rc;

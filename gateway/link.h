@@ -1,6 +1,7 @@
 /* link.h - the AMQP connection: connect (TCP or TLS) and log in, open the
  * channels, keep the request queue's consumer count fresh, and turn what
- * the broker sends into typed events.
+ * the broker sends into typed events (replies are read a frame at a time,
+ * their bodies kept up to --max-reply-bytes: common/amqp_read.h).
  *
  * Channel 1 consumes direct reply-to and publishes every request (direct
  * reply-to needs both on one channel), in confirm mode.  Channel 2 only
@@ -42,8 +43,12 @@ typedef struct {
     size_t correlation_id_len;
     const char *content_type;
     size_t content_type_len;
+    /* The body when it is at most cfg->max_reply_bytes; else NULL/0 with
+     * oversized set (the body is dropped as it arrives, unread). */
     const void *body;
     size_t body_len;
+    uint64_t body_size; /* as the message announced it */
+    int oversized;
     const void *headers; /* the message's header table; read with
                             gw_link_event_header */
     /* CONSUMERS: which watch slot */

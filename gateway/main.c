@@ -1,5 +1,6 @@
 /* main.c - rpc-gateway: wiring, signals (SIGTERM/SIGINT stop, SIGHUP
  * reloads), start and stop order.  Nothing else lives here. */
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -68,6 +69,13 @@ static void reload(const gw_config_t *cfg, gw_http_t *http) {
         gw_http_reload(http, t); /* logged once in use */
 }
 
+/* A reply up to --max-reply-bytes is held three times while it is answered
+ * (its body, the call's copy, the JSON).  glibc keeps such blocks once
+ * they are freed, because its mmap threshold grows to the largest block
+ * freed so far; a fixed one gives every block this big or bigger back to
+ * the system when it is freed. */
+#define GW_MMAP_THRESHOLD (1024 * 1024)
+
 /* Raise the open-file limit as far as allowed: every HTTP connection is a
  * descriptor.  Returns how many descriptors we may use. */
 static rlim_t raise_nofile(void) {
@@ -101,6 +109,7 @@ int main(int argc, char **argv) {
         return check_routes(cfg.check_routes);
     setvbuf(stderr, NULL, _IOLBF, 0);
     cm_log_init("rpc-gateway", cfg.log_level); /* validated by config */
+    mallopt(M_MMAP_THRESHOLD, GW_MMAP_THRESHOLD);
 
     nofile = raise_nofile();
     if (cfg.max_connections + 64 > nofile) {
@@ -137,6 +146,7 @@ int main(int argc, char **argv) {
         cm_log_kv(&l, "max_timeout_ms", "%u", cfg.max_timeout_ms);
         cm_log_kv(&l, "max_inflight", "%u", cfg.max_inflight);
         cm_log_kv(&l, "max_n", "%u", cfg.max_n);
+        cm_log_kv(&l, "max_reply_bytes", "%u", cfg.max_reply_bytes);
         cm_log_end(&l);
     }
 

@@ -88,10 +88,6 @@ void gw_reply_parse(const char *content_type, size_t content_type_len,
     size_t i;
 
     memset(out, 0, sizeof(*out));
-    if (body_len > GW_REPLY_MAX_BYTES) {
-        bad_reply(out, "reply is too large");
-        return;
-    }
     if (is_error_type(content_type, content_type_len)) {
         parse_error(b, body_len, out);
         return;

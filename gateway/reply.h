@@ -12,10 +12,6 @@
 #include "gwrpc.h"
 #include "problem.h"
 
-/* A reply body is at most this long: F(FIBRPC_HARD_MAX_N) has 2,089,877
- * digits. */
-#define GW_REPLY_MAX_BYTES (4u * 1024 * 1024)
-
 typedef struct {
     gw_err_t err;       /* GW_E_OK: digits; WORKER_REJECTED / WORKER_ERROR /
                            TIMEOUT (the worker's "expired"): type and
@@ -36,7 +32,8 @@ typedef struct {
 
 
 /* gw_reply_parse: classify a reply.  content_type may be NULL (the tutorial's
- * server sends none).  Fills *out; never fails. */
+ * server sends none).  Fills *out; never fails.  The size cap
+ * (--max-reply-bytes) is the link's: it never keeps a longer body. */
 void gw_reply_parse(const char *content_type, size_t content_type_len,
                     const void *body, size_t body_len, gw_reply_t *out);
 

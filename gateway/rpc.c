@@ -446,11 +446,18 @@ static void on_reply(gw_rpc_t *rpc, const gw_link_event_t *ev, int64_t now) {
         complete(rpc, call, GW_E_TIMEOUT, detail);
         return;
     }
-    if (call->route->kind == GW_KIND_FIB)
+    if (ev->oversized) { /* its body is dropped as it arrives */
+        memset(&reply, 0, sizeof(reply));
+        reply.err = GW_E_BAD_REPLY;
+        snprintf(reply.message, sizeof(reply.message),
+                 "reply is %" PRIu64 " bytes, over the limit of %u bytes",
+                 ev->body_size, rpc->cfg->max_reply_bytes);
+    } else if (call->route->kind == GW_KIND_FIB) {
         gw_reply_parse(ev->content_type, ev->content_type_len, ev->body,
                        ev->body_len, &reply);
-    else
+    } else {
         raw_reply(rpc, call, ev, &reply);
+    }
     if (reply.err == GW_E_OK) {
         /* + 1: a raw body may be empty, and malloc(0) may be NULL */
         call->body = malloc(reply.digits_len + 1);

@@ -3,6 +3,7 @@
  * Pure (no I/O, no clock, no state): any thread may call it. */
 #include "delivery.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -75,9 +76,11 @@ int fw_field_int64(const amqp_field_value_t *v, int64_t *out) {
     }
 }
 
-void fw_delivery_read(fw_delivery_t *d, const amqp_message_t *msg) {
+void fw_delivery_read(fw_delivery_t *d, const amqp_message_t *msg,
+                      uint64_t body_size) {
     d->props = &msg->properties;
     d->body = msg->body;
+    d->body_size = body_size;
     d->request_id = fw_header(d->props, FIBRPC_HDR_REQUEST_ID);
     d->traceparent = fw_header(d->props, FIBRPC_HDR_TRACEPARENT);
     d->deadline = fw_header(d->props, FIBRPC_HDR_DEADLINE_MS);
@@ -126,7 +129,12 @@ void fw_delivery_request(const fw_delivery_t *d, uint32_t max_n, int64_t now_ms,
                  "the deadline passed before the work started");
         return;
     }
-    fw_request_parse(d->body.bytes, d->body.len, max_n, req);
+    if (d->body_size > FIBRPC_MAX_REQUEST_BYTES) /* refused on its size */
+        fw_request_parse(
+            NULL, d->body_size > SIZE_MAX ? SIZE_MAX : (size_t)d->body_size,
+            max_n, req);
+    else
+        fw_request_parse(d->body.bytes, d->body.len, max_n, req);
 }
 
 void fw_delivery_error_body(fw_request_t *req, char **text,

@@ -21,7 +21,8 @@
  * given to fw_delivery_read, which must outlive it. */
 typedef struct {
     const amqp_basic_properties_t *props;
-    amqp_bytes_t body;
+    amqp_bytes_t body;  /* all of it, or nothing when it was too long */
+    uint64_t body_size; /* as the message announced it */
     /* The first header with each name, NULL when absent. */
     const amqp_table_entry_t *request_id;     /* x-request-id, echoed */
     const amqp_table_entry_t *traceparent;    /* echoed */
@@ -39,8 +40,11 @@ const amqp_table_entry_t *fw_header(const amqp_basic_properties_t *p,
  * for anything else (*out untouched). */
 int fw_field_int64(const amqp_field_value_t *v, int64_t *out);
 
-/* Fills d from msg: d borrows msg's properties and body.  Never fails. */
-void fw_delivery_read(fw_delivery_t *d, const amqp_message_t *msg);
+/* Fills d from msg: d borrows msg's properties and body.  body_size is the
+ * body's size as announced: msg->body holds it all, or nothing (a body
+ * over FIBRPC_MAX_REQUEST_BYTES is not kept).  Never fails. */
+void fw_delivery_read(fw_delivery_t *d, const amqp_message_t *msg,
+                      uint64_t body_size);
 
 /* 1 when d names a queue to reply to (a non-empty reply_to), else 0: such a
  * delivery can only be acked and dropped. */

@@ -68,7 +68,7 @@ void fw_request_parse(const void *body, size_t len, uint32_t max_n,
         req->err = FW_ERR_invalid_argument;
         req->n = 0;
         snprintf(req->message, sizeof(req->message),
-                 "request body is longer than the limit of %u bytes",
+                 "request body is %zu bytes, over the limit of %u bytes", len,
                  (unsigned)FIBRPC_MAX_REQUEST_BYTES);
         return;
     }

@@ -33,9 +33,10 @@ typedef struct {
  * GMP's own allocations abort the process when memory runs out. */
 int fw_fib_compute(uint32_t n, char **out, size_t *len);
 
-/* Classifies [body, body+len) (body may be NULL when len is 0): FW_OK and n,
- * or an error and a human message.  Never fails; never reads past the first
- * FIBRPC_MAX_REQUEST_BYTES bytes. */
+/* Classifies [body, body+len): FW_OK and n, or an error and a human
+ * message.  Never fails.  A len over FIBRPC_MAX_REQUEST_BYTES is refused
+ * on its length alone, so body may be NULL then (as when len is 0): a
+ * body that long is never kept (link.c). */
 void fw_request_parse(const void *body, size_t len, uint32_t max_n,
                       fw_request_t *req);
 

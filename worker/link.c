@@ -19,6 +19,7 @@
 
 #include "amqp_read.h"
 #include "amqp_text.h"
+#include "fibrpc.h"
 #include "log.h"
 #include "urls.h"
 
@@ -224,6 +225,7 @@ const cm_url_t *fw_link_node(const fw_link_t *lk) {
 }
 
 void fw_link_disconnect(fw_link_t *lk) {
+    cm_amqp_content_reset(&lk->content);
     if (lk->conn == NULL)
         return;
     /* connection.close closes the channel too, and the broker requeues
@@ -235,8 +237,8 @@ void fw_link_disconnect(fw_link_t *lk) {
     lk->conn_usable = 0;
 }
 
-int fw_link_ack(fw_link_t *lk, const amqp_envelope_t *env) {
-    int status = amqp_basic_ack(lk->conn, env->channel, env->delivery_tag, 0);
+int fw_link_ack(fw_link_t *lk, const cm_amqp_msg_t *msg) {
+    int status = amqp_basic_ack(lk->conn, msg->channel, msg->delivery_tag, 0);
 
     if (status != AMQP_STATUS_OK) {
         fw_fail(lk, "acknowledging a request", amqp_error_string2(status));
@@ -275,8 +277,8 @@ static int fw_reply_channel_closed(fw_link_t *lk,
     return 0;
 }
 
-/* Reads the frame amqp_consume_message would not take.  Returns -1 when it
- * means the channel or the connection is gone (lk->err says why). */
+/* Handles a frame that is not part of a message.  Returns -1 when it means
+ * the channel or the connection is gone (lk->err says why). */
 static int fw_other_frame(fw_link_t *lk, const amqp_frame_t *f) {
     amqp_frame_t frame = *f;
     amqp_rpc_reply_t r;
@@ -319,17 +321,20 @@ static int fw_other_frame(fw_link_t *lk, const amqp_frame_t *f) {
 void fw_link_init(fw_link_t *lk, const fw_config_t *cfg) {
     memset(lk, 0, sizeof(*lk));
     lk->cfg = cfg;
+    cm_amqp_content_init(&lk->content, FIBRPC_MAX_REQUEST_BYTES);
 }
 
-fw_link_event_t fw_link_next(fw_link_t *lk, amqp_envelope_t *env,
+fw_link_event_t fw_link_next(fw_link_t *lk, const cm_amqp_msg_t **msg,
                              long timeout_us) {
     struct timeval tv = {0, timeout_us};
     amqp_frame_t frame;
     int error;
 
-    switch (cm_amqp_read(lk->conn, &tv, env, &frame, &error)) {
-    case CM_AMQP_DELIVERY:
-        return FW_LINK_DELIVERY;
+    switch (cm_amqp_read(lk->conn, &lk->content, &tv, msg, &frame, &error)) {
+    case CM_AMQP_MESSAGE:
+        /* A returned reply cannot come (replies are not mandatory). */
+        return (*msg)->method == AMQP_BASIC_DELIVER_METHOD ? FW_LINK_DELIVERY
+                                                           : FW_LINK_IDLE;
     case CM_AMQP_TIMEOUT:
         return FW_LINK_IDLE;
     case CM_AMQP_FRAME:

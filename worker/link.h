@@ -7,6 +7,7 @@
 
 #include <amqp.h>
 
+#include "amqp_content.h"
 #include "config.h"
 #include "urls.h"
 
@@ -20,12 +21,15 @@ typedef struct {
     unsigned long reply_closes;   /* reply channel closes seen, in total */
     /* Whether conn can still carry a polite connection.close. */
     int conn_usable;
+    /* Deliveries, bodies kept up to FIBRPC_MAX_REQUEST_BYTES; a message
+     * half read stays here from one fw_link_next to the next. */
+    cm_amqp_content_t content;
     char err[FW_LINK_ERR_MAX]; /* why the last step failed */
 } fw_link_t;
 
 /* What one wait on the link brought. */
 typedef enum {
-    FW_LINK_DELIVERY, /* *env holds a delivery: amqp_destroy_envelope it */
+    FW_LINK_DELIVERY, /* *msg is a delivery, valid until the next call */
     FW_LINK_IDLE,     /* nothing to do (a timeout, or a frame handled) */
     FW_LINK_FAILED    /* the channel or the connection is gone */
 } fw_link_event_t;
@@ -45,13 +49,17 @@ void fw_link_next_node(fw_link_t *lk);
  * valid, and the same for the same node, while the config lives. */
 const cm_url_t *fw_link_node(const fw_link_t *lk);
 
-/* Closes politely when the connection still works, then frees it; a no-op
- * when disconnected.  The broker requeues whatever was not acked. */
+/* Closes politely when the connection still works, then frees it and what
+ * was read from it; a no-op when disconnected.  The broker requeues
+ * whatever was not acked. */
 void fw_link_disconnect(fw_link_t *lk);
 
-/* Waits up to timeout_us (below 1000000) for the next delivery.  On
- * FW_LINK_FAILED fw_link_error says why; fw_link_disconnect next. */
-fw_link_event_t fw_link_next(fw_link_t *lk, amqp_envelope_t *env,
+/* Waits up to timeout_us (below 1000000) for the next delivery.  A body
+ * over FIBRPC_MAX_REQUEST_BYTES is not kept: its delivery comes as soon
+ * as its size is known, flagged oversized, and the body is dropped as it
+ * arrives, during the next calls.  On FW_LINK_FAILED fw_link_error says
+ * why; fw_link_disconnect next. */
+fw_link_event_t fw_link_next(fw_link_t *lk, const cm_amqp_msg_t **msg,
                              long timeout_us);
 
 /* Publishes body with props to queue reply_to through the default exchange,
@@ -61,9 +69,9 @@ fw_link_event_t fw_link_next(fw_link_t *lk, amqp_envelope_t *env,
 int fw_link_publish(fw_link_t *lk, amqp_bytes_t reply_to,
                     const amqp_basic_properties_t *props, amqp_bytes_t body);
 
-/* Acks env's delivery.  Returns 0, or -1 when the connection failed
+/* Acks msg's delivery.  Returns 0, or -1 when the connection failed
  * (fw_link_error says how). */
-int fw_link_ack(fw_link_t *lk, const amqp_envelope_t *env);
+int fw_link_ack(fw_link_t *lk, const cm_amqp_msg_t *msg);
 
 /* Why the last step failed, for the logs; "" before any failure.  Borrowed
  * from lk, overwritten by the next failure. */

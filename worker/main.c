@@ -69,7 +69,7 @@ static void fw_log_request_id(cm_log_t *l, const amqp_table_entry_t *req_id) {
  * and do the same to the next worker, for ever; its caller is gone anyway.
  * Returns -1 when the connection failed (fw_link_error says how); a request
  * not yet acked then goes to a worker again. */
-static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
+static int fw_handle(fw_worker_t *w, const cm_amqp_msg_t *m) {
     amqp_table_entry_t headers[FW_REPLY_HEADERS_MAX];
     amqp_basic_properties_t out;
     amqp_bytes_t body = amqp_empty_bytes;
@@ -81,7 +81,7 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
     int status;
     cm_log_t l;
 
-    fw_delivery_read(&d, &env->message);
+    fw_delivery_read(&d, &m->message, m->body_size);
     in = d.props;
     if (!fw_delivery_has_reply_to(&d)) {
         cm_log_begin(&l, CM_LOG_WARN, "dropped");
@@ -89,7 +89,7 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
         fw_log_corr(&l, in);
         fw_log_request_id(&l, d.request_id);
         cm_log_end(&l);
-        if (fw_link_ack(&w->link, env) != 0)
+        if (fw_link_ack(&w->link, m) != 0)
             return -1;
         fw_metrics_dropped(w->metrics);
         return 0;
@@ -113,7 +113,7 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
         fw_delivery_error_body(&req, &text, &body);
     fw_delivery_reply_props(&d, req.err, headers, &out);
 
-    if (fw_link_ack(&w->link, env) != 0) {
+    if (fw_link_ack(&w->link, m) != 0) {
         free(text);
         return -1;
     }
@@ -150,14 +150,11 @@ static int fw_handle(fw_worker_t *w, const amqp_envelope_t *env) {
  * fails (returns -1, fw_link_error says why). */
 static int fw_serve(fw_worker_t *w) {
     while (!fw_stop_signal) {
-        amqp_envelope_t env;
-        int rc;
+        const cm_amqp_msg_t *m;
 
-        switch (fw_link_next(&w->link, &env, FW_POLL_US)) {
+        switch (fw_link_next(&w->link, &m, FW_POLL_US)) {
         case FW_LINK_DELIVERY:
-            rc = fw_handle(w, &env);
-            amqp_destroy_envelope(&env);
-            if (rc != 0)
+            if (fw_handle(w, m) != 0)
                 return -1;
             break;
         case FW_LINK_IDLE:

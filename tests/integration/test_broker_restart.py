@@ -126,7 +126,11 @@ class BrokerRestartTest(unittest.TestCase):
         r = harness.get(GW_HOLD.port, "/fib/7")
         harness.assert_problem(self, r, 503, "overloaded", what)
         self.assertIn("Retry-After", r.headers, what)
-        self.assertLess(r.elapsed, 0.1, f"{what}: took {r.elapsed:.3f} s")
+        # "At once" means from admission, not after a held call's timeout
+        # (HELD_TIMEOUT_S); a loaded machine can delay any answer by a good
+        # fraction of a second, so the bound is far below that timeout, not
+        # a guess at scheduling.
+        self.assertLess(r.elapsed, 5.0, f"{what}: took {r.elapsed:.3f} s")
 
     def outage(self, kind):
         """Takes the broker away (kind "stop" or "crash") with every slot of

@@ -3,14 +3,17 @@
 worker's own port counts what the worker did (served, rejected by error type,
 expired, dropped, compute time, the AMQP link) and passes `promtool check
 metrics`; other paths answer 404, other methods 405; an address that cannot
-be listened on stops the worker at start-up with exit status 2."""
+be listened on stops the worker at start-up with exit status 2; slow clients
+(slowloris) never keep a scrape out (Hardening, finding 8)."""
 
+import http.client
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -247,6 +250,160 @@ class WorkerMetricsTest(unittest.TestCase):
         ENV.wait_http(GW, "/readyz", 200)
         r = harness.get(GW.port, "/fib/11")
         self.assertEqual(r.status, 200, harness.show(r))
+
+
+# --------------------------------------------------------------------- slow clients
+
+# The worker's metrics server (worker/metrics_http.c): connections from one
+# address at most, and the time a whole request may take from its
+# connection's start (then 408 and close).
+PER_IP = 64
+REQUEST_S = 5
+# A scrape must be answered this fast while others hold connections: far
+# above what it takes (milliseconds), below REQUEST_S, so that it cannot
+# have waited for the slow clients' deadline (asserted as well).
+SCRAPE_MAX_S = 4.0
+# How long the slow clients may stay open at most: their deadline plus
+# generous room for a loaded machine (without one they stay for ever).
+CLOSED_BY_S = REQUEST_S + 20.0
+REQUEST = b"GET /metrics HTTP/1.1\r\nHost: worker\r\nUser-Agent: slowloris\r\n\r\n"
+
+
+class SlowClients:
+    """n connections to the metrics port from `source`: the trickling ones
+    send REQUEST a byte every `step` seconds, the silent ones nothing.  A
+    thread of their own sends and notes, per connection, when the server
+    closed it and what it answered.  Any thread may read .closed_at."""
+
+    def __init__(self, n, source="127.0.0.1", silent=0, step=0.5):
+        self.socks, self.closed_at, self.answer = [], {}, {}
+        self.lock = threading.Lock()
+        self.halt = threading.Event()
+        self.step = step
+        for i in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((source, 0))
+            s.connect(("127.0.0.1", METRICS_PORT))
+            s.setblocking(False)
+            self.socks.append((s, i >= n - silent))
+            self.answer[s] = b""
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _poll(self, s):
+        """Reads what the server sent; notes when it closed s."""
+        if s in self.closed_at:
+            return
+        try:
+            while True:
+                data = s.recv(4096)
+                if not data:
+                    break
+                self.answer[s] += data
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        with self.lock:
+            self.closed_at[s] = time.monotonic()
+
+    def _run(self):
+        sent = 0
+        while not self.halt.is_set():
+            for s, silent in self.socks:
+                self._poll(s)
+                if silent or s in self.closed_at or sent >= len(REQUEST):
+                    continue
+                try:
+                    s.send(REQUEST[sent:sent + 1])
+                except OSError:
+                    pass
+            sent += 1
+            self.halt.wait(self.step)
+
+    def open_count(self):
+        with self.lock:
+            return len(self.socks) - len(self.closed_at)
+
+    def wait(self, predicate, timeout):
+        deadline = time.monotonic() + timeout
+        while not predicate() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return predicate()
+
+    def stop(self):
+        self.halt.set()
+        self.thread.join(10)
+        for s, _ in self.socks:
+            s.close()
+
+
+def scrape_from(source, timeout=10.0):
+    """GET /metrics from the address `source`: (status, seconds taken)."""
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", METRICS_PORT, timeout=timeout,
+                                      source_address=(source, 0))
+    try:
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, time.monotonic() - t0
+    finally:
+        conn.close()
+
+
+class SlowClientsTest(unittest.TestCase):
+    """Clients that trickle their request a byte at a time, or send nothing,
+    never keep a scrape out: a scrape is answered at once while they hold
+    their connections, and each of them is closed (408) once its request
+    is REQUEST_S late."""
+
+    def check_closed(self, slow, what):
+        self.assertTrue(slow.wait(lambda: slow.open_count() == 0, CLOSED_BY_S),
+                        f"{what}: {slow.open_count()} slow connections still open "
+                        f"{CLOSED_BY_S:g} s later\n{WORKER.log_tail(10)}")
+        for s, _ in slow.socks:
+            if slow.answer[s]:
+                self.assertTrue(slow.answer[s].startswith(b"HTTP/1.1 408 "),
+                                slow.answer[s][:200])
+
+    def test_1_twenty_from_the_scrapers_address(self):
+        before = len(WORKER.events("metrics_request_timeout"))
+        slow = SlowClients(20, silent=5)
+        try:
+            status, took = scrape_from("127.0.0.1")
+            open_then = slow.open_count()
+            self.assertEqual(status, 200)
+            self.assertLess(took, SCRAPE_MAX_S)
+            self.assertEqual(open_then, 20, "the scrape waited for slow clients to go")
+            self.check_closed(slow, "20 slow clients")
+        finally:
+            slow.stop()
+        self.assertGreaterEqual(
+            len(WORKER.wait_events("metrics_request_timeout", count=before + 20)),
+            before + 20, WORKER.log_tail(10))
+        self.assertTrue(WORKER.running(), WORKER.log_tail())
+
+    def test_2_a_hundred_from_one_address(self):
+        """One address gets PER_IP connections; the rest are closed at once;
+        a scraper elsewhere is answered at once, and from that address once
+        the slow ones are gone."""
+        slow = SlowClients(100, silent=10)
+        try:
+            self.assertTrue(slow.wait(lambda: slow.open_count() <= PER_IP, 10),
+                            f"{slow.open_count()} connections from one address held")
+            status, took = scrape_from("127.0.0.2")
+            open_then = slow.open_count()
+            self.assertEqual(status, 200)
+            self.assertLess(took, SCRAPE_MAX_S)
+            self.assertEqual(open_then, PER_IP, "held from one address while scraped")
+            self.check_closed(slow, "100 slow clients")
+        finally:
+            slow.stop()
+        status, took = scrape_from("127.0.0.1")
+        self.assertEqual(status, 200)
+        self.assertLess(took, SCRAPE_MAX_S)
+        self.assertTrue(WORKER.running(), WORKER.log_tail())
 
 
 class StartUpTest(unittest.TestCase):

@@ -77,7 +77,7 @@ static void set_corr(amqp_message_t *m, const char *corr) {
 
 static void read_delivery(fw_delivery_t *d, const amqp_message_t *m) {
     memset(d, 0x5a, sizeof(*d));
-    fw_delivery_read(d, m);
+    fw_delivery_read(d, m, m->body.len);
 }
 
 /* --- fw_field_int64 ------------------------------------------------------ */
@@ -322,6 +322,37 @@ static void test_read(void **state) {
     assert_null(d.traceparent);
     assert_null(d.deadline);
     assert_int_equal(d.body.len, 0);
+}
+
+/* A body over FIBRPC_MAX_REQUEST_BYTES is not kept (the link hands out its
+ * delivery with an empty body and the announced size): refused on its size,
+ * with the size in the message. */
+static void test_body_not_kept(void **state) {
+    amqp_message_t m;
+    fw_delivery_t d;
+    fw_request_t req;
+
+    message(&m, "", NULL, 0);
+    m.body.bytes = NULL;
+    fw_delivery_read(&d, &m, 10000000);
+    assert_int_equal(d.body_size, 10000000);
+    fw_delivery_request(&d, MAX_N, 0, &req);
+    assert_int_equal(req.err, FW_ERR_invalid_argument);
+    assert_non_null(strstr(req.message, "10000000 bytes"));
+    assert_non_null(strstr(req.message, "limit of 64 bytes"));
+
+    fw_delivery_read(&d, &m, UINT64_MAX);
+    fw_delivery_request(&d, MAX_N, 0, &req);
+    assert_int_equal(req.err, FW_ERR_invalid_argument);
+
+    /* One byte over, kept or not: the same answer. */
+    message(&m,
+            "12345678901234567890123456789012345678901234567890123456789012345",
+            NULL, 0);
+    read_delivery(&d, &m);
+    fw_delivery_request(&d, MAX_N, 0, &req);
+    assert_int_equal(req.err, FW_ERR_invalid_argument);
+    assert_non_null(strstr(req.message, "65 bytes"));
 }
 
 static void test_reply_to(void **state) {
@@ -863,6 +894,7 @@ int main(void) {
         cmocka_unit_test(test_header_exact_key),
         cmocka_unit_test(test_header_duplicates),
         cmocka_unit_test(test_read),
+        cmocka_unit_test(test_body_not_kept),
         cmocka_unit_test(test_reply_to),
         cmocka_unit_test(test_no_deadline),
         cmocka_unit_test(test_deadline_edges),

@@ -3,7 +3,7 @@
 
 #include <stddef.h>
 
-void gw_headq_push(gw_headq_t *q, gw_headq_node_t *n, int64_t due_ms) {
+void cm_headq_push(cm_headq_t *q, cm_headq_node_t *n, int64_t due_ms) {
     if (n->queued)
         return;
     if (q->last != NULL && due_ms < q->last->due_ms)
@@ -19,7 +19,7 @@ void gw_headq_push(gw_headq_t *q, gw_headq_node_t *n, int64_t due_ms) {
     n->queued = 1;
 }
 
-void gw_headq_remove(gw_headq_t *q, gw_headq_node_t *n) {
+void cm_headq_remove(cm_headq_t *q, cm_headq_node_t *n) {
     if (!n->queued)
         return;
     if (n->prev != NULL)
@@ -34,15 +34,15 @@ void gw_headq_remove(gw_headq_t *q, gw_headq_node_t *n) {
     n->queued = 0;
 }
 
-gw_headq_node_t *gw_headq_pop_due(gw_headq_t *q, int64_t now) {
-    gw_headq_node_t *n = q->first;
+cm_headq_node_t *cm_headq_pop_due(cm_headq_t *q, int64_t now) {
+    cm_headq_node_t *n = q->first;
 
     if (n == NULL || n->due_ms > now)
         return NULL;
-    gw_headq_remove(q, n);
+    cm_headq_remove(q, n);
     return n;
 }
 
-int64_t gw_headq_next_due(const gw_headq_t *q) {
+int64_t cm_headq_next_due(const cm_headq_t *q) {
     return q->first != NULL ? q->first->due_ms : INT64_MAX;
 }

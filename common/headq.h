@@ -4,31 +4,32 @@
  * no allocation (the node lives in the connection), as h2o embeds its
  * timers in the objects they time.
  *
- * Pure (no I/O, no clock: the caller passes now).  One thread (the HTTP
- * thread). */
-#ifndef GW_HEADQ_H
-#define GW_HEADQ_H
+ * Pure (no I/O, no clock: the caller passes now).  One thread: the one
+ * that runs the HTTP server (the gateway's HTTP thread, the worker's
+ * metrics thread). */
+#ifndef CM_HEADQ_H
+#define CM_HEADQ_H
 
 #include <stdint.h>
 
-typedef struct gw_headq_node {
-    struct gw_headq_node *prev, *next;
+typedef struct cm_headq_node {
+    struct cm_headq_node *prev, *next;
     int64_t due_ms;
     int queued;
-} gw_headq_node_t;
+} cm_headq_node_t;
 
 typedef struct {
-    gw_headq_node_t *first, *last;
-} gw_headq_t;
+    cm_headq_node_t *first, *last;
+} cm_headq_t;
 
 /* Queues n (not queued yet) due at due_ms, which must not be earlier than
  * the last one queued; an earlier one is queued as due with the last. */
-void gw_headq_push(gw_headq_t *q, gw_headq_node_t *n, int64_t due_ms);
+void cm_headq_push(cm_headq_t *q, cm_headq_node_t *n, int64_t due_ms);
 /* Takes n out; a node that is not queued is left alone. */
-void gw_headq_remove(gw_headq_t *q, gw_headq_node_t *n);
+void cm_headq_remove(cm_headq_t *q, cm_headq_node_t *n);
 /* Takes out and returns the first node due at or before now, or NULL. */
-gw_headq_node_t *gw_headq_pop_due(gw_headq_t *q, int64_t now);
+cm_headq_node_t *cm_headq_pop_due(cm_headq_t *q, int64_t now);
 /* The first deadline, or INT64_MAX when nothing is queued. */
-int64_t gw_headq_next_due(const gw_headq_t *q);
+int64_t cm_headq_next_due(const cm_headq_t *q);
 
 #endif
