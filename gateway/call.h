@@ -46,6 +46,11 @@ struct gw_call {
     void *http;      /* the HTTP layer's handle; opaque to the AMQP thread */
     gw_call_t *next; /* submission queue link */
 
+    /* AMQP thread only: the channel it was published on (0: not yet), and
+     * its place in that channel's list of calls */
+    uint16_t channel;
+    gw_call_t *ch_prev, *ch_next;
+
     /* outcome: written by the AMQP thread before done */
     gw_err_t err;
     int status; /* kind raw, err == GW_E_OK: the HTTP status to answer */

@@ -30,7 +30,7 @@ typedef struct {
     unsigned heartbeat_s;            /* AMQP heartbeat */
     unsigned max_reply_bytes;        /* a longer reply is not read: 502 */
     char log_level[16];              /* debug, info, warn, error */
-    char routes[1024];       /* --routes FILE; "": the one fib route */
+    char routes[1024];               /* --routes FILE; "": the one fib route */
     char check_routes[1024]; /* --check-routes FILE: check it and exit */
 } gw_config_t;
 

@@ -64,10 +64,14 @@ int gw_handler_adopt(gw_handler_ctx_t *h) {
 
         t->metrics[i] = gw_metrics_route_slot(h->metrics, r->name);
         t->watch[i] = -1;
-        /* A publish needs no consumer: no_server there is unroutable. */
-        if (r->queue == NULL || r->mode == GW_MODE_PUBLISH)
-            continue;
-        t->watch[i] = gw_rpc_watch(h->rpc, r->queue);
+        if (r->queue != NULL && r->mode == GW_MODE_PUBLISH)
+            continue; /* needs no consumer: no_server there is unroutable */
+        if (r->queue == NULL && r->exchange[0] == '\0')
+            continue; /* the default exchange is always there */
+        t->watch[i] =
+            r->queue != NULL
+                ? gw_rpc_watch(h->rpc, GW_WATCH_QUEUE, r->queue)
+                : gw_rpc_watch(h->rpc, GW_WATCH_EXCHANGE, r->exchange);
         if (t->watch[i] < 0) {
             cm_log_t l;
 
@@ -356,8 +360,12 @@ static const char *admit_detail(gw_err_t err, const gw_call_t *call, char *buf,
                                 size_t size) {
     switch (err) {
     case GW_E_NO_SERVER:
-        snprintf(buf, size, "no worker consumes queue '%s'",
-                 call->route->queue);
+        if (call->route->queue != NULL)
+            snprintf(buf, size, "no worker consumes queue '%s'",
+                     call->route->queue);
+        else
+            snprintf(buf, size, "no exchange named '%s'",
+                     call->route->exchange);
         return buf;
     case GW_E_BROKER_UNAVAILABLE:
         return "RabbitMQ is unreachable or blocking publishers; retry shortly";

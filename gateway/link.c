@@ -18,10 +18,16 @@
 #include "log.h"
 #include "urls.h"
 
-#define CH_RPC             1
-#define CH_CHECK           2
+#define CH_RPC   1 /* the first publishing channel */
+#define CH_CHECK 2
+/* Later publishing channels take numbers from here up, round. */
+#define CH_FIRST_NEW       3
+#define CH_LAST_NEW        1000
 #define CONNECT_TIMEOUT_MS 2000
 #define RPC_TIMEOUT_MS     2000
+
+/* A new publishing channel comes up in three asynchronous steps. */
+enum { NEW_OPENING, NEW_CONSUMING, NEW_SELECTING };
 
 enum {
     CHECK_CLOSED,  /* CH_CHECK is not open */
@@ -39,6 +45,12 @@ struct gw_link {
     amqp_connection_state_t conn; /* NULL while closed */
     int check;                    /* CHECK_* state of CH_CHECK */
     int check_slot;               /* the watch slot being counted */
+    uint16_t pub_ch;              /* publishing (and replies) now */
+    uint16_t new_ch;              /* the one being opened, 0: none */
+    int new_state;                /* NEW_* of new_ch */
+    uint16_t ch_seq;              /* the last number given to new_ch */
+    /* publishing channels open (CH_FIRST_NEW..CH_LAST_NEW), by number */
+    uint8_t in_use[(CH_LAST_NEW + 8) / 8];
     /* Replies and returns, put together with bodies up to
      * cfg->max_reply_bytes; what the last event points into, released on
      * the next poll. */
@@ -181,16 +193,24 @@ static int check_closed(gw_link_t *link) {
 /* One synchronous count of slot.  Returns 0, or -1 when the connection
  * failed. */
 static int count_one(gw_link_t *link, size_t slot) {
-    amqp_queue_declare_ok_t *ok;
+    amqp_bytes_t name = amqp_cstring_bytes(gw_watch_name(link->watch, slot));
     amqp_rpc_reply_t r;
 
-    ok =
-        amqp_queue_declare(link->conn, CH_CHECK,
-                           amqp_cstring_bytes(gw_watch_name(link->watch, slot)),
-                           1, 0, 0, 0, amqp_empty_table);
-    if (ok != NULL) {
-        counted(link, (int)slot, (int)ok->consumer_count, 0, NULL);
-        return 0;
+    if (gw_watch_kind(link->watch, slot) == GW_WATCH_EXCHANGE) {
+        if (amqp_exchange_declare(link->conn, CH_CHECK, name,
+                                  amqp_cstring_bytes("direct"), 1, 0, 0, 0,
+                                  amqp_empty_table) != NULL) {
+            counted(link, (int)slot, 1, 0, NULL);
+            return 0;
+        }
+    } else {
+        amqp_queue_declare_ok_t *ok = amqp_queue_declare(
+            link->conn, CH_CHECK, name, 1, 0, 0, 0, amqp_empty_table);
+
+        if (ok != NULL) {
+            counted(link, (int)slot, (int)ok->consumer_count, 0, NULL);
+            return 0;
+        }
     }
     r = amqp_get_rpc_reply(link->conn);
     if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
@@ -204,7 +224,7 @@ static int count_one(gw_link_t *link, size_t slot) {
         link->check = CHECK_IDLE;
         return 0;
     }
-    failed(link, "queue.declare");
+    failed(link, "declare");
     return -1;
 }
 
@@ -225,7 +245,8 @@ static int count_now(gw_link_t *link) {
     for (slot = 0; slot < n; slot++) {
         if (count_one(link, slot) != 0)
             return -1;
-        again |= gw_watch_consumers(link->watch, slot) == 0 &&
+        again |= gw_watch_kind(link->watch, slot) == GW_WATCH_QUEUE &&
+                 gw_watch_consumers(link->watch, slot) == 0 &&
                  !gw_watch_nobody(link->watch, slot);
     }
     if (!again)
@@ -244,6 +265,7 @@ static int count_now(gw_link_t *link) {
 static int count_start(gw_link_t *link) {
     amqp_channel_open_t open = {amqp_empty_bytes};
     amqp_queue_declare_t declare = {0};
+    amqp_exchange_declare_t xdeclare = {0};
     int64_t next;
     int status, slot;
 
@@ -254,6 +276,17 @@ static int count_start(gw_link_t *link) {
         link->check = CHECK_OPENING;
         status = amqp_send_method(link->conn, CH_CHECK,
                                   AMQP_CHANNEL_OPEN_METHOD, &open);
+    } else if (gw_watch_kind(link->watch, (size_t)slot) == GW_WATCH_EXCHANGE) {
+        /* passive: the type is not compared */
+        xdeclare.exchange =
+            amqp_cstring_bytes(gw_watch_name(link->watch, (size_t)slot));
+        xdeclare.type = amqp_cstring_bytes("direct");
+        xdeclare.passive = 1;
+        xdeclare.arguments = amqp_empty_table;
+        link->check = CHECK_WAITING;
+        link->check_slot = slot;
+        status = amqp_send_method(link->conn, CH_CHECK,
+                                  AMQP_EXCHANGE_DECLARE_METHOD, &xdeclare);
     } else {
         declare.queue =
             amqp_cstring_bytes(gw_watch_name(link->watch, (size_t)slot));
@@ -405,6 +438,9 @@ int gw_link_open(gw_link_t *link) {
     gw_watch_reset(link->watch);
     if (count_now(link) != 0)
         goto fail;
+    link->pub_ch = CH_RPC;
+    link->new_ch = 0;
+    memset(link->in_use, 0, sizeof(link->in_use));
     gw_publisher_attach(link->pub, link->conn, CH_RPC, url->ssl);
     {
         cm_log_t l;
@@ -434,6 +470,67 @@ void gw_link_close(gw_link_t *link, int polite) {
         next_node(link); /* lost: this node may be the trouble */
     amqp_destroy_connection(link->conn);
     link->conn = NULL;
+}
+
+static int in_use(const gw_link_t *link, uint16_t ch) {
+    return ch >= CH_FIRST_NEW && ch <= CH_LAST_NEW &&
+           (link->in_use[ch / 8] & (1u << (ch % 8)));
+}
+
+static void mark(gw_link_t *link, uint16_t ch, int used) {
+    if (ch < CH_FIRST_NEW || ch > CH_LAST_NEW)
+        return;
+    if (used)
+        link->in_use[ch / 8] |= (uint8_t)(1u << (ch % 8));
+    else
+        link->in_use[ch / 8] &= (uint8_t) ~(1u << (ch % 8));
+}
+
+int gw_link_rotate(gw_link_t *link) {
+    amqp_channel_open_t open = {amqp_empty_bytes};
+    uint16_t ch = link->ch_seq;
+
+    if (link->conn == NULL || link->new_ch != 0)
+        return 0; /* one at a time */
+    assert_no_batch(link);
+    /* The next number not in use; a retired channel's number comes round
+     * again only after CH_LAST_NEW - CH_FIRST_NEW others. */
+    do
+        ch = ch < CH_FIRST_NEW || ch >= CH_LAST_NEW ? CH_FIRST_NEW : ch + 1;
+    while (in_use(link, ch) && ch != link->ch_seq);
+    if (in_use(link, ch))
+        return -1; /* every number taken: the caller starts over */
+    mark(link, ch, 1);
+    link->ch_seq = ch;
+    link->new_ch = ch;
+    link->new_state = NEW_OPENING;
+    return amqp_send_method(link->conn, ch, AMQP_CHANNEL_OPEN_METHOD, &open) ==
+                   AMQP_STATUS_OK
+               ? 0
+               : -1;
+}
+
+int gw_link_retire(gw_link_t *link, uint16_t channel) {
+    amqp_channel_close_t close = {0};
+
+    if (link->conn == NULL || channel == 0 || channel == link->pub_ch)
+        return 0;
+    assert_no_batch(link);
+    mark(link, channel, 0);
+    close.reply_code = AMQP_REPLY_SUCCESS;
+    close.reply_text = amqp_cstring_bytes("retired");
+    return amqp_send_method(link->conn, channel, AMQP_CHANNEL_CLOSE_METHOD,
+                            &close) == AMQP_STATUS_OK
+               ? 0
+               : -1;
+}
+
+uint16_t gw_link_channel(const gw_link_t *link) {
+    return link->conn != NULL ? link->pub_ch : 0;
+}
+
+int gw_link_rotating(const gw_link_t *link) {
+    return link->new_ch != 0;
 }
 
 int gw_link_is_open(const gw_link_t *link) {
@@ -479,14 +576,74 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
             cm_log_kv(&l, "reason", "%s", why);
             cm_log_end(&l);
         }
-        amqp_send_method(link->conn, f->channel, AMQP_CHANNEL_CLOSE_OK_METHOD,
-                         &ok);
-        return -1;
+        if (amqp_send_method(link->conn, f->channel,
+                             AMQP_CHANNEL_CLOSE_OK_METHOD,
+                             &ok) != AMQP_STATUS_OK)
+            return -1;
+        /* One channel, not the connection: its calls fail, the others go
+         * on, and a lost publishing channel is replaced at once. */
+        mark(link, f->channel, 0);
+        if (f->channel == link->new_ch) {
+            link->new_ch = 0;
+            return 0;
+        }
+        memset(ev, 0, sizeof(*ev));
+        ev->kind = GW_LINK_CHANNEL_LOST;
+        ev->channel = f->channel;
+        ev->closed = 1;
+        if (f->channel == link->pub_ch) {
+            link->pub_ch = 0; /* nothing is published until the new one */
+            gw_publisher_detach(link->pub);
+            if (gw_link_rotate(link) != 0)
+                return -1;
+        }
+        return 1;
     }
+    case AMQP_CHANNEL_CLOSE_OK_METHOD: /* one we retired */
+        return 0;
     case AMQP_CHANNEL_OPEN_OK_METHOD:
         if (f->channel == CH_CHECK && link->check == CHECK_OPENING) {
             link->check = CHECK_IDLE;
             return count_start(link) == 0 ? 0 : -1;
+        }
+        if (f->channel == link->new_ch && link->new_state == NEW_OPENING) {
+            amqp_basic_consume_t consume = {0};
+
+            /* Direct reply-to: consume before the first publish, no-ack. */
+            consume.queue = amqp_cstring_bytes(GW_REPLY_TO);
+            consume.no_ack = 1;
+            consume.arguments = amqp_empty_table;
+            link->new_state = NEW_CONSUMING;
+            return amqp_send_method(link->conn, f->channel,
+                                    AMQP_BASIC_CONSUME_METHOD,
+                                    &consume) == AMQP_STATUS_OK
+                       ? 0
+                       : -1;
+        }
+        return 0;
+    case AMQP_BASIC_CONSUME_OK_METHOD:
+        if (f->channel == link->new_ch && link->new_state == NEW_CONSUMING) {
+            amqp_confirm_select_t select = {0};
+
+            link->new_state = NEW_SELECTING;
+            return amqp_send_method(link->conn, f->channel,
+                                    AMQP_CONFIRM_SELECT_METHOD,
+                                    &select) == AMQP_STATUS_OK
+                       ? 0
+                       : -1;
+        }
+        return 0;
+    case AMQP_CONFIRM_SELECT_OK_METHOD:
+        if (f->channel == link->new_ch && link->new_state == NEW_SELECTING) {
+            memset(ev, 0, sizeof(*ev));
+            ev->kind = GW_LINK_ROTATED;
+            ev->channel = link->new_ch;
+            ev->old_channel = link->pub_ch; /* 0: it was lost */
+            link->pub_ch = link->new_ch;
+            link->new_ch = 0;
+            gw_publisher_attach(link->pub, link->conn, link->pub_ch,
+                                node(link)->info.ssl);
+            return 1;
         }
         return 0;
     case AMQP_QUEUE_DECLARE_OK_METHOD:
@@ -496,6 +653,12 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
             link->check = CHECK_IDLE;
             return counted(link, link->check_slot, (int)ok->consumer_count, 0,
                            ev);
+        }
+        return 0;
+    case AMQP_EXCHANGE_DECLARE_OK_METHOD:
+        if (f->channel == CH_CHECK && link->check == CHECK_WAITING) {
+            link->check = CHECK_IDLE;
+            return counted(link, link->check_slot, 1, 0, ev);
         }
         return 0;
     case AMQP_BASIC_ACK_METHOD:
@@ -514,7 +677,8 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
             ev->tag = m->delivery_tag;
             ev->multiple = m->multiple;
         }
-        return f->channel == CH_RPC;
+        ev->channel = f->channel;
+        return f->channel != CH_CHECK;
     case AMQP_CONNECTION_CLOSE_METHOD: {
         amqp_connection_close_t *m = f->payload.method.decoded;
         amqp_connection_close_ok_t ok = {0};
@@ -525,10 +689,25 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
         amqp_send_method(link->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
         return -1;
     }
-    case AMQP_BASIC_CANCEL_METHOD:
-        snprintf(why, why_size, "the broker cancelled the reply consumer");
-        cm_log_msg(CM_LOG_WARN, "amqp_reply_consumer_cancelled");
-        return -1;
+    case AMQP_BASIC_CANCEL_METHOD: {
+        cm_log_t l;
+
+        /* Replies to that channel's calls cannot come any more: as if the
+         * channel were lost (and retired by the caller). */
+        cm_log_begin(&l, CM_LOG_WARN, "amqp_reply_consumer_cancelled");
+        cm_log_kv(&l, "channel", "%u", f->channel);
+        cm_log_end(&l);
+        memset(ev, 0, sizeof(*ev));
+        ev->kind = GW_LINK_CHANNEL_LOST;
+        ev->channel = f->channel;
+        if (f->channel == link->pub_ch) {
+            link->pub_ch = 0;
+            gw_publisher_detach(link->pub);
+            if (gw_link_rotate(link) != 0)
+                return -1;
+        }
+        return 1;
+    }
     default:
         return 0;
     }

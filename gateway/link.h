@@ -25,13 +25,17 @@
 typedef struct gw_link gw_link_t;
 
 typedef enum {
-    GW_LINK_REPLY,     /* a delivery on direct reply-to */
-    GW_LINK_RETURN,    /* a request the broker could not route */
-    GW_LINK_BLOCKED,   /* the broker blocks publishers (resource alarm) */
-    GW_LINK_UNBLOCKED, /* ... and no longer does */
-    GW_LINK_CONSUMERS, /* what callers see of a watched queue changed */
-    GW_LINK_ACK,       /* the broker took publishes (confirms) */
-    GW_LINK_NACK,      /* the broker refused publishes */
+    GW_LINK_REPLY,        /* a delivery on direct reply-to */
+    GW_LINK_RETURN,       /* a request the broker could not route */
+    GW_LINK_BLOCKED,      /* the broker blocks publishers (resource alarm) */
+    GW_LINK_UNBLOCKED,    /* ... and no longer does */
+    GW_LINK_CONSUMERS,    /* what callers see of a watched queue changed */
+    GW_LINK_ACK,          /* the broker took publishes (confirms) */
+    GW_LINK_NACK,         /* the broker refused publishes */
+    GW_LINK_ROTATED,      /* publishing moved to a new channel */
+    GW_LINK_CHANNEL_LOST, /* the broker closed a publishing channel, or
+                             cancelled its reply consumer: replies to the
+                             calls published on it will not come */
 } gw_link_event_kind_t;
 
 /* What the broker said.  Pointers stay valid until the next gw_link_poll
@@ -53,9 +57,13 @@ typedef struct {
                             gw_link_event_header */
     /* CONSUMERS: which watch slot */
     int slot;
-    /* ACK, NACK */
+    /* ACK, NACK: on channel; ROTATED: to channel from old_channel (0 when
+     * that one was lost); CHANNEL_LOST: channel */
     uint64_t tag;
     int multiple;
+    uint16_t channel, old_channel;
+    int closed; /* CHANNEL_LOST: the broker closed it (else it is still
+                   open, without its reply consumer) */
 } gw_link_event_t;
 
 /* The value of header name (exact case) of a REPLY or RETURN event;
@@ -95,6 +103,23 @@ int gw_link_poll(gw_link_t *link, gw_link_event_t *ev, char *why,
 int gw_link_tick(gw_link_t *link, int64_t now_ms);
 /* When gw_link_tick wants to run next (INT64_MAX: not before an event). */
 int64_t gw_link_next_tick_ms(const gw_link_t *link);
+
+/* Publishing channels.  The publishing channel also consumes the replies
+ * (direct reply-to), so a channel that goes bad (RabbitMQ 3.10 can leave a
+ * channel opened just after a node died pointing at the dead queue
+ * leader: every publish nacked or never confirmed) is replaced, not
+ * repaired: gw_link_rotate opens a new one without waiting (a ROTATED
+ * event says when publishing moved there), and the old one stays open,
+ * for the replies of the calls published on it, until the caller
+ * gw_link_retire()s it.  A lost publishing channel (CHANNEL_LOST) is
+ * replaced at once.  Each returns 0, or -1 when the connection failed. */
+int gw_link_rotate(gw_link_t *link);
+int gw_link_retire(gw_link_t *link, uint16_t channel);
+/* The publishing channel now; 0 while there is none (lost, its
+ * replacement not up yet) or the link is closed. */
+uint16_t gw_link_channel(const gw_link_t *link);
+/* Whether a new publishing channel is being opened. */
+int gw_link_rotating(const gw_link_t *link);
 
 /* The socket to poll for POLLIN, or -1 when closed; whether rabbitmq-c
  * already holds input (then polling would sleep on it). */

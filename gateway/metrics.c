@@ -245,7 +245,7 @@ char *gw_metrics_render(gw_metrics_t *m, const gw_metrics_link_t *link,
         for (slot = 0; slot < n; slot++) {
             int c = gw_watch_consumers(link->watch, slot);
 
-            if (c < 0)
+            if (c < 0 || gw_watch_kind(link->watch, slot) != GW_WATCH_QUEUE)
                 continue;
             promtext_put(&o, "fibgw_queue_consumers{queue=\"");
             put_label(&o, gw_watch_name(link->watch, slot));
@@ -256,9 +256,21 @@ char *gw_metrics_render(gw_metrics_t *m, const gw_metrics_link_t *link,
                         "such queue, or no consumer on two reads at least "
                         "300 ms apart.");
         for (slot = 0; slot < n; slot++) {
-            if (gw_watch_consumers(link->watch, slot) < 0)
+            if (gw_watch_consumers(link->watch, slot) < 0 ||
+                gw_watch_kind(link->watch, slot) != GW_WATCH_QUEUE)
                 continue;
             promtext_put(&o, "fibgw_queue_no_server{queue=\"");
+            put_label(&o, gw_watch_name(link->watch, slot));
+            promtext_put(&o, "\"} %d\n", gw_watch_nobody(link->watch, slot));
+        }
+        promtext_family(&o, "fibgw_exchange_missing", "gauge",
+                        "1 while an exchange a route publishes to does not "
+                        "exist (its calls get 504 no_server).");
+        for (slot = 0; slot < n; slot++) {
+            if (gw_watch_consumers(link->watch, slot) < 0 ||
+                gw_watch_kind(link->watch, slot) != GW_WATCH_EXCHANGE)
+                continue;
+            promtext_put(&o, "fibgw_exchange_missing{exchange=\"");
             put_label(&o, gw_watch_name(link->watch, slot));
             promtext_put(&o, "\"} %d\n", gw_watch_nobody(link->watch, slot));
         }

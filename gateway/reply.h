@@ -30,7 +30,6 @@ typedef struct {
     int64_t i; /* GW_HVAL_INT: any AMQP integer type */
 } gw_hval_t;
 
-
 /* gw_reply_parse: classify a reply.  content_type may be NULL (the tutorial's
  * server sends none).  Fills *out; never fails.  The size cap
  * (--max-reply-bytes) is the link's: it never keeps a longer body. */

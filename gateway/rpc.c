@@ -39,13 +39,30 @@
  * header section is smaller). */
 #define REPLY_HEADER_MAX 4096
 
+/* Publishing channels at once: the one in use, and old ones kept open
+ * for the replies of their calls (link.h, "Publishing channels"). */
+#define CHANNELS_MAX 8
+/* A publish the broker has not confirmed after this long makes us move
+ * to a new channel; so does a nack.  At most one move per ROTATE_MIN_MS. */
+#define UNCONFIRMED_MAX_MS 1000
+#define ROTATE_MIN_MS      1000
+
 /* A publish the broker has not confirmed yet (publisher confirms). */
 typedef struct {
     uint64_t tag;
+    int64_t sent_ms;
     uint8_t id[GW_ID_LEN]; /* its call's correlation id */
-    uint8_t publish;       /* a publish-mode call: the confirm ends it */
-    uint8_t settled;       /* confirmed out of order, waiting to be popped */
+    uint16_t channel;
+    uint8_t publish; /* a publish-mode call: the confirm ends it */
+    uint8_t settled; /* confirmed (or moot), waiting to be popped */
 } unconfirmed_t;
+
+/* A publishing channel and the calls published on it that wait. */
+typedef struct {
+    uint16_t channel; /* 0: a free entry */
+    size_t n;
+    gw_call_t *calls;
+} chan_t;
 
 struct gw_rpc {
     const gw_config_t *cfg;
@@ -73,6 +90,8 @@ struct gw_rpc {
     gw_idgen_t ids;
     unconfirmed_t *unconfirmed; /* a ring, oldest first */
     size_t unconf_cap, unconf_head, unconf_len;
+    chan_t chans[CHANNELS_MAX];
+    int64_t rotated_ms; /* when the last move to a new channel began */
     cm_backoff_t backoff;
     const char *last_node;  /* of the last connection, NULL before the first */
     int64_t drop_window_ms; /* when the current second of drop lines began */
@@ -82,8 +101,65 @@ struct gw_rpc {
 
 /* --- calls --------------------------------------------------------------- */
 
+static chan_t *chan_find(gw_rpc_t *rpc, uint16_t channel) {
+    size_t i;
+
+    for (i = 0; i < CHANNELS_MAX; i++)
+        if (rpc->chans[i].channel == channel && channel != 0)
+            return &rpc->chans[i];
+    return NULL;
+}
+
+/* Unconfirmed publishes of a channel that is gone or retired will never
+ * be confirmed: out of the ring's way. */
+static void unconfirmed_drop(gw_rpc_t *rpc, uint16_t channel) {
+    size_t i;
+
+    for (i = 0; i < rpc->unconf_len; i++) {
+        unconfirmed_t *u =
+            &rpc->unconfirmed[(rpc->unconf_head + i) % rpc->unconf_cap];
+
+        if (u->channel == channel)
+            u->settled = 1;
+    }
+    while (rpc->unconf_len > 0 && rpc->unconfirmed[rpc->unconf_head].settled) {
+        rpc->unconf_head = (rpc->unconf_head + 1) % rpc->unconf_cap;
+        rpc->unconf_len--;
+    }
+}
+
+/* Closes an old channel once no call waits on it. */
+static void chan_retire_if_idle(gw_rpc_t *rpc, chan_t *c) {
+    if (c->n > 0 || c->channel == gw_link_channel(rpc->link))
+        return;
+    unconfirmed_drop(rpc, c->channel);
+    if (gw_link_retire(rpc->link, c->channel) != 0)
+        cm_log_msg(CM_LOG_WARN, "amqp_channel_retire_failed");
+    c->channel = 0;
+}
+
+static void chan_unlink(gw_rpc_t *rpc, gw_call_t *call) {
+    chan_t *c = chan_find(rpc, call->channel);
+
+    if (c != NULL) {
+        if (call->ch_prev != NULL)
+            call->ch_prev->ch_next = call->ch_next;
+        else
+            c->calls = call->ch_next;
+        if (call->ch_next != NULL)
+            call->ch_next->ch_prev = call->ch_prev;
+        c->n--;
+    }
+    call->channel = 0;
+    call->ch_prev = call->ch_next = NULL;
+    if (c != NULL)
+        chan_retire_if_idle(rpc, c);
+}
+
 static void complete(gw_rpc_t *rpc, gw_call_t *call, gw_err_t err,
                      const char *detail) {
+    if (call->channel != 0)
+        chan_unlink(rpc, call);
     call->err = err;
     if (err != GW_E_OK) {
         free(call->body);
@@ -120,6 +196,15 @@ static void fail_all(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
 static void log_consumers(gw_rpc_t *rpc, int slot) {
     cm_log_t l;
 
+    if (gw_watch_kind(rpc->watch, (size_t)slot) == GW_WATCH_EXCHANGE) {
+        cm_log_begin(&l, CM_LOG_INFO, "exchange_checked");
+        cm_log_kv(&l, "exchange", "%s",
+                  gw_watch_name(rpc->watch, (size_t)slot));
+        cm_log_kv(&l, "missing", "%d",
+                  gw_watch_nobody(rpc->watch, (size_t)slot));
+        cm_log_end(&l);
+        return;
+    }
     cm_log_begin(&l, CM_LOG_INFO, "queue_consumers");
     cm_log_kv(&l, "queue", "%s", gw_watch_name(rpc->watch, (size_t)slot));
     cm_log_kv(&l, "consumers", "%d",
@@ -148,6 +233,7 @@ static void link_down(gw_rpc_t *rpc, gw_err_t err, const char *detail,
     gw_watch_reset(rpc->watch);
     atomic_store(&rpc->blocked, 0);
     rpc->unconf_head = rpc->unconf_len = 0;
+    memset(rpc->chans, 0, sizeof(rpc->chans)); /* the calls fail below */
     fail_all(rpc, err, detail);
 }
 
@@ -189,8 +275,9 @@ static int link_up(gw_rpc_t *rpc) {
 
 /* Remembers a publish until the broker confirms it.  Returns -1 when too
  * many are unconfirmed (the broker is not confirming). */
-static int unconfirmed_push(gw_rpc_t *rpc, uint64_t tag,
-                            const uint8_t id[GW_ID_LEN], int publish) {
+static int unconfirmed_push(gw_rpc_t *rpc, uint16_t channel, uint64_t tag,
+                            const uint8_t id[GW_ID_LEN], int publish,
+                            int64_t now) {
     unconfirmed_t *u;
 
     if (rpc->unconf_len == rpc->unconf_cap)
@@ -198,10 +285,54 @@ static int unconfirmed_push(gw_rpc_t *rpc, uint64_t tag,
     u = &rpc->unconfirmed[(rpc->unconf_head + rpc->unconf_len++) %
                           rpc->unconf_cap];
     u->tag = tag;
+    u->sent_ms = now;
     memcpy(u->id, id, GW_ID_LEN);
+    u->channel = channel;
     u->publish = (uint8_t)publish;
     u->settled = 0;
     return 0;
+}
+
+/* Remembers that call waits on channel (for its reply, or its confirm). */
+static void chan_add(gw_rpc_t *rpc, gw_call_t *call, uint16_t channel) {
+    chan_t *c = chan_find(rpc, channel);
+    size_t i;
+
+    for (i = 0; c == NULL && i < CHANNELS_MAX; i++)
+        if (rpc->chans[i].channel == 0) {
+            c = &rpc->chans[i];
+            c->channel = channel;
+        }
+    if (c == NULL) /* cannot happen: rotations wait for a free entry */
+        return;
+    call->channel = channel;
+    call->ch_prev = NULL;
+    call->ch_next = c->calls;
+    if (c->calls != NULL)
+        c->calls->ch_prev = call;
+    c->calls = call;
+    c->n++;
+}
+
+/* Moves publishing to a new channel (a nack, a publish never confirmed),
+ * at most once per ROTATE_MIN_MS.  Returns -1 when the connection
+ * failed. */
+static int rotate(gw_rpc_t *rpc, const char *why, int64_t now) {
+    size_t i, used = 0;
+    cm_log_t l;
+
+    if (gw_link_rotating(rpc->link) || now - rpc->rotated_ms < ROTATE_MIN_MS)
+        return 0;
+    for (i = 0; i < CHANNELS_MAX; i++)
+        used += rpc->chans[i].channel != 0;
+    if (used == CHANNELS_MAX)
+        return 0; /* old channels still wait for replies: not now */
+    rpc->rotated_ms = now;
+    cm_log_begin(&l, CM_LOG_WARN, "amqp_channel_rotating");
+    cm_log_kv(&l, "reason", "%s", why);
+    cm_log_kv(&l, "channel", "%u", gw_link_channel(rpc->link));
+    cm_log_end(&l);
+    return gw_link_rotate(rpc->link);
 }
 
 static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
@@ -210,6 +341,7 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
     uint8_t id[GW_ID_LEN];
     int64_t left = call->deadline_ms - now;
     gw_request_msg_t m;
+    uint16_t channel;
     int rc;
 
     gw_idgen_next(&rpc->ids, id);
@@ -242,6 +374,7 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
                  "RabbitMQ is not confirming what we publish");
         return 0;
     }
+    channel = gw_link_channel(rpc->link); /* not 0: start_calls saw to it */
     if (gw_pending_add(rpc->pending, id, call->deadline_ms, call) != 0) {
         complete(rpc, call, GW_E_OVERLOADED, "too many calls in flight");
         return 0;
@@ -251,8 +384,9 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
         gw_pending_take(rpc->pending, id); /* the caller completes it */
         return rc;
     }
-    unconfirmed_push(rpc, gw_publisher_tag(rpc->pub), id,
-                     route->mode == GW_MODE_PUBLISH);
+    unconfirmed_push(rpc, channel, gw_publisher_tag(rpc->pub), id,
+                     route->mode == GW_MODE_PUBLISH, now);
+    chan_add(rpc, call, channel);
     return 0;
 }
 
@@ -272,6 +406,12 @@ static void start_calls(gw_rpc_t *rpc) {
         if (atomic_load(&rpc->blocked)) {
             complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
                      "RabbitMQ is blocking publishers (resource alarm)");
+            continue;
+        }
+        if (gw_link_channel(rpc->link) == 0) {
+            complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
+                     "RabbitMQ closed the publishing channel; a new one is "
+                     "being opened");
             continue;
         }
         if (published++ % GW_STALL_CHECK_EVERY == 0 &&
@@ -533,6 +673,8 @@ static void on_confirm(gw_rpc_t *rpc, const gw_link_event_t *ev, int ack) {
         unconfirmed_t *u =
             &rpc->unconfirmed[(rpc->unconf_head + i) % rpc->unconf_cap];
 
+        if (u->channel != ev->channel)
+            continue;
         if (u->tag > ev->tag)
             break;
         if (!u->settled && (ev->multiple || u->tag == ev->tag)) {
@@ -548,10 +690,87 @@ static void on_confirm(gw_rpc_t *rpc, const gw_link_event_t *ev, int ack) {
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_WARN, "amqp_nack");
+        cm_log_kv(&l, "channel", "%u", ev->channel);
         cm_log_kv(&l, "tag", "%llu", (unsigned long long)ev->tag);
         cm_log_kv(&l, "multiple", "%d", ev->multiple);
         cm_log_end(&l);
     }
+}
+
+/* Publishing moved to a new channel: the old one closes once its calls
+ * are done. */
+static void on_rotated(gw_rpc_t *rpc, const gw_link_event_t *ev) {
+    chan_t *old = chan_find(rpc, ev->old_channel);
+    cm_log_t l;
+
+    cm_log_begin(&l, CM_LOG_INFO, "amqp_channel_rotated");
+    cm_log_kv(&l, "from", "%u", ev->old_channel);
+    cm_log_kv(&l, "to", "%u", ev->channel);
+    cm_log_kv(&l, "waiting_on_old", "%zu", old != NULL ? old->n : 0);
+    cm_log_end(&l);
+    if (old != NULL)
+        chan_retire_if_idle(rpc, old);
+    else if (ev->old_channel != 0) {
+        unconfirmed_drop(rpc, ev->old_channel);
+        if (gw_link_retire(rpc->link, ev->old_channel) != 0)
+            cm_log_msg(CM_LOG_WARN, "amqp_channel_retire_failed");
+    }
+}
+
+/* The broker closed a publishing channel (or cancelled its reply
+ * consumer): the replies of its calls cannot come. */
+static void on_channel_lost(gw_rpc_t *rpc, const gw_link_event_t *ev) {
+    chan_t *c = chan_find(rpc, ev->channel);
+    gw_call_t *call = NULL, *next;
+    uint8_t id[GW_ID_LEN];
+
+    unconfirmed_drop(rpc, ev->channel);
+    /* most likely an exchange that went away: look again now */
+    gw_watch_recheck(rpc->watch, GW_WATCH_EXCHANGE);
+    if (c != NULL) { /* its calls, off the channel's books */
+        call = c->calls;
+        c->channel = 0;
+        c->calls = NULL;
+        c->n = 0;
+    }
+    for (; call != NULL; call = next) {
+        next = call->ch_next;
+        call->channel = 0;
+        /* out of the table too, so a late reply finds nothing */
+        if (gw_id_parse(call->correlation_id, strlen(call->correlation_id),
+                        id) == 0)
+            gw_pending_take(rpc->pending, id);
+        complete(rpc, call, GW_E_CONNECTION_LOST,
+                 "RabbitMQ closed the channel the call was published on");
+    }
+    /* Still open on the broker's side (only its reply consumer went):
+     * close it. */
+    if (!ev->closed && gw_link_retire(rpc->link, ev->channel) != 0)
+        cm_log_msg(CM_LOG_WARN, "amqp_channel_retire_failed");
+}
+
+/* A nack, or a publish on the channel in use that the broker has not
+ * confirmed for too long: that channel may point at a dead queue leader
+ * (link.h): move to a new one. */
+static int check_confirms(gw_rpc_t *rpc, int64_t now) {
+    uint16_t channel = gw_link_channel(rpc->link);
+    size_t i;
+
+    if (channel == 0) /* lost, and its replacement failed to open */
+        return gw_link_rotating(rpc->link)
+                   ? 0
+                   : rotate(rpc, "no publishing channel", now);
+    for (i = 0; i < rpc->unconf_len; i++) {
+        const unconfirmed_t *u =
+            &rpc->unconfirmed[(rpc->unconf_head + i) % rpc->unconf_cap];
+
+        if (u->settled || u->channel != channel)
+            continue;
+        if (now - u->sent_ms < UNCONFIRMED_MAX_MS)
+            return 0;
+        return rotate(rpc, "a publish not confirmed within 1 s", now);
+    }
+    return 0;
 }
 
 /* Handles what the broker has sent, without blocking.  Returns -1 when the
@@ -584,8 +803,21 @@ static int read_events(gw_rpc_t *rpc, char *why, size_t why_size) {
             log_consumers(rpc, ev.slot);
             break;
         case GW_LINK_ACK:
+            on_confirm(rpc, &ev, 1);
+            break;
         case GW_LINK_NACK:
-            on_confirm(rpc, &ev, ev.kind == GW_LINK_ACK);
+            on_confirm(rpc, &ev, 0);
+            if (ev.channel == gw_link_channel(rpc->link) &&
+                rotate(rpc, "nack", cm_now_ms()) != 0) {
+                snprintf(why, why_size, LOST);
+                return -1;
+            }
+            break;
+        case GW_LINK_ROTATED:
+            on_rotated(rpc, &ev);
+            break;
+        case GW_LINK_CHANNEL_LOST:
+            on_channel_lost(rpc, &ev);
             break;
         }
     }
@@ -646,7 +878,8 @@ static void *rpc_main(void *arg) {
          * win over the timeout. */
         expire_calls(rpc, cm_now_ms());
         if (read_events(rpc, why, sizeof(why)) != 0 ||
-            gw_link_tick(rpc->link, cm_now_ms()) != 0) {
+            gw_link_tick(rpc->link, cm_now_ms()) != 0 ||
+            check_confirms(rpc, cm_now_ms()) != 0) {
             link_down(rpc, GW_E_CONNECTION_LOST, LOST, why);
             continue;
         }
@@ -733,8 +966,8 @@ gw_err_t gw_rpc_admit(gw_rpc_t *rpc, int watch) {
     return GW_E_OK;
 }
 
-int gw_rpc_watch(gw_rpc_t *rpc, const char *queue) {
-    int slot = gw_watch_add(rpc->watch, queue);
+int gw_rpc_watch(gw_rpc_t *rpc, gw_watch_kind_t kind, const char *name) {
+    int slot = gw_watch_add(rpc->watch, kind, name);
 
     gw_mailbox_wake(rpc->mailbox); /* count it soon */
     return slot;
@@ -744,7 +977,8 @@ int gw_rpc_consumers(gw_rpc_t *rpc, const char *queue) {
     size_t slot, n = gw_watch_count(rpc->watch);
 
     for (slot = 0; slot < n; slot++)
-        if (strcmp(gw_watch_name(rpc->watch, slot), queue) == 0)
+        if (gw_watch_kind(rpc->watch, slot) == GW_WATCH_QUEUE &&
+            strcmp(gw_watch_name(rpc->watch, slot), queue) == 0)
             return gw_watch_consumers(rpc->watch, slot);
     return -2;
 }

@@ -10,6 +10,7 @@
 #include "call.h"
 #include "config.h"
 #include "metrics.h"
+#include "watch.h"
 
 typedef struct gw_rpc gw_rpc_t;
 
@@ -30,9 +31,10 @@ int gw_rpc_start(gw_rpc_t *rpc);
  * must then gw_rpc_submit), or the error to answer at once: SHUTTING_DOWN,
  * BROKER_UNAVAILABLE, NO_SERVER or OVERLOADED. */
 gw_err_t gw_rpc_admit(gw_rpc_t *rpc, int watch);
-/* Watches queue's consumers from now on (any thread).  Returns its watch
- * slot for gw_rpc_admit, or -1 when too many queues are watched. */
-int gw_rpc_watch(gw_rpc_t *rpc, const char *queue);
+/* Watches a queue's consumers (or whether an exchange exists) from now
+ * on (any thread).  Returns its watch slot for gw_rpc_admit, or -1 when
+ * too many are watched. */
+int gw_rpc_watch(gw_rpc_t *rpc, gw_watch_kind_t kind, const char *name);
 /* The last consumer count read of queue (-1: unknown yet; -2: not
  * watched).  Any thread. */
 int gw_rpc_consumers(gw_rpc_t *rpc, const char *queue);

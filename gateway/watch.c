@@ -9,6 +9,7 @@
 
 typedef struct {
     char *name;           /* set once, before count makes the slot visible */
+    gw_watch_kind_t kind; /* likewise */
     atomic_int consumers; /* -1 unknown */
     atomic_int nobody;
     /* AMQP thread only */
@@ -48,22 +49,23 @@ void gw_watch_free(gw_watch_t *w) {
     free(w);
 }
 
-int gw_watch_add(gw_watch_t *w, const char *queue) {
+int gw_watch_add(gw_watch_t *w, gw_watch_kind_t kind, const char *name) {
     size_t i, n;
     int slot = -1;
 
     pthread_mutex_lock(&w->lock);
     n = atomic_load(&w->count);
     for (i = 0; i < n; i++)
-        if (strcmp(w->slot[i].name, queue) == 0) {
+        if (w->slot[i].kind == kind && strcmp(w->slot[i].name, name) == 0) {
             slot = (int)i;
             goto out;
         }
     if (n == GW_WATCH_MAX)
         goto out;
-    w->slot[n].name = strdup(queue);
+    w->slot[n].name = strdup(name);
     if (w->slot[n].name == NULL)
         goto out;
+    w->slot[n].kind = kind;
     w->slot[n].next_ms = 0;         /* read it at once */
     atomic_store(&w->count, n + 1); /* publishes the name */
     slot = (int)n;
@@ -78,6 +80,10 @@ size_t gw_watch_count(const gw_watch_t *w) {
 
 const char *gw_watch_name(const gw_watch_t *w, size_t slot) {
     return w->slot[slot].name;
+}
+
+gw_watch_kind_t gw_watch_kind(const gw_watch_t *w, size_t slot) {
+    return w->slot[slot].kind;
 }
 
 int gw_watch_consumers(const gw_watch_t *w, size_t slot) {
@@ -97,7 +103,11 @@ int gw_watch_record(gw_watch_t *w, size_t slot, int consumers, int missing,
 
     if (missing)
         consumers = 0;
-    if (consumers > 0) {
+    if (s->kind == GW_WATCH_EXCHANGE && !missing) {
+        consumers = 1; /* it exists: that is all there is to know */
+        s->zero_since = 0;
+        s->next_ms = now + GW_WATCH_SOME_MS;
+    } else if (consumers > 0) {
         s->zero_since = 0;
         s->next_ms = now + GW_WATCH_SOME_MS;
     } else if (missing) {
@@ -129,6 +139,14 @@ int gw_watch_due(gw_watch_t *w, int64_t now, int64_t *next_ms) {
         }
     *next_ms = best;
     return best <= now ? due : -1;
+}
+
+void gw_watch_recheck(gw_watch_t *w, gw_watch_kind_t kind) {
+    size_t i, n = atomic_load(&w->count);
+
+    for (i = 0; i < n; i++)
+        if (w->slot[i].kind == kind)
+            w->slot[i].next_ms = 0;
 }
 
 void gw_watch_reset(gw_watch_t *w) {

@@ -1,6 +1,9 @@
 /* watch.h - the request queues whose consumers the gateway watches, so
  * that a call to a queue nobody consumes gets 504 no_server at once
- * instead of waiting for its timeout.
+ * instead of waiting for its timeout; and the exchanges routes publish
+ * to, so that a call to one that does not exist gets no_server too
+ * (publishing to it would make the broker close the channel, and every
+ * call waiting on that channel would fail).
  *
  * A zero is believed only when it lasts: while a quorum queue elects a new
  * leader its consumer count can read 0 for a moment, so a zero counts as
@@ -29,16 +32,20 @@ gw_watch_t *gw_watch_new(void);
 /* Frees it.  NULL is a no-op. */
 void gw_watch_free(gw_watch_t *w);
 
-/* The slot watching queue: the existing one, or a new one (unknown until
- * read).  Returns -1 when all GW_WATCH_MAX slots hold other queues.  Any
- * thread. */
-int gw_watch_add(gw_watch_t *w, const char *queue);
+typedef enum { GW_WATCH_QUEUE, GW_WATCH_EXCHANGE } gw_watch_kind_t;
+
+/* The slot watching queue (or exchange): the existing one, or a new one
+ * (unknown until read).  Returns -1 when all GW_WATCH_MAX slots hold
+ * others.  Any thread. */
+int gw_watch_add(gw_watch_t *w, gw_watch_kind_t kind, const char *name);
+gw_watch_kind_t gw_watch_kind(const gw_watch_t *w, size_t slot);
 /* Slots in use (any thread); their names never change. */
 size_t gw_watch_count(const gw_watch_t *w);
 const char *gw_watch_name(const gw_watch_t *w, size_t slot);
 
-/* The last count read (-1: unknown), and whether nobody consumes (a zero
- * that lasted, or no such queue): then calls get no_server.  Any thread. */
+/* The last count read (-1: unknown; an exchange: 1 when it exists), and
+ * whether nobody consumes (a zero that lasted, or no such queue or
+ * exchange): then calls get no_server.  Any thread. */
 int gw_watch_consumers(const gw_watch_t *w, size_t slot);
 int gw_watch_nobody(const gw_watch_t *w, size_t slot);
 
@@ -51,6 +58,8 @@ int gw_watch_record(gw_watch_t *w, size_t slot, int consumers, int missing,
 /* The slot whose next read is due at now, earliest first, or -1; *next_ms
  * gets when the earliest read falls due (INT64_MAX: none). */
 int gw_watch_due(gw_watch_t *w, int64_t now, int64_t *next_ms);
+/* Every slot of kind due for a read at once (what is known stays). */
+void gw_watch_recheck(gw_watch_t *w, gw_watch_kind_t kind);
 /* The connection is gone: every count unknown, every read due at once. */
 void gw_watch_reset(gw_watch_t *w);
 

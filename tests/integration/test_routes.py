@@ -52,6 +52,8 @@ ECHO_Q = "fibrpc_routes_echo"
 AUDIT_Q = "fibrpc_routes_audit"
 FULL_Q = "fibrpc_routes_full"
 EXCHANGE = "fibrpc_routes_images"
+VANISH_X = "fibrpc_routes_vanish"
+VANISH_Q = "fibrpc_routes_vanish_q"
 RESIZE_Q = "fibrpc_routes_resize_200"
 WANT = ["x-want-status", "x-want-status-text", "x-want-type", "x-want-meta",
         "x-want-error", "accept-language"]
@@ -78,6 +80,10 @@ def routes(extra=()):
          "mode": "publish", "forward_headers": ["x-tenant"]},
         {"name": "full", "method": "POST", "path": "/v1/full", "queue": FULL_Q,
          "mode": "publish"},
+        {"name": "ghost", "method": "POST", "path": "/v1/ghost",
+         "exchange": "fibrpc_routes_ghost", "routing_key": "x"},
+        {"name": "vanish", "method": "POST", "path": "/v1/vanish",
+         "exchange": VANISH_X, "routing_key": "v", "mode": "publish"},
     ]
     return {"routes": table + list(extra)}
 
@@ -367,6 +373,50 @@ class ExchangeTest(unittest.TestCase):
                 harness.assert_problem(self, r, 400, "invalid_param")
 
 
+class MissingExchangeTest(unittest.TestCase):
+    def test_a_missing_exchange_is_no_server_and_harms_no_other_call(self):
+        r = post("/v1/ghost", b"x")
+        harness.assert_problem(self, r, 504, "no_server")
+        self.assertIn("no exchange named 'fibrpc_routes_ghost'", r.json["detail"])
+        self.assertEqual(GW.events("amqp_channel_closed"), [])
+        self.assertEqual(harness.get(GW.port, "/fib/12").status, 200)
+
+    def test_an_exchange_deleted_under_the_gateway_costs_one_channel(self):
+        """The gateway learns an exchange is gone within a second; a
+        publish in between makes the broker close the publishing channel.
+        The calls waiting on it fail (502), a new channel takes over at
+        once, and the connection stays up."""
+        lost = None
+        for attempt in range(5):
+            with ENV.broker.connect() as conn:
+                ch = conn.channel()
+                ch.exchange_declare(VANISH_X, "direct")
+                ch.queue_declare(VANISH_Q, durable=True)
+                ch.queue_bind(VANISH_Q, VANISH_X, "v")
+            deadline = time.monotonic() + 10
+            while post("/v1/vanish", b"x").status != 202:
+                self.assertLess(time.monotonic(), deadline, "the route never worked")
+                time.sleep(0.05)
+            with ENV.broker.connect() as conn:
+                conn.channel().exchange_delete(VANISH_X)
+            r = post("/v1/vanish", b"y")  # before the gateway's next look
+            if r.status == 502:
+                lost = r
+                break
+            harness.assert_problem(self, r, 504, "no_server")  # it looked first
+        self.assertIsNotNone(lost, "never published into the deleted exchange")
+        harness.assert_problem(self, lost, 502, "connection_lost")
+        GW.wait_events("amqp_channel_closed", timeout=10)
+        GW.wait_events("amqp_channel_rotated", timeout=10)
+        for n in (20, 21, 22):
+            r = harness.get(GW.port, f"/fib/{n}")
+            self.assertEqual(r.status, 200, harness.show(r))
+        # and it looks again at once: the route is no_server from then on
+        GW.wait_events("exchange_checked", exchange=VANISH_X, missing="1", timeout=10)
+        harness.assert_problem(self, post("/v1/vanish", b"z"), 504, "no_server")
+        self.assertEqual(GW.events("amqp_disconnected"), [], "the connection went")
+
+
 class PublishTest(unittest.TestCase):
     def get_message(self, queue):
         with ENV.broker.connect() as conn:
@@ -404,9 +454,13 @@ class PublishTest(unittest.TestCase):
         r = post("/v1/full", b"second")
         harness.assert_problem(self, r, 503, "not_queued")
         self.assertEqual(r.headers["Retry-After"], "1")
-        # other calls on the same channel are unaffected
-        r = harness.get(GW.port, "/fib/10")
-        self.assertEqual(r.status, 200, harness.show(r))
+        # A nack moves publishing to a new channel (a channel opened just
+        # after a node died can point at a dead queue leader); the calls
+        # go on there.
+        GW.wait_events("amqp_channel_rotated", timeout=20)
+        for n in (10, 11, 12):
+            r = harness.get(GW.port, f"/fib/{n}")
+            self.assertEqual(r.status, 200, harness.show(r))
 
     def test_no_consumer_needed_but_no_queue_is_no_server(self):
         self.assertEqual(ENV.broker.queue_info(AUDIT_Q)[1], 0)  # nobody consumes
@@ -539,7 +593,7 @@ class BadFileTest(unittest.TestCase):
         r = subprocess.run([harness.binary("rpc-gateway"), "--check-routes", ROUTES_FILE],
                            capture_output=True, text=True, timeout=30, env=harness.child_env())
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("8 routes, good", r.stdout)
+        self.assertIn(f"{len(routes()['routes'])} routes, good", r.stdout)
 
     def test_a_bad_file_at_start_refuses_to_start(self):
         name, content, want = BAD_FILES[3]

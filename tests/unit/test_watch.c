@@ -17,9 +17,10 @@ static void test_slots(void **state) {
 
     assert_non_null(w);
     assert_int_equal(gw_watch_count(w), 0);
-    assert_int_equal(gw_watch_add(w, "a"), 0);
-    assert_int_equal(gw_watch_add(w, "b"), 1);
-    assert_int_equal(gw_watch_add(w, "a"), 0); /* the same queue, one slot */
+    assert_int_equal(gw_watch_add(w, GW_WATCH_QUEUE, "a"), 0);
+    assert_int_equal(gw_watch_add(w, GW_WATCH_QUEUE, "b"), 1);
+    assert_int_equal(gw_watch_add(w, GW_WATCH_QUEUE, "a"),
+                     0); /* the same queue, one slot */
     assert_int_equal(gw_watch_count(w), 2);
     assert_string_equal(gw_watch_name(w, 1), "b");
     /* unknown until read: calls are admitted */
@@ -27,10 +28,11 @@ static void test_slots(void **state) {
     assert_false(gw_watch_nobody(w, 0));
     for (i = 2; i < GW_WATCH_MAX; i++) {
         snprintf(name, sizeof(name), "q%d", i);
-        assert_int_equal(gw_watch_add(w, name), i);
+        assert_int_equal(gw_watch_add(w, GW_WATCH_QUEUE, name), i);
     }
-    assert_int_equal(gw_watch_add(w, "one too many"), -1);
-    assert_int_equal(gw_watch_add(w, "a"), 0); /* a known one still is */
+    assert_int_equal(gw_watch_add(w, GW_WATCH_QUEUE, "one too many"), -1);
+    assert_int_equal(gw_watch_add(w, GW_WATCH_QUEUE, "a"),
+                     0); /* a known one still is */
     gw_watch_free(w);
     gw_watch_free(NULL);
 }
@@ -39,7 +41,7 @@ static void test_a_zero_must_last(void **state) {
     gw_watch_t *w = gw_watch_new();
     int64_t next;
 
-    gw_watch_add(w, "q");
+    gw_watch_add(w, GW_WATCH_QUEUE, "q");
     assert_true(gw_watch_record(w, 0, 2, 0, 1000));
     assert_int_equal(gw_watch_consumers(w, 0), 2);
     assert_false(gw_watch_record(w, 0, 2, 0, 2000)); /* nothing new */
@@ -73,7 +75,7 @@ static void test_a_zero_must_last(void **state) {
 static void test_missing_is_nobody_at_once(void **state) {
     gw_watch_t *w = gw_watch_new();
 
-    gw_watch_add(w, "gone");
+    gw_watch_add(w, GW_WATCH_QUEUE, "gone");
     assert_true(gw_watch_record(w, 0, 0, 1, 500));
     assert_true(gw_watch_nobody(w, 0));
     assert_int_equal(gw_watch_consumers(w, 0), 0);
@@ -84,8 +86,8 @@ static void test_due_earliest_first_and_reset(void **state) {
     gw_watch_t *w = gw_watch_new();
     int64_t next;
 
-    gw_watch_add(w, "a");
-    gw_watch_add(w, "b");
+    gw_watch_add(w, GW_WATCH_QUEUE, "a");
+    gw_watch_add(w, GW_WATCH_QUEUE, "b");
     /* both due at once when new */
     assert_true(gw_watch_due(w, 0, &next) >= 0);
     gw_watch_record(w, 0, 1, 0, 100); /* a: next at 1100 */
@@ -102,12 +104,30 @@ static void test_due_earliest_first_and_reset(void **state) {
     gw_watch_free(w);
 }
 
+static void test_exchanges(void **state) {
+    gw_watch_t *w = gw_watch_new();
+
+    assert_int_equal(gw_watch_add(w, GW_WATCH_QUEUE, "images"), 0);
+    /* an exchange and a queue of one name are two things */
+    assert_int_equal(gw_watch_add(w, GW_WATCH_EXCHANGE, "images"), 1);
+    assert_int_equal(gw_watch_kind(w, 1), GW_WATCH_EXCHANGE);
+    assert_true(gw_watch_record(w, 1, 0, 0, 100)); /* declare-ok: exists */
+    assert_int_equal(gw_watch_consumers(w, 1), 1);
+    assert_false(gw_watch_nobody(w, 1));
+    assert_true(gw_watch_record(w, 1, 0, 1, 200)); /* 404: gone, at once */
+    assert_true(gw_watch_nobody(w, 1));
+    assert_true(gw_watch_record(w, 1, 0, 0, 300)); /* back */
+    assert_false(gw_watch_nobody(w, 1));
+    gw_watch_free(w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slots),
         cmocka_unit_test(test_a_zero_must_last),
         cmocka_unit_test(test_missing_is_nobody_at_once),
         cmocka_unit_test(test_due_earliest_first_and_reset),
+        cmocka_unit_test(test_exchanges),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
