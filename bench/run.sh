@@ -14,7 +14,8 @@
 #   MANY=10000        connections (= calls in flight) of the many-waiting run
 #   LEAK_WARM=10000   requests before the first RSS reading of the leak run
 #   LEAK_REQUESTS=1000000  requests before the second
-#   SKIP_CEILING=1 SKIP_GATEWAY=1 SKIP_RAW=1 SKIP_HEAVY=1 SKIP_MANY=1 SKIP_LEAK=1
+#   SKIP_CEILING=1 SKIP_GATEWAY=1 SKIP_RAW=1 SKIP_CONFIRMS=1 SKIP_HEAVY=1
+#   SKIP_MANY=1 SKIP_LEAK=1
 #                     skip that part (ratios need both ceiling and gateway)
 #   PERF=1            perf record the gateway during the 64-connection run
 #   BUILD_DIR=build   where to build (Release);  OUT_DIR=bench/out  logs
@@ -403,6 +404,33 @@ phase_raw() {
     check_alive gw || true
 }
 
+# ================================================================ 3b. confirms
+
+# The fib route at 64 connections once more, from a gateway with publisher
+# confirms off: what confirms cost (the broker's work to confirm, our
+# bookkeeping), set against the 64-connection run of phase 2.
+phase_confirms() {
+    local port url
+    port=$(free_port)
+    start_gateway gw-noconf "$port" --confirms 0
+    wait_200 "$port"
+    url=http://127.0.0.1:$port/fib/10
+    say "3b. confirms off: wrk on /fib/10, 64 connections, ${DURATION}s (load $(load))"
+    run_child wrk -t2 -c64 -d"$WARMUP"s "$url" >/dev/null 2>&1 || true
+    PIDS[gw_saved]=${PIDS[gw]}
+    PIDS[gw]=${PIDS[gw-noconf]} # cpu_now reads the gateway as "gw"
+    cpu_mark
+    wrk_run wrk-noconf-c64 -t2 -c64 -d"$DURATION"s "$url"
+    cpu_per_call noconf_64 "$W_REQS"
+    PIDS[gw]=${PIDS[gw_saved]}
+    unset 'PIDS[gw_saved]'
+    R[noconf_rps_64]=$W_RPS R[noconf_p50_64]=$W_P50 R[noconf_p99_64]=$W_P99
+    R[noconf_bad_64]=$((W_NON2XX + W_SOCKERR)) R[noconf_load_64]=$(load)
+    say "   c=64: $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
+    check_alive gw-noconf || true
+    stop gw-noconf
+}
+
 # ================================================================ 4. heavy
 
 phase_heavy() {
@@ -578,6 +606,12 @@ summary() {
             printf '%-44s %12s %10s %10s  %s\n' "ratio raw route/fib route, 64 connections" "$(ratio raw_rps_64 gw_rps_64)" "" "" "target >= 0.9"
             printf '%-44s %s\n' "CPU per call (us), raw route at 64" "$(v cpu_raw_64)"
         fi
+        if [ -n "${R[noconf_rps_64]:-}" ]; then
+            printf '%-44s %12s %10s %10s  %s\n' "gateway, 64 connections, confirms off" \
+                "$(v noconf_rps_64)" "$(ms noconf_p50_64)" "$(ms noconf_p99_64)" "non-2xx+socket errors $(v noconf_bad_64); load ${R[noconf_load_64]}"
+            printf '%-44s %12s %10s %10s  %s\n' "ratio confirms on/off, 64 connections" "$(ratio gw_rps_64 noconf_rps_64)" "" "" "target >= 0.9"
+            printf '%-44s %s\n' "CPU per call (us), confirms off at 64" "$(v cpu_noconf_64)"
+        fi
         if [ -n "${R[heavy_rps_1]:-}" ]; then
             printf '%-44s %12s %10s %10s  %s\n' "heavy /fib/$HEAVY_N, 1 worker" "$(v heavy_rps_1)" "$(ms heavy_p50_1)" "" "errors $(v heavy_bad_1); load ${R[heavy_load_1]}"
             printf '%-44s %12s %10s %10s  %s\n' "heavy /fib/$HEAVY_N, 2 workers" "$(v heavy_rps_2)" "$(ms heavy_p50_2)" "" "errors $(v heavy_bad_2); load ${R[heavy_load_2]}"
@@ -623,6 +657,7 @@ JSON
     fi
     [ "${SKIP_GATEWAY:-0}" = 1 ] || phase_gateway
     if [ "${SKIP_GATEWAY:-0}" != 1 ] && [ "${SKIP_RAW:-0}" != 1 ] && alive gw; then phase_raw; fi
+    if [ "${SKIP_GATEWAY:-0}" != 1 ] && [ "${SKIP_CONFIRMS:-0}" != 1 ]; then phase_confirms; fi
     if [ "${SKIP_HEAVY:-0}" != 1 ] && alive gw; then phase_heavy; fi
     stop gw
     [ "${SKIP_MANY:-0}" = 1 ] || phase_many

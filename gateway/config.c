@@ -93,6 +93,11 @@ static const setting_t settings[] = {
     {{"heartbeat-s", "AMQP_HEARTBEAT_S", "10", "N",
       "AMQP heartbeat interval (0: off)"},
      {OPT_UINT, 0, 600, CFG(heartbeat_s)}},
+    {{"confirms", "GATEWAY_CONFIRMS", "1", "0|1",
+      "publisher confirms: a message the broker refuses is 503 not_queued "
+      "at once, and a channel that stops confirming is replaced; publish-"
+      "mode routes need them (0: off, for measuring what they cost)"},
+     {OPT_UINT, 0, 1, CFG(confirms)}},
     {{"max-reply-bytes", "GATEWAY_MAX_REPLY_BYTES",
       CM_STR(GW_DEFAULT_MAX_REPLY_BYTES), "N",
       "a worker's reply over this many bytes gets its caller 502 bad_reply "

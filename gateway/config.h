@@ -28,6 +28,7 @@ typedef struct {
     unsigned header_timeout_s;       /* a request head must arrive within */
     unsigned max_connections_per_ip; /* 0 at load: a tenth of the limit */
     unsigned heartbeat_s;            /* AMQP heartbeat */
+    unsigned confirms;               /* publisher confirms: 1 on, 0 off */
     unsigned max_reply_bytes;        /* a longer reply is not read: 502 */
     char log_level[16];              /* debug, info, warn, error */
     char routes[1024];               /* --routes FILE; "": the one fib route */

@@ -431,8 +431,9 @@ int gw_link_open(gw_link_t *link) {
         goto fail;
     /* Confirms: a refused publish is answered at once (503), and the
      * broker tells us when it has taken each one. */
-    if (amqp_confirm_select(link->conn, CH_RPC) == NULL ||
-        failed(link, "confirm.select"))
+    if (link->cfg->confirms &&
+        (amqp_confirm_select(link->conn, CH_RPC) == NULL ||
+         failed(link, "confirm.select")))
         goto fail;
     link->check = CHECK_CLOSED;
     gw_watch_reset(link->watch);
@@ -543,6 +544,20 @@ const char *gw_link_node(const gw_link_t *link) {
 
 /* --- what comes in ------------------------------------------------------- */
 
+/* The new publishing channel is ready: publishing moves there.  Returns
+ * 1 with the ROTATED event. */
+static int new_channel_ready(gw_link_t *link, gw_link_event_t *ev) {
+    memset(ev, 0, sizeof(*ev));
+    ev->kind = GW_LINK_ROTATED;
+    ev->channel = link->new_ch;
+    ev->old_channel = link->pub_ch; /* 0: it was lost */
+    link->pub_ch = link->new_ch;
+    link->new_ch = 0;
+    gw_publisher_attach(link->pub, link->conn, link->pub_ch,
+                        node(link)->info.ssl);
+    return 1;
+}
+
 /* Handles a method that is not a delivery.  Returns 1 with *ev filled, 0
  * when it makes no event, -1 when the connection must be dropped (the
  * reason in why). */
@@ -625,6 +640,8 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
         if (f->channel == link->new_ch && link->new_state == NEW_CONSUMING) {
             amqp_confirm_select_t select = {0};
 
+            if (!link->cfg->confirms)
+                return new_channel_ready(link, ev);
             link->new_state = NEW_SELECTING;
             return amqp_send_method(link->conn, f->channel,
                                     AMQP_CONFIRM_SELECT_METHOD,
@@ -634,17 +651,8 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
         }
         return 0;
     case AMQP_CONFIRM_SELECT_OK_METHOD:
-        if (f->channel == link->new_ch && link->new_state == NEW_SELECTING) {
-            memset(ev, 0, sizeof(*ev));
-            ev->kind = GW_LINK_ROTATED;
-            ev->channel = link->new_ch;
-            ev->old_channel = link->pub_ch; /* 0: it was lost */
-            link->pub_ch = link->new_ch;
-            link->new_ch = 0;
-            gw_publisher_attach(link->pub, link->conn, link->pub_ch,
-                                node(link)->info.ssl);
-            return 1;
-        }
+        if (f->channel == link->new_ch && link->new_state == NEW_SELECTING)
+            return new_channel_ready(link, ev);
         return 0;
     case AMQP_QUEUE_DECLARE_OK_METHOD:
         if (f->channel == CH_CHECK && link->check == CHECK_WAITING) {

@@ -42,6 +42,20 @@ static gw_routes_t *load_routes(const gw_config_t *cfg) {
     if (cfg->routes[0] == '\0')
         return gw_routes_default(cfg->queue);
     t = gw_routes_load(cfg->routes, errors, sizeof(errors));
+    if (t != NULL && !cfg->confirms) {
+        size_t i;
+
+        for (i = 0; i < gw_routes_count(t); i++)
+            if (gw_routes_at(t, i)->mode == GW_MODE_PUBLISH) {
+                snprintf(errors, sizeof(errors),
+                         "route '%s': mode publish answers 202 once the "
+                         "broker confirms: it needs --confirms 1\n",
+                         gw_routes_at(t, i)->name);
+                gw_routes_free(t);
+                t = NULL;
+                break;
+            }
+    }
     if (t != NULL)
         return t;
     for (line = strtok_r(errors, "\n", &save); line != NULL;

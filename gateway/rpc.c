@@ -384,8 +384,9 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
         gw_pending_take(rpc->pending, id); /* the caller completes it */
         return rc;
     }
-    unconfirmed_push(rpc, channel, gw_publisher_tag(rpc->pub), id,
-                     route->mode == GW_MODE_PUBLISH, now);
+    if (rpc->cfg->confirms)
+        unconfirmed_push(rpc, channel, gw_publisher_tag(rpc->pub), id,
+                         route->mode == GW_MODE_PUBLISH, now);
     chan_add(rpc, call, channel);
     return 0;
 }

@@ -595,6 +595,28 @@ class BadFileTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn(f"{len(routes()['routes'])} routes, good", r.stdout)
 
+    def test_confirms_off(self):
+        """--confirms 0: calls work without them; a publish-mode route
+        (202 once confirmed) cannot, so such a file is refused."""
+        p = harness.Proc("rpc-gateway-noconfirms", [
+            harness.binary("rpc-gateway"), "--amqp-url", ENV.url,
+            "--listen", f"127.0.0.1:{harness.free_port()}", "--confirms", "0",
+            "--routes", ROUTES_FILE], ENV.dir)
+        self.assertEqual(p.wait(30), 1, p.log_tail())
+        self.assertTrue(any("route 'audit': mode publish" in e.get("error", "") and
+                            "--confirms 1" in e.get("error", "")
+                            for e in p.events("routes_refused")), p.log_tail())
+        path = self.write("no publish", {"routes": [
+            r for r in routes()["routes"] if r.get("mode") != "publish"]})
+        gw = ENV.start_gateway(args=["--confirms", "0", "--routes", path],
+                               ready_path="/fib/5")
+        r = post("/v1/upper", b"abc", {"Content-Type": "text/plain"})
+        self.assertEqual(r.status, 200, harness.show(r))  # on GW: unaffected
+        r = harness.http_request(gw.port, "POST", "/v1/upper", body=b"abc",
+                                 headers={"Content-Type": "text/plain"})
+        self.assertEqual((r.status, r.body), (200, b"ABC"), harness.show(r))
+        ENV.stop_proc(gw)
+
     def test_a_bad_file_at_start_refuses_to_start(self):
         name, content, want = BAD_FILES[3]
         path = self.write(name, content)
