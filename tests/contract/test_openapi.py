@@ -227,7 +227,7 @@ class A_WorkerTest(Base):
     @classmethod
     def setUpClass(cls):
         cls.gw = start_gateway("contract_fib")
-        ENV.wait_http(cls.gw, "/readyz", 200)
+        ENV.wait_consumers_seen(cls.gw)
 
     @classmethod
     def tearDownClass(cls):
@@ -306,7 +306,7 @@ class B_ScriptedTest(Base):
         cls.server = contract.ScriptedServer(ENV.url, "contract_scripted",
                                              lambda n: cls.SCRIPT.get(n)).start_and_wait()
         cls.gw = start_gateway("contract_scripted", args=("--max-inflight", "1"))
-        ENV.wait_http(cls.gw, "/readyz", 200)
+        ENV.wait_consumers_seen(cls.gw)
 
     @classmethod
     def tearDownClass(cls):
@@ -363,8 +363,11 @@ class C_NoServerTest(Base):
     def test_fib_504_no_server(self):
         self.via("strict", "GET", "/fib/10", 504, "no_server")
 
-    def test_readyz_503_no_server(self):
-        self.via("strict", "GET", "/readyz", 503, "no_server")
+    def test_readyz_200_without_workers(self):
+        # Ready is the gateway's own link: no worker is 504 no_server per
+        # call, not an unready gateway.
+        r = self.via("strict", "GET", "/readyz", 200)
+        self.assertEqual(r.json["consumers"], 0, harness.show(r))
 
     def test_healthz_still_200(self):
         self.via("strict", "GET", "/healthz", 200)
