@@ -10,9 +10,10 @@ plus error="invalid_token" for a wrong token and error="invalid_request"
 for a malformed header; before routing, so without a token nobody learns
 which paths exist.  Tokens come from scripts/make-token.sh (sha256sum), so
 a token that works also proves the gateway's own SHA-256 agrees with
-coreutils'.  SIGHUP re-reads the file: a good one replaces the set, a bad
-one is refused (logged with its line) and the old set stays; callers whose
-token is in both sets are never refused while sets are swapped under load.
+coreutils'; the one-liner README shows makes working tokens too.  SIGHUP
+re-reads the file: a good one replaces the set, a bad one is refused
+(logged with its line) and the old set stays; callers whose token is in
+both sets are never refused while sets are swapped under load.
 A bad file at start stops the gateway (exit 2).  Without tokens, a
 gateway listening beyond loopback says so loudly (level=warn
 msg=unauthenticated)."""
@@ -273,6 +274,28 @@ class ReloadTest(unittest.TestCase):
                          f"{results.count(401)} of {len(results)} refused")
         # And the last set is the one in force.
         self.assertEqual((self.status(BOB[0]), self.status(CAROL[0])), (401, 200))
+
+
+class MakeTokenTest(unittest.TestCase):
+    def test_readme_one_liner_makes_a_working_token(self):
+        """The one-liner README's "Security" shows, run as it is there."""
+        with open(os.path.join(harness.SOURCE_DIR, "README.md")) as f:
+            lines = [ln for ln in f.read().splitlines() if ln.startswith("t=fgw_$(openssl")]
+        self.assertEqual(len(lines), 1, "the one-liner is not in README.md")
+        d = os.path.join(ENV.dir, "one-liner")
+        os.makedirs(d)
+        r = subprocess.run(["bash", "-c", lines[0]], cwd=d, capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        token = r.stdout.strip()
+        self.assertRegex(token, r"^fgw_[A-Za-z0-9_-]{43}$")
+        path = os.path.join(d, "tokens.txt")
+        gw = ENV.start_gateway(args=["--auth-tokens-file", path], ready_path="/healthz")
+        try:
+            self.assertEqual(harness.get(gw.port, "/fib/1", headers=bearer(token)).status, 200)
+            self.assertEqual(harness.get(gw.port, "/fib/1").status, 401)
+        finally:
+            ENV.stop_proc(gw)
 
 
 class ExemptTest(unittest.TestCase):
