@@ -549,7 +549,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
         MHD_OPTION_URI_LOG_CALLBACK, on_request_line, h,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, /* */
+        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, /* then TLS, if on: */
         MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     h->starting = 0;
     if (h->daemon == NULL) {

@@ -46,9 +46,8 @@ static void log_file_error(const char *msg, const char *flag, const char *path,
 }
 
 static void free_pem(char *pem) {
-    if (pem != NULL) {
-        explicit_bzero(pem,
-                       strlen(pem)); /* the key: not left in freed memory */
+    if (pem != NULL) { /* a key is not left behind in freed memory */
+        explicit_bzero(pem, strlen(pem));
         free(pem);
     }
 }
@@ -85,13 +84,14 @@ static char *read_pem(const char *flag, const char *path, int key) {
     return pem;
 }
 
-/* --- SIGHUP: reloading ---------------------------------------------------- */
+/* --- SIGHUP: reloading ------------------------------------------------- */
 
 /* The token file again: a set that parses replaces the old one whole; one
  * that does not is refused, and the old set stays. */
 static void reload_tokens(const gw_config_t *cfg, gw_http_t *http) {
     char why[400];
     gw_auth_t *set;
+    size_t count;
     cm_log_t l;
 
     if (cfg->auth_tokens_file[0] == '\0')
@@ -106,13 +106,14 @@ static void reload_tokens(const gw_config_t *cfg, gw_http_t *http) {
         cm_log_end(&l);
         return;
     }
+    count = gw_auth_count(set);
+    /* Handed over before the line: a request after it sees the new set. */
+    gw_http_set_tokens(http, set);
     cm_log_begin(&l, CM_LOG_INFO, "reloaded");
     cm_log_kv(&l, "what", "auth_tokens");
     cm_log_kv(&l, "file", "%s", cfg->auth_tokens_file);
-    cm_log_kv(&l, "tokens", "%zu", gw_auth_count(set));
+    cm_log_kv(&l, "tokens", "%zu", count);
     cm_log_end(&l);
-    /* Logged first: a request that follows the line sees the new set. */
-    gw_http_set_tokens(http, set);
 }
 
 /* What SIGHUP re-reads.  Each step builds its new version whole and hands
@@ -124,8 +125,7 @@ static void reload(const gw_config_t *cfg, gw_http_t *http) {
     reload_tokens(cfg, http);
 }
 
-/* --- signals ---------------------------------------------------------------
- */
+/* --- signals ----------------------------------------------------------- */
 
 /* Waits for SIGTERM or SIGINT (returned), reloading on every SIGHUP. */
 static int wait_for_stop(const sigset_t *signals, const gw_config_t *cfg,
