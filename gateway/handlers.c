@@ -12,10 +12,15 @@
 #include <strings.h>
 
 #include "assets.h"
+#include "auth.h"
 #include "clock.h"
+#include "cors.h"
 #include "problem.h"
 
 #define JSON_TYPE "application/json"
+
+/* The realm named in WWW-Authenticate. */
+#define AUTH_REALM "Bearer realm=\"rpc-gateway\""
 
 /* --- small pieces -------------------------------------------------------- */
 
@@ -38,17 +43,70 @@ void gw_handler_begin(gw_handler_ctx_t *h, struct MHD_Connection *c,
         snprintf(call->traceparent, sizeof(call->traceparent), "%s", v);
 }
 
-/* Adds the common headers and queues resp (which it releases).  While
- * stopping, every answer closes its connection. */
+/* The methods a route answers: its 405's Allow, and what a preflight
+ * allows.  One place, so that routes with other methods change only it. */
+static const char *route_methods(gw_route_t route) {
+    (void)route;
+    return "GET, HEAD";
+}
+
+/* Is method one of route_methods(route)'s? */
+static int method_allowed(gw_route_t route, const char *method) {
+    const char *p = route_methods(route);
+    size_t len = strlen(method);
+
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+
+        if (end == NULL)
+            end = p + strlen(p);
+        if ((size_t)(end - p) == len && memcmp(p, method, len) == 0)
+            return 1;
+        p = *end == ',' ? end + 1 : end;
+        while (*p == ' ')
+            p++;
+    }
+    return 0;
+}
+
+/* A page on a listed origin may read the answer (and these headers of
+ * it); other origins get nothing, so their browsers refuse it. */
+static void cors_headers(struct MHD_Connection *c, const gw_handler_ctx_t *h,
+                         struct MHD_Response *resp) {
+    const char *origin;
+
+    if (h->cfg->cors.n == 0)
+        return;
+    /* Whether the CORS headers are there depends on Origin. */
+    MHD_add_response_header(resp, "Vary", "Origin");
+    origin = gw_cors_match(&h->cfg->cors, MHD_lookup_connection_value(
+                                              c, MHD_HEADER_KIND, "Origin"));
+    if (origin == NULL)
+        return;
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                            GW_CORS_EXPOSE_HEADERS);
+}
+
+/* Adds the common headers and queues resp (which it releases); type may
+ * be NULL (no body).  While stopping, every answer closes its
+ * connection. */
 static enum MHD_Result queue(struct MHD_Connection *c, req_t *r, int status,
                              const char *type, struct MHD_Response *resp) {
     enum MHD_Result ret;
 
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (type != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(resp, "X-Request-Id", r->call.request_id);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+                                route_methods(r->route));
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                r->challenge != NULL ? r->challenge
+                                                     : AUTH_REALM);
+    cors_headers(c, r->h, resp);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (r->h->draining || r->close || r->call.err == GW_E_SHUTTING_DOWN)
@@ -183,30 +241,29 @@ static enum MHD_Result start_fib(gw_handler_ctx_t *h, struct MHD_Connection *c,
 
 /* --- operations routes --------------------------------------------------- */
 
+/* Ready is this gateway's own state: connected to RabbitMQ and not
+ * stopping.  Not the workers: every gateway sees the same queue, so "no
+ * worker" would take them all out of a load balancer at once, and callers
+ * would get the balancer's error instead of 504 no_server (likewise a
+ * broker alarm: 503 broker_unavailable per call). */
 static enum MHD_Result readyz(gw_handler_ctx_t *h, struct MHD_Connection *c,
                               req_t *r, const char *url) {
     gw_metrics_link_t link;
-    char detail[320];
     json_t *ready;
     char *body;
 
     gw_rpc_link(h->rpc, &link);
     /* Not ready, whatever the reason, is 503: orchestrators key on it. */
-    if (!link.connected || link.blocked)
-        return respond_problem_as(
-            c, r, GW_E_BROKER_UNAVAILABLE, MHD_HTTP_SERVICE_UNAVAILABLE,
-            link.connected ? "RabbitMQ is blocking publishers"
-                           : "not connected to RabbitMQ",
-            url);
-    if (link.consumers <= 0) {
-        snprintf(detail, sizeof(detail), "no worker consumes queue '%s'",
-                 h->cfg->queue);
-        return respond_problem_as(c, r, GW_E_NO_SERVER,
-                                  MHD_HTTP_SERVICE_UNAVAILABLE, detail, url);
-    }
-    ready = json_pack("{s:s, s:s, s:i, s:I}", "status", "ready", "queue",
-                      h->cfg->queue, "consumers", link.consumers,
-                      "calls_in_flight", (json_int_t)link.inflight);
+    if (atomic_load(&h->unready))
+        return respond_problem(c, r, GW_E_SHUTTING_DOWN,
+                               "the gateway is stopping", url);
+    if (!link.connected)
+        return respond_problem(c, r, GW_E_BROKER_UNAVAILABLE,
+                               "not connected to RabbitMQ", url);
+    ready =
+        json_pack("{s:s, s:s, s:i, s:b, s:I}", "status", "ready", "queue",
+                  h->cfg->queue, "consumers", link.consumers, "blocked",
+                  link.blocked, "calls_in_flight", (json_int_t)link.inflight);
     body = ready != NULL ? json_dumps(ready, JSON_COMPACT) : NULL;
     json_decref(ready);
     if (body == NULL)
@@ -286,19 +343,95 @@ enum MHD_Result gw_handler_check_head(struct MHD_Connection *c, req_t *r,
     return respond_problem(c, r, GW_E_BAD_REQUEST, why, url);
 }
 
+/* --- access: CORS preflights and bearer tokens --------------------------- */
+
+/* A browser asking whether a page on another origin may make a request:
+ * OPTIONS with Access-Control-Request-Method, from a listed origin.  It
+ * carries no credentials, so it is answered before the token check. */
+static int is_preflight(gw_handler_ctx_t *h, struct MHD_Connection *c,
+                        const char *method) {
+    return strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0 &&
+           MHD_lookup_connection_value(
+               c, MHD_HEADER_KIND, "Access-Control-Request-Method") != NULL &&
+           gw_cors_match(&h->cfg->cors,
+                         MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                     "Origin")) != NULL;
+}
+
+static enum MHD_Result preflight(struct MHD_Connection *c, req_t *r) {
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods",
+                            route_methods(r->route));
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            GW_CORS_ALLOW_HEADERS);
+    MHD_add_response_header(resp, "Access-Control-Max-Age", GW_CORS_MAX_AGE);
+    return queue(c, r, MHD_HTTP_NO_CONTENT, NULL, resp);
+}
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind,
+                                    const char *key, const char *value) {
+    if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0)
+        (*(unsigned *)cls)++;
+    return MHD_YES;
+}
+
+/* NULL when the request may go on (no tokens configured, an exempt path,
+ * or a token of the set); else the 401's detail, with r->challenge set. */
+static const char *unauthorized(gw_handler_ctx_t *h, struct MHD_Connection *c,
+                                req_t *r, const char *url) {
+    unsigned count = 0;
+
+    if (h->cfg->auth_tokens_file[0] == '\0' ||
+        gw_auth_exempt(h->cfg->auth_exempt, url))
+        return NULL;
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &count);
+    switch (
+        gw_auth_check(gw_latest_get(&h->tokens),
+                      MHD_lookup_connection_value(
+                          c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+                      count)) {
+    case GW_AUTH_OK:
+        return NULL;
+    case GW_AUTH_MISSING: /* RFC 6750 3.1: no error code when none was sent */
+        r->challenge = AUTH_REALM;
+        return "a bearer token is required: Authorization: Bearer <token>";
+    case GW_AUTH_MALFORMED:
+        r->challenge = AUTH_REALM ", error=\"invalid_request\"";
+        return "the Authorization header is malformed: want one header, "
+               "Bearer <token>";
+    case GW_AUTH_REJECTED:
+    default:
+        r->challenge = AUTH_REALM ", error=\"invalid_token\"";
+        return "the bearer token is not valid";
+    }
+}
+
 enum MHD_Result gw_handler_route(gw_handler_ctx_t *h, struct MHD_Connection *c,
                                  req_t *r, const char *url,
                                  const char *method) {
     static const char healthz[] = "{\"status\":\"ok\"}";
     gw_route_t where = gw_request_route(url);
+    const char *denied;
+    char detail[96];
 
     r->route = where;
+    if (where != GW_ROUTE_NONE && is_preflight(h, c, method))
+        return preflight(c, r);
+    /* Before routing: without a token, nobody learns which paths exist. */
+    denied = unauthorized(h, c, r, url);
+    if (denied != NULL)
+        return respond_problem(c, r, GW_E_UNAUTHORIZED, denied, url);
     if (where == GW_ROUTE_NONE)
         return respond_problem(c, r, GW_E_NOT_FOUND, "no such resource", url);
-    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
-        strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return respond_problem(c, r, GW_E_METHOD_NOT_ALLOWED,
-                               "only GET and HEAD are allowed here", url);
+    if (!method_allowed(where, method)) {
+        snprintf(detail, sizeof(detail), "the methods allowed here are %s",
+                 route_methods(where));
+        return respond_problem(c, r, GW_E_METHOD_NOT_ALLOWED, detail, url);
+    }
     switch (where) {
     case GW_ROUTE_FIB:
         return start_fib(h, c, r, url);

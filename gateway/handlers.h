@@ -8,11 +8,13 @@
 #define GW_HANDLERS_H
 
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "call.h"
 #include "config.h"
 #include "ids.h"
+#include "latest.h"
 #include "metrics.h"
 #include "request.h"
 #include "rpc.h"
@@ -24,6 +26,10 @@ typedef struct {
     gw_metrics_t *metrics;
     gw_idgen_t ids; /* request ids */
     int draining;   /* stopping: every answer closes its connection */
+    /* The bearer-token set (gw_auth_t), when cfg->auth_tokens_file is
+     * set; main puts a new one on SIGHUP. */
+    gw_latest_t tokens;
+    atomic_int unready; /* main: the stop has begun; /readyz says 503 */
 } gw_handler_ctx_t;
 
 struct gw_conn; /* http.c's record of a connection */
@@ -41,6 +47,7 @@ typedef struct {
     int status;
     gw_route_t route;
     int64_t start_us;
+    const char *challenge; /* WWW-Authenticate of a 401 */
     char method[8];
     char path[96]; /* for the access log only */
 } req_t;

@@ -27,6 +27,7 @@ static const struct {
     {GW_E_INVALID_N, "invalid_n", 400},
     {GW_E_N_OUT_OF_RANGE, "n_out_of_range", 400},
     {GW_E_INVALID_TIMEOUT, "invalid_timeout", 400},
+    {GW_E_UNAUTHORIZED, "unauthorized", 401},
     {GW_E_NOT_FOUND, "not_found", 404},
     {GW_E_BAD_REQUEST, "bad_request", 400},
     {GW_E_METHOD_NOT_ALLOWED, "method_not_allowed", 405},
