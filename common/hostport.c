@@ -1,7 +1,9 @@
 /* hostport.c - HOST:PORT parsing for the listen flags. */
 #include "hostport.h"
 
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 
 int cm_parse_hostport(const char *s, char *host, size_t host_size,
                       uint16_t *port, unsigned min_port) {
@@ -30,5 +32,21 @@ int cm_parse_hostport(const char *s, char *host, size_t host_size,
     memcpy(host, h, hlen);
     host[hlen] = '\0';
     *port = (uint16_t)v;
+    return 0;
+}
+
+int cm_addr_is_loopback(const struct sockaddr *sa) {
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a =
+            &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+        return IN6_IS_ADDR_LOOPBACK(a) ||
+               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
     return 0;
 }

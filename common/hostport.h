@@ -13,4 +13,10 @@
 int cm_parse_hostport(const char *s, char *host, size_t host_size,
                       uint16_t *port, unsigned min_port);
 
+struct sockaddr;
+
+/* Does sa (AF_INET or AF_INET6) only reach this machine: 127.0.0.0/8,
+ * ::1, or ::ffff:127.0.0.0/104?  Wildcards (0.0.0.0, ::) are not. */
+int cm_addr_is_loopback(const struct sockaddr *sa);
+
 #endif

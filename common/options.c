@@ -148,3 +148,31 @@ int cm_read_secret(const char *path, char *buf, size_t size) {
     }
     return 0;
 }
+
+char *cm_read_file(const char *path, size_t max, size_t *len) {
+    FILE *f = fopen(path, "r");
+    char *buf;
+    size_t n;
+    int extra, err;
+
+    if (f == NULL)
+        return NULL;
+    buf = malloc(max + 1);
+    if (buf == NULL) {
+        fclose(f);
+        errno = ENOMEM;
+        return NULL;
+    }
+    n = fread(buf, 1, max, f);
+    err = ferror(f) ? errno : 0;
+    extra = fgetc(f);
+    fclose(f);
+    if (err != 0 || extra != EOF) {
+        free(buf);
+        errno = err != 0 ? err : EFBIG;
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}

@@ -49,6 +49,11 @@ cm_opts_result_t cm_options_parse(const char *prog, const char *version,
  * when it is empty). */
 int cm_read_secret(const char *path, char *buf, size_t size);
 
+/* Reads the whole file at path, at most max bytes, into a malloc'd buffer
+ * with a NUL after its *len bytes.  Returns it, or NULL (errno set; EFBIG
+ * when the file is larger than max). */
+char *cm_read_file(const char *path, size_t max, size_t *len);
+
 /* Decimal digits only (no sign, no spaces), from min to max.  Returns 0,
  * or -1 with *out unchanged. */
 int cm_parse_uint(const char *s, unsigned long min, unsigned long max,

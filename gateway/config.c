@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "fibrpc.h"
 #include "hostport.h"
 #include "options.h"
@@ -20,7 +21,13 @@
 #define GW_VERSION FIBRPC_VERSION
 #endif
 
-typedef enum { OPT_STR, OPT_URL_FILE, OPT_LISTEN, OPT_UINT } opt_kind_t;
+typedef enum {
+    OPT_STR,
+    OPT_URL_FILE,
+    OPT_LISTEN,
+    OPT_UINT,
+    OPT_CORS
+} opt_kind_t;
 
 /* What a setting's text becomes. */
 typedef struct {
@@ -106,6 +113,31 @@ static const setting_t settings[] = {
     {{"log-level", "GATEWAY_LOG_LEVEL", "info", "LEVEL",
       "debug, info (one line per request), warn or error"},
      {OPT_STR, 0, 0, CFG(log_level)}},
+    {{"tls-cert", "GATEWAY_TLS_CERT", NULL, "FILE",
+      "serve HTTPS (TLS 1.2 or newer) with this certificate chain (PEM); "
+      "needs --tls-key"},
+     {OPT_STR, 0, 0, CFG(tls_cert)}},
+    {{"tls-key", "GATEWAY_TLS_KEY", NULL, "FILE",
+      "the private key (PEM, not encrypted) of --tls-cert"},
+     {OPT_STR, 0, 0, CFG(tls_key)}},
+    {{"auth-tokens-file", "GATEWAY_AUTH_TOKENS_FILE", NULL, "FILE",
+      "require Authorization: Bearer <token>; FILE holds the SHA-256 of "
+      "each token (64 lowercase hex digits a line, '#' comments) and is "
+      "read again on SIGHUP"},
+     {OPT_STR, 0, 0, CFG(auth_tokens_file)}},
+    {{"auth-exempt", "GATEWAY_AUTH_EXEMPT", "/healthz,/readyz,/metrics",
+      "PATHS",
+      "paths served without a token: exact, separated by commas, or "
+      "'none'"},
+     {OPT_STR, 0, 0, CFG(auth_exempt)}},
+    {{"cors-origins", "GATEWAY_CORS_ORIGINS", NULL, "ORIGINS",
+      "let pages on these exact origins call the API from a browser "
+      "(https://app.example.com,...)"},
+     {OPT_CORS, 0, 0, CFG(cors)}},
+    {{"drain-delay-ms", "GATEWAY_DRAIN_DELAY_MS", "0", "N",
+      "on SIGTERM, /readyz turns 503 at once and the gateway serves on "
+      "this long before it stops accepting (a second signal ends it)"},
+     {OPT_UINT, 0, 600000, CFG(drain_delay_ms)}},
     {{"routes", "GATEWAY_ROUTES", NULL, "FILE",
       "the route table (JSON): which HTTP requests become which AMQP "
       "messages; re-read on SIGHUP.  Without it: GET /fib/{n} on --queue"},
@@ -155,6 +187,17 @@ static int set_opt(gw_config_t *cfg, const cm_opt_t *o, const field_t *f,
                               0) != 0)
             goto bad;
         return 0;
+    case OPT_CORS: {
+        char why[400];
+
+        if (v->value == NULL)
+            return 0;
+        if (gw_cors_parse(v->value, &cfg->cors, why, sizeof(why)) != 0) {
+            fprintf(stderr, "rpc-gateway: %s: %s\n", v->from, why);
+            return -1;
+        }
+        return 0;
+    }
     case OPT_UINT:
         if (cm_parse_uint(v->value, f->min, f->max, &n) != 0)
             goto bad;
@@ -235,6 +278,19 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv) {
                 "), which has %lu digits: raise it or lower --max-n\n",
                 cfg->max_reply_bytes, cfg->max_n, fib_digits(cfg->max_n));
         return 2;
+    }
+    if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0')) {
+        fprintf(stderr, "rpc-gateway: --tls-cert and --tls-key go together: "
+                        "give both, or neither\n");
+        return 2;
+    }
+    {
+        char why[1200];
+
+        if (gw_auth_exempt_valid(cfg->auth_exempt, why, sizeof(why)) != 0) {
+            fprintf(stderr, "rpc-gateway: --auth-exempt: %s\n", why);
+            return 2;
+        }
     }
     if (cfg->timeout_ms > cfg->max_timeout_ms) {
         fprintf(stderr,

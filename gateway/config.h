@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "cors.h"
 #include "urls.h"
 
 /* The per-call timeout when neither --timeout-ms nor ?timeout_ms= says. */
@@ -31,6 +32,12 @@ typedef struct {
     unsigned confirms;               /* publisher confirms: 1 on, 0 off */
     unsigned max_reply_bytes;        /* a longer reply is not read: 502 */
     char log_level[16];              /* debug, info, warn, error */
+    char tls_cert[1024];             /* PEM file; "" serves plain HTTP */
+    char tls_key[1024];              /* its private key's PEM file */
+    char auth_tokens_file[1024];     /* "" : no authentication */
+    char auth_exempt[1024];          /* paths served without a token */
+    gw_cors_t cors;                  /* n == 0: no CORS */
+    unsigned drain_delay_ms; /* on SIGTERM: unready, still serving, so long */
     char routes[1024];               /* --routes FILE; "": the one fib route */
     char check_routes[1024]; /* --check-routes FILE: check it and exit */
 } gw_config_t;

@@ -14,7 +14,9 @@
 #include <sys/socket.h>
 
 #include "assets.h"
+#include "auth.h"
 #include "clock.h"
+#include "cors.h"
 #include "gwrpc.h"
 #include "log.h"
 #include "problem.h"
@@ -24,6 +26,10 @@
 /* Request bodies held in memory at once, over all requests: past it, new
  * bodies get 503 (each route caps its own with max_body_bytes). */
 #define BODY_MEMORY_MAX ((size_t)256 * 1024 * 1024)
+/* The realm named in WWW-Authenticate. */
+#define AUTH_REALM "Bearer realm=\"rpc-gateway\""
+/* What the gateway's own endpoints take. */
+#define ENDPOINT_METHODS "GET, HEAD"
 
 /* --- the route table ----------------------------------------------------- */
 
@@ -116,6 +122,25 @@ void gw_handler_begin(gw_handler_ctx_t *h, struct MHD_Connection *c,
         snprintf(call->traceparent, sizeof(call->traceparent), "%s", v);
 }
 
+/* A page on a listed origin may read the answer (and these headers of
+ * it); other origins get nothing, so their browsers refuse it. */
+static void cors_headers(struct MHD_Connection *c, const gw_handler_ctx_t *h,
+                         struct MHD_Response *resp) {
+    const char *origin;
+
+    if (h->cfg->cors.n == 0)
+        return;
+    /* Whether the CORS headers are there depends on Origin. */
+    MHD_add_response_header(resp, "Vary", "Origin");
+    origin = gw_cors_match(&h->cfg->cors, MHD_lookup_connection_value(
+                                              c, MHD_HEADER_KIND, "Origin"));
+    if (origin == NULL)
+        return;
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                            GW_CORS_EXPOSE_HEADERS);
+}
+
 /* Adds the common headers and queues resp (which it releases).  type may
  * be NULL (no body type).  While stopping, every answer closes its
  * connection. */
@@ -132,7 +157,13 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_t *r, int status,
                                 "no-store");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
-                                r->allow[0] != '\0' ? r->allow : "GET, HEAD");
+                                r->allow[0] != '\0' ? r->allow
+                                                     : ENDPOINT_METHODS);
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                r->challenge != NULL ? r->challenge
+                                                     : AUTH_REALM);
+    cors_headers(c, r->h, resp);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE &&
         MHD_get_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER) == NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
@@ -582,31 +613,39 @@ static enum MHD_Result route_head(struct MHD_Connection *c, req_t *r,
 
 /* --- operations endpoints ------------------------------------------------ */
 
+/* Ready while connected and not stopping: with several gateways behind a
+ * load balancer, "no workers" must not pull them all (each call says
+ * 504 no_server itself).  The body reports the consumers it knows of:
+ * --queue's, and every watched queue's. */
 static enum MHD_Result readyz(gw_handler_ctx_t *h, struct MHD_Connection *c,
                               req_t *r, const char *url) {
     gw_metrics_link_t link;
-    char detail[320];
-    json_t *ready;
+    json_t *ready, *queues;
+    size_t slot, n;
     char *body;
     int consumers;
 
     gw_rpc_link(h->rpc, &link);
     /* Not ready, whatever the reason, is 503: orchestrators key on it. */
-    if (!link.connected || link.blocked)
-        return respond_problem_as(
-            c, r, GW_E_BROKER_UNAVAILABLE, MHD_HTTP_SERVICE_UNAVAILABLE,
-            link.connected ? "RabbitMQ is blocking publishers"
-                           : "not connected to RabbitMQ",
-            url);
+    if (atomic_load(&h->unready))
+        return respond_problem(c, r, GW_E_SHUTTING_DOWN,
+                               "the gateway is stopping", url);
+    if (!link.connected)
+        return respond_problem(c, r, GW_E_BROKER_UNAVAILABLE,
+                               "not connected to RabbitMQ", url);
     consumers = gw_rpc_consumers(h->rpc, h->cfg->queue);
-    if (consumers <= 0) {
-        snprintf(detail, sizeof(detail), "no worker consumes queue '%s'",
-                 h->cfg->queue);
-        return respond_problem_as(c, r, GW_E_NO_SERVER,
-                                  MHD_HTTP_SERVICE_UNAVAILABLE, detail, url);
-    }
-    ready = json_pack("{s:s, s:s, s:i, s:I}", "status", "ready", "queue",
-                      h->cfg->queue, "consumers", consumers, "calls_in_flight",
+    queues = json_object();
+    n = gw_watch_count(link.watch);
+    for (slot = 0; slot < n; slot++)
+        if (gw_watch_kind(link.watch, slot) == GW_WATCH_QUEUE &&
+            gw_watch_consumers(link.watch, slot) >= 0)
+            json_object_set_new(
+                queues, gw_watch_name(link.watch, slot),
+                json_integer(gw_watch_consumers(link.watch, slot)));
+    ready = json_pack("{s:s, s:s, s:i, s:o, s:b, s:I}", "status", "ready",
+                      "queue", h->cfg->queue, "consumers",
+                      consumers > 0 ? consumers : 0, "queues", queues,
+                      "blocked", link.blocked, "calls_in_flight",
                       (json_int_t)link.inflight);
     body = ready != NULL ? json_dumps(ready, JSON_COMPACT) : NULL;
     json_decref(ready);
@@ -661,6 +700,76 @@ static enum MHD_Result routes_json(gw_handler_ctx_t *h,
         return respond_problem(c, r, GW_E_INTERNAL, "out of memory", url);
     return respond(c, r, MHD_HTTP_OK, JSON_TYPE, body, strlen(body));
 }
+
+/* --- access: CORS preflights and bearer tokens --------------------------- */
+
+/* A browser asking whether a page on another origin may make a request:
+ * OPTIONS with Access-Control-Request-Method, from a listed origin.  It
+ * carries no credentials, so it is answered before the token check. */
+static int is_preflight(gw_handler_ctx_t *h, struct MHD_Connection *c,
+                        const char *method) {
+    return strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0 &&
+           MHD_lookup_connection_value(
+               c, MHD_HEADER_KIND, "Access-Control-Request-Method") != NULL &&
+           gw_cors_match(&h->cfg->cors,
+                         MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                     "Origin")) != NULL;
+}
+
+static enum MHD_Result preflight(struct MHD_Connection *c, req_t *r) {
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+
+    if (resp == NULL)
+        return MHD_NO;
+    /* OPTIONS matched no route, so allow holds the path's methods */
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods",
+                            r->allow[0] != '\0' ? r->allow
+                                                 : ENDPOINT_METHODS);
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            GW_CORS_ALLOW_HEADERS);
+    MHD_add_response_header(resp, "Access-Control-Max-Age", GW_CORS_MAX_AGE);
+    return queue(c, r, MHD_HTTP_NO_CONTENT, NULL, resp);
+}
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind,
+                                    const char *key, const char *value) {
+    if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0)
+        (*(unsigned *)cls)++;
+    return MHD_YES;
+}
+
+/* NULL when the request may go on (no tokens configured, an exempt path,
+ * or a token of the set); else the 401's detail, with r->challenge set. */
+static const char *unauthorized(gw_handler_ctx_t *h, struct MHD_Connection *c,
+                                req_t *r, const char *url) {
+    unsigned count = 0;
+
+    if (h->cfg->auth_tokens_file[0] == '\0' ||
+        gw_auth_exempt(h->cfg->auth_exempt, url))
+        return NULL;
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &count);
+    switch (
+        gw_auth_check(gw_latest_get(&h->tokens),
+                      MHD_lookup_connection_value(
+                          c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+                      count)) {
+    case GW_AUTH_OK:
+        return NULL;
+    case GW_AUTH_MISSING: /* RFC 6750 3.1: no error code when none was sent */
+        r->challenge = AUTH_REALM;
+        return "a bearer token is required: Authorization: Bearer <token>";
+    case GW_AUTH_MALFORMED:
+        r->challenge = AUTH_REALM ", error=\"invalid_request\"";
+        return "the Authorization header is malformed: want one header, "
+               "Bearer <token>";
+    case GW_AUTH_REJECTED:
+    default:
+        r->challenge = AUTH_REALM ", error=\"invalid_token\"";
+        return "the bearer token is not valid";
+    }
+}
+
 
 /* --- the head ------------------------------------------------------------ */
 
@@ -732,38 +841,62 @@ static enum MHD_Result no_route(struct MHD_Connection *c, req_t *r,
     return respond_problem(c, r, GW_E_METHOD_NOT_ALLOWED, detail, url);
 }
 
+/* Whether a body follows the head (Content-Length above 0, or chunked). */
+static int has_body(struct MHD_Connection *c) {
+    const char *cl = MHD_lookup_connection_value(
+        c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+    return (cl != NULL && strtoull(cl, NULL, 10) > 0) ||
+           MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                       MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
+               NULL;
+}
+
 enum MHD_Result gw_handler_check_head(gw_handler_ctx_t *h,
                                       struct MHD_Connection *c, req_t *r,
                                       const char *url, const char *method,
                                       const char *version) {
     const char *why = framing_problem(c, version);
-    const char *cl;
+    int body;
 
     if (why != NULL) {
         r->close = 1;
         return respond_problem(c, r, GW_E_BAD_REQUEST, why, url);
     }
     r->endpoint = gw_request_endpoint(url);
-    if (r->endpoint != GW_EP_ROUTE)
-        return MHD_YES; /* answered once the head and body are in */
-    r->table = h->table;
-    r->table->refs++;
-    r->match_err = gw_routes_match(r->table->routes, method, url, &r->match,
-                                   r->allow, sizeof(r->allow));
-    if (r->match_err == GW_E_OK)
-        return route_head(c, r, url);
-    /* Without a body the answer waits for the end of the request, so the
+    if (r->endpoint == GW_EP_ROUTE) {
+        r->table = h->table;
+        r->table->refs++;
+        r->match_err = gw_routes_match(r->table->routes, method, url,
+                                       &r->match, r->allow, sizeof(r->allow));
+    }
+    /* A preflight carries no credentials: before the token check; on a
+     * path that exists (OPTIONS matches no route: allow has its methods). */
+    if (is_preflight(h, c, method) &&
+        (r->endpoint != GW_EP_ROUTE || r->match_err != GW_E_NOT_FOUND)) {
+        r->preflight = 1;
+        return MHD_YES;
+    }
+    /* Without a body an answer waits for the end of the request, so the
      * connection stays open; a body we do not want is not read at all (an
      * answer queued now closes the connection). */
-    cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if ((cl != NULL && strtoull(cl, NULL, 10) > 0) ||
-        MHD_lookup_connection_value(
-            c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL) {
+    body = has_body(c);
+    /* Before routing: without a token, nobody learns which paths exist. */
+    r->denied = unauthorized(h, c, r, url);
+    if (r->denied != NULL) {
+        if (!body)
+            return MHD_YES;
         r->close = 1;
-        return no_route(c, r, url);
+        return respond_problem(c, r, GW_E_UNAUTHORIZED, r->denied, url);
     }
-    return MHD_YES;
+    if (r->endpoint != GW_EP_ROUTE)
+        return MHD_YES; /* answered once the head and body are in */
+    if (r->match_err == GW_E_OK)
+        return route_head(c, r, url);
+    if (!body)
+        return MHD_YES;
+    r->close = 1;
+    return no_route(c, r, url);
 }
 
 enum MHD_Result gw_handler_route(gw_handler_ctx_t *h, struct MHD_Connection *c,
@@ -771,13 +904,18 @@ enum MHD_Result gw_handler_route(gw_handler_ctx_t *h, struct MHD_Connection *c,
                                  const char *method) {
     static const char healthz[] = "{\"status\":\"ok\"}";
 
+    if (r->preflight)
+        return preflight(c, r);
+    if (r->denied != NULL)
+        return respond_problem(c, r, GW_E_UNAUTHORIZED, r->denied, url);
     if (r->endpoint == GW_EP_ROUTE)
         return r->match_err == GW_E_OK ? start_call(h, c, r, url, method)
                                        : no_route(c, r, url);
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
         strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return respond_problem(c, r, GW_E_METHOD_NOT_ALLOWED,
-                               "only GET and HEAD are allowed here", url);
+                               "the methods allowed here are " ENDPOINT_METHODS,
+                               url);
     switch (r->endpoint) {
     case GW_EP_INDEX:
         return respond_static(c, r, "text/html; charset=utf-8",

@@ -16,6 +16,8 @@
 #include "call.h"
 #include "config.h"
 #include "ids.h"
+#include "latest.h"
+#include "latest.h"
 #include "metrics.h"
 #include "request.h"
 #include "routes.h"
@@ -41,6 +43,10 @@ typedef struct {
     gw_table_t *table; /* in use for new requests */
     _Atomic(gw_routes_t *) offered; /* a reloaded table, not yet in use */
     size_t body_bytes; /* request bodies held in memory right now */
+    /* The bearer-token set (gw_auth_t), when cfg->auth_tokens_file is
+     * set; main puts a new one on SIGHUP. */
+    gw_latest_t tokens;
+    atomic_int unready; /* main: the stop has begun; /readyz says 503 */
 } gw_handler_ctx_t;
 
 struct gw_conn; /* http.c's record of a connection */
@@ -65,6 +71,9 @@ typedef struct {
     void *msg;      /* raw routes: the message's headers (one block) */
     char allow[64]; /* 405: the methods the path has */
     int64_t start_us;
+    const char *challenge; /* WWW-Authenticate of a 401 */
+    const char *denied;    /* the 401's detail: no valid token */
+    int preflight;         /* a CORS preflight, answered 204 */
     char method[8];
     char path[96]; /* for the access log only */
     /* the request target as received ("/a%20b?x=1"): raw routes send its

@@ -27,6 +27,7 @@
 #include "clock.h"
 #include "handlers.h"
 #include "headq.h"
+#include "hostport.h"
 #include "ids.h"
 #include "log.h"
 #include "metrics.h"
@@ -38,6 +39,9 @@
  * the common request-header limit (nginx's large buffer); bigger headers
  * get 431. */
 #define GW_HTTP_CONN_MEMORY 8192
+
+/* GnuTLS priorities for HTTPS: its defaults, but TLS 1.2 and 1.3 only. */
+#define GW_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 /* How far stopping has got; main moves it forward, the HTTP thread acts. */
 enum { PHASE_RUN, PHASE_DRAIN, PHASE_FINISH };
@@ -60,6 +64,9 @@ struct gw_http {
     struct MHD_Daemon *daemon;
     pthread_t thread;
     int started;
+    int tls;                 /* HTTPS: nothing may be written beside MHD */
+    int starting;            /* in MHD_start_daemon: keep its first error */
+    char start_error[256];   /* that error, for the listen_failed line */
     int wake_fd;             /* -> HTTP thread: a resume, or the phase moved */
     atomic_int wake_pending; /* wake_fd written and not read yet */
     atomic_int phase;        /* PHASE_*; written by main */
@@ -260,6 +267,19 @@ static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s) {
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+    gw_http_t *h = cls;
+
+    if (h->starting && h->start_error[0] == '\0') { /* main thread */
+        va_list copy;
+        size_t n;
+
+        va_copy(copy, ap);
+        vsnprintf(h->start_error, sizeof(h->start_error), fmt, copy);
+        va_end(copy);
+        n = strlen(h->start_error);
+        if (n > 0 && h->start_error[n - 1] == '\n')
+            h->start_error[n - 1] = '\0';
+    }
     cm_log_vtext(CM_LOG_WARN, "http_error", "text", fmt, ap);
 }
 
@@ -285,7 +305,8 @@ static void close_idle(gw_http_t *h) {
  * closes it (slowloris: a head sent a byte at a time never finishes, and
  * libmicrohttpd's idle timeout restarts with every byte).  libmicrohttpd
  * has queued nothing on such a connection, so writing the answer
- * straight to the socket interleaves with nothing. */
+ * straight to the socket interleaves with nothing; over TLS only
+ * libmicrohttpd's session may write, so there it is closed unanswered. */
 static void expire_heads(gw_http_t *h, int64_t now) {
     cm_headq_node_t *n;
     char detail[96], request_id[GW_ID_HEX_LEN + 1];
@@ -302,8 +323,9 @@ static void expire_heads(gw_http_t *h, int64_t now) {
                  h->hc.cfg->header_timeout_s);
         gw_idgen_next(&h->hc.ids, id);
         gw_id_hex(id, request_id);
-        gw_handler_send_problem(k->fd, GW_E_REQUEST_TIMEOUT, detail, NULL,
-                                request_id);
+        if (!h->tls) /* over TLS, plain bytes would only garble it */
+            gw_handler_send_problem(k->fd, GW_E_REQUEST_TIMEOUT, detail, NULL,
+                                    request_id);
         shutdown(k->fd, SHUT_RDWR);
         k->closing = 1;
         gw_metrics_request(h->hc.metrics, 408, GW_E_REQUEST_TIMEOUT,
@@ -441,37 +463,73 @@ static void set_phase(gw_http_t *h, int phase) {
     wake(h);
 }
 
+/* The listen line; error is libmicrohttpd's reason, or NULL. */
 static void log_listen(cm_log_level_t level, const char *msg,
-                       const gw_config_t *cfg) {
+                       const gw_http_t *h, const char *error) {
+    const gw_config_t *cfg = h->hc.cfg;
     cm_log_t l;
 
     cm_log_begin(&l, level, msg);
     cm_log_kv(&l, "host", "%s", cfg->listen_host);
     cm_log_kv(&l, "port", "%u", cfg->listen_port);
+    cm_log_kv(&l, "tls", "%s", h->tls ? "on" : "off");
+    cm_log_kv(&l, "auth", "%s", cfg->auth_tokens_file[0] ? "tokens" : "off");
+    cm_log_kv(&l, "cors_origins", "%u", cfg->cors.n);
+    if (error != NULL && *error != '\0')
+        cm_log_kv(&l, "error", "%s", error);
     cm_log_end(&l);
 }
 
+/* Anyone who reaches a non-loopback address may call the API unless
+ * tokens are required: said loudly, once, at start. */
+static void warn_if_open(const gw_http_t *h, const struct sockaddr *addr) {
+    const gw_config_t *cfg = h->hc.cfg;
+    cm_log_t l;
+
+    if (cfg->auth_tokens_file[0] != '\0' || cm_addr_is_loopback(addr))
+        return;
+    cm_log_begin(&l, CM_LOG_WARN, "unauthenticated");
+    cm_log_kv(&l, "host", "%s", cfg->listen_host);
+    cm_log_kv(&l, "port", "%u", cfg->listen_port);
+    cm_log_kv(&l, "detail", "%s",
+              "NO AUTHENTICATION: anyone who can reach this address can "
+              "call the API; require tokens with --auth-tokens-file, or "
+              "listen on 127.0.0.1 behind a proxy that checks callers");
+    cm_log_end(&l);
+}
+
+static void free_tokens(void *set) {
+    gw_auth_free(set);
+}
+
 gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
-                         gw_metrics_t *metrics, gw_routes_t *routes) {
+                         gw_metrics_t *metrics, gw_routes_t *routes,
+                         gw_auth_t *tokens, const gw_tls_pem_t *tls) {
     struct addrinfo hints = {0}, *ai = NULL;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
     char port[8];
     gw_http_t *h;
     int rc;
 
     h = calloc(1, sizeof(*h));
-    if (h == NULL)
+    if (h == NULL) {
+        gw_auth_free(tokens);
         return NULL;
+    }
     h->hc.cfg = cfg;
     h->hc.rpc = rpc;
     h->hc.metrics = metrics;
+    gw_latest_init(&h->hc.tokens, tokens, free_tokens);
+    atomic_init(&h->hc.unready, 0);
     atomic_init(&h->phase, PHASE_RUN);
     atomic_init(&h->wake_pending, 0);
     gw_idgen_init(&h->hc.ids);
     atomic_init(&h->hc.offered, NULL);
     gw_handler_offer(&h->hc, routes);
     if (gw_handler_adopt(&h->hc) != 0) {
+        gw_latest_destroy(&h->hc.tokens);
         free(h);
         return NULL;
     }
@@ -483,6 +541,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
         cm_log_kv(&l, "error", "%s", strerror(errno));
         cm_log_end(&l);
         gw_handler_release(&h->hc, h->hc.table);
+        gw_latest_destroy(&h->hc.tokens);
         free(h);
         return NULL;
     }
@@ -502,6 +561,23 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
     }
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (tls != NULL) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            log_listen(CM_LOG_ERROR, "listen_failed", h,
+                       "this libmicrohttpd was built without TLS");
+            freeaddrinfo(ai);
+            goto fail;
+        }
+        h->tls = 1;
+        flags |= MHD_USE_TLS;
+        tls_opts[0] =
+            (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, tls->cert};
+        tls_opts[1] =
+            (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, tls->key};
+        tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                              (void *)GW_TLS_PRIORITIES};
+    }
+    h->starting = 1;
     h->daemon = MHD_start_daemon(
         flags, cfg->listen_port, NULL, NULL, on_request, h,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, /* first, or it warns */
@@ -514,10 +590,13 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
         MHD_OPTION_URI_LOG_CALLBACK, on_request_line, h,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_END);
-    freeaddrinfo(ai);
+        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, /* then TLS, if on: */
+        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+    h->starting = 0;
     if (h->daemon == NULL) {
-        log_listen(CM_LOG_ERROR, "listen_failed", cfg);
+        /* A key that does not match the certificate ends up here too. */
+        log_listen(CM_LOG_ERROR, "listen_failed", h, h->start_error);
+        freeaddrinfo(ai);
         goto fail;
     }
     rc = pthread_create(&h->thread, NULL, http_main, h);
@@ -528,14 +607,18 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
         cm_log_kv(&l, "error", "%s", strerror(rc));
         cm_log_end(&l);
         MHD_stop_daemon(h->daemon);
+        freeaddrinfo(ai);
         goto fail;
     }
     h->started = 1;
-    log_listen(CM_LOG_INFO, "listening", cfg);
+    log_listen(CM_LOG_INFO, "listening", h, NULL);
+    warn_if_open(h, ai->ai_addr);
+    freeaddrinfo(ai);
     return h;
 fail:
     close(h->wake_fd);
     gw_handler_release(&h->hc, h->hc.table);
+    gw_latest_destroy(&h->hc.tokens);
     free(h);
     return NULL;
 }
@@ -543,6 +626,14 @@ fail:
 void gw_http_reload(gw_http_t *http, gw_routes_t *routes) {
     gw_handler_offer(&http->hc, routes);
     wake(http);
+}
+
+void gw_http_set_tokens(gw_http_t *http, gw_auth_t *tokens) {
+    gw_latest_put(&http->hc.tokens, tokens);
+}
+
+void gw_http_unready(gw_http_t *http) {
+    atomic_store(&http->hc.unready, 1);
 }
 
 void gw_http_drain(gw_http_t *http) {
@@ -558,5 +649,6 @@ void gw_http_stop(gw_http_t *http) {
     close(http->wake_fd);
     gw_handler_offer(&http->hc, NULL); /* one offered too late */
     gw_handler_release(&http->hc, http->hc.table);
+    gw_latest_destroy(&http->hc.tokens);
     free(http);
 }

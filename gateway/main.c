@@ -1,6 +1,7 @@
 /* main.c - rpc-gateway: wiring, signals (SIGTERM/SIGINT stop, SIGHUP
  * reloads), start and stop order.  Nothing else lives here. */
 #include <malloc.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,14 +9,93 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "auth.h"
+#include "clock.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "options.h"
 #include "routes.h"
 #include "rpc.h"
 
+/* A reply up to --max-reply-bytes is held three times while it is answered
+ * (its body, the call's copy, the JSON).  glibc keeps such blocks once
+ * they are freed, because its mmap threshold grows to the largest block
+ * freed so far; a fixed one gives every block this big or bigger back to
+ * the system when it is freed. */
+#define GW_MMAP_THRESHOLD (1024 * 1024)
+
+/* A PEM file larger than this is not a certificate chain or a key. */
+#define PEM_MAX (1024 * 1024)
 /* Errors of a route file, one per line: enough for every route's. */
 #define ROUTE_ERRORS_SIZE 16384
+
+/* Raise the open-file limit as far as allowed: every HTTP connection is a
+ * descriptor.  Returns how many descriptors we may use. */
+static rlim_t raise_nofile(void) {
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur;
+}
+
+static void log_file_error(const char *msg, const char *flag, const char *path,
+                           const char *why) {
+    cm_log_t l;
+
+    cm_log_begin(&l, CM_LOG_ERROR, msg);
+    cm_log_kv(&l, "flag", "%s", flag);
+    cm_log_kv(&l, "file", "%s", path);
+    cm_log_kv(&l, "error", "%s", why);
+    cm_log_end(&l);
+}
+
+static void free_pem(char *pem) {
+    if (pem != NULL) { /* a key is not left behind in freed memory */
+        explicit_bzero(pem, strlen(pem));
+        free(pem);
+    }
+}
+
+/* Reads a PEM file that must hold a certificate (key 0) or a private key
+ * (key 1).  Returns the text (malloc'd), or NULL (logged). */
+static char *read_pem(const char *flag, const char *path, int key) {
+    size_t len = 0;
+    char *pem = cm_read_file(path, PEM_MAX, &len);
+    const char *why = NULL, *begin;
+
+    if (pem == NULL) {
+        log_file_error("tls_file_unreadable", flag, path,
+                       errno == EFBIG ? "larger than 1 MiB" : strerror(errno));
+        return NULL;
+    }
+    begin = strstr(pem, "-----BEGIN ");
+    if (strlen(pem) != len)
+        why = "a NUL byte: not a PEM file";
+    else if (!key && strstr(pem, "-----BEGIN CERTIFICATE-----") == NULL)
+        why = "no '-----BEGIN CERTIFICATE-----' in it: not a PEM certificate";
+    else if (key &&
+             (begin == NULL || strstr(begin, "PRIVATE KEY-----") == NULL))
+        why = "no '-----BEGIN ... PRIVATE KEY-----' in it: not a PEM private "
+              "key";
+    else if (key && (strstr(pem, "-----BEGIN ENCRYPTED PRIVATE KEY") != NULL ||
+                     strstr(pem, "Proc-Type: 4,ENCRYPTED") != NULL))
+        why = "an encrypted private key: give the key without a passphrase";
+    if (why != NULL) {
+        log_file_error("tls_file_invalid", flag, path, why);
+        free_pem(pem);
+        return NULL;
+    }
+    return pem;
+}
+
+/* --- the route table ---------------------------------------------------- */
 
 /* --check-routes FILE: prints what is wrong with it.  Returns the exit
  * status: 0 when it is good, 1 when not. */
@@ -33,8 +113,9 @@ static int check_routes(const char *path) {
 }
 
 /* The route table to start with, or to reload: --routes, or the fib
- * route on --queue.  NULL (every error logged) when the file is bad. */
-static gw_routes_t *load_routes(const gw_config_t *cfg) {
+ * route on --queue.  NULL (every error logged as msg) when the file is
+ * bad. */
+static gw_routes_t *load_routes(const gw_config_t *cfg, const char *msg) {
     static char errors[ROUTE_ERRORS_SIZE];
     gw_routes_t *t;
     char *line, *save = NULL;
@@ -62,7 +143,8 @@ static gw_routes_t *load_routes(const gw_config_t *cfg) {
          line = strtok_r(NULL, "\n", &save)) {
         cm_log_t l;
 
-        cm_log_begin(&l, CM_LOG_ERROR, "routes_refused");
+        cm_log_begin(&l, CM_LOG_ERROR, msg);
+        cm_log_kv(&l, "what", "routes");
         cm_log_kv(&l, "file", "%s", cfg->routes);
         cm_log_kv(&l, "error", "%s", line);
         cm_log_end(&l);
@@ -70,39 +152,101 @@ static gw_routes_t *load_routes(const gw_config_t *cfg) {
     return NULL;
 }
 
-/* SIGHUP: everything that can be re-read is; what fails to load is
- * logged and the old stays. */
-static void reload(const gw_config_t *cfg, gw_http_t *http) {
+/* --- SIGHUP: reloading ------------------------------------------------- */
+
+/* The route file again: a good one serves new requests from the HTTP
+ * thread's next turn (it logs msg=routes_loaded), a bad one is refused
+ * and logged, and the old table stays. */
+static void reload_routes(const gw_config_t *cfg, gw_http_t *http) {
     gw_routes_t *t;
 
-    cm_log_msg(CM_LOG_INFO, "reloading");
     if (cfg->routes[0] == '\0')
         return;
-    t = load_routes(cfg);
+    t = load_routes(cfg, "routes_refused");
     if (t != NULL)
-        gw_http_reload(http, t); /* logged once in use */
+        gw_http_reload(http, t);
 }
 
-/* A reply up to --max-reply-bytes is held three times while it is answered
- * (its body, the call's copy, the JSON).  glibc keeps such blocks once
- * they are freed, because its mmap threshold grows to the largest block
- * freed so far; a fixed one gives every block this big or bigger back to
- * the system when it is freed. */
-#define GW_MMAP_THRESHOLD (1024 * 1024)
+/* The token file again: a set that parses replaces the old one whole; one
+ * that does not is refused, and the old set stays. */
+static void reload_tokens(const gw_config_t *cfg, gw_http_t *http) {
+    char why[400];
+    gw_auth_t *set;
+    size_t count;
+    cm_log_t l;
 
-/* Raise the open-file limit as far as allowed: every HTTP connection is a
- * descriptor.  Returns how many descriptors we may use. */
-static rlim_t raise_nofile(void) {
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return 1024;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
+    if (cfg->auth_tokens_file[0] == '\0')
+        return;
+    set = gw_auth_load(cfg->auth_tokens_file, why, sizeof(why));
+    if (set == NULL) {
+        cm_log_begin(&l, CM_LOG_ERROR, "reload_refused");
+        cm_log_kv(&l, "what", "auth_tokens");
+        cm_log_kv(&l, "file", "%s", cfg->auth_tokens_file);
+        cm_log_kv(&l, "error", "%s", why);
+        cm_log_str(&l, "kept", "previous", 8);
+        cm_log_end(&l);
+        return;
     }
-    return rl.rlim_cur;
+    count = gw_auth_count(set);
+    /* Handed over before the line: a request after it sees the new set. */
+    gw_http_set_tokens(http, set);
+    cm_log_begin(&l, CM_LOG_INFO, "reloaded");
+    cm_log_kv(&l, "what", "auth_tokens");
+    cm_log_kv(&l, "file", "%s", cfg->auth_tokens_file);
+    cm_log_kv(&l, "tokens", "%zu", count);
+    cm_log_end(&l);
+}
+
+/* What SIGHUP re-reads.  Each step builds its new version whole and hands
+ * it over atomically, or logs why not and keeps the old one; one step
+ * failing does not stop the others.  Whatever else becomes reloadable
+ * joins here. */
+static void reload(const gw_config_t *cfg, gw_http_t *http) {
+    cm_log_msg(CM_LOG_INFO, "reloading");
+    reload_tokens(cfg, http);
+    reload_routes(cfg, http);
+}
+
+/* --- signals ----------------------------------------------------------- */
+
+/* Waits for SIGTERM or SIGINT (returned), reloading on every SIGHUP. */
+static int wait_for_stop(const sigset_t *signals, const gw_config_t *cfg,
+                         gw_http_t *http) {
+    int sig = 0;
+
+    for (;;) {
+        if (sigwait(signals, &sig) != 0)
+            continue;
+        if (sig != SIGHUP)
+            return sig;
+        reload(cfg, http);
+    }
+}
+
+/* --drain-delay-ms: /readyz already says 503 and everything else is
+ * served as before, so that load balancers take this gateway out before
+ * it refuses connections.  SIGHUP still reloads; another SIGTERM or
+ * SIGINT ends the delay at once. */
+static void drain_delay(const sigset_t *signals, const gw_config_t *cfg,
+                        gw_http_t *http) {
+    int64_t until = cm_now_ms() + cfg->drain_delay_ms, left;
+
+    while ((left = until - cm_now_ms()) > 0) {
+        struct timespec ts = {left / 1000, (long)(left % 1000) * 1000000};
+        int sig = sigtimedwait(signals, NULL, &ts);
+
+        if (sig == SIGHUP) {
+            reload(cfg, http);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            cm_log_t l;
+
+            cm_log_begin(&l, CM_LOG_INFO, "drain_delay_cut");
+            cm_log_kv(&l, "signal", "%s", sig == SIGINT ? "INT" : "TERM");
+            cm_log_kv(&l, "left_ms", "%lld", (long long)left);
+            cm_log_end(&l);
+            return;
+        }
+    }
 }
 
 int main(int argc, char **argv) {
@@ -110,9 +254,11 @@ int main(int argc, char **argv) {
     gw_config_t cfg;
     gw_rpc_t *rpc = NULL;
     gw_http_t *http = NULL;
-    gw_routes_t *routes;
+    gw_auth_t *tokens = NULL;
+    gw_tls_pem_t tls = {NULL, NULL};
+    gw_routes_t *routes = NULL;
     char url[CM_URL_LIST_MAX + 4 * CM_URLS_MAX]; /* "***" may be longer */
-    sigset_t stop_signals;
+    sigset_t signals;
     rlim_t nofile;
     int rc, sig = 0;
 
@@ -140,11 +286,34 @@ int main(int argc, char **argv) {
     /* Signals are taken synchronously by this thread only; the threads
      * started below inherit the blocked mask. */
     signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+
+    /* The files are read before anything starts: one that is missing or
+     * wrong stops the gateway here (exit 2), as a bad flag does. */
+    if (cfg.auth_tokens_file[0] != '\0') {
+        char why[400];
+
+        tokens = gw_auth_load(cfg.auth_tokens_file, why, sizeof(why));
+        if (tokens == NULL) {
+            log_file_error("auth_tokens_invalid", "--auth-tokens-file",
+                           cfg.auth_tokens_file, why);
+            return 2;
+        }
+    }
+    if (cfg.tls_cert[0] != '\0') {
+        tls.cert = read_pem("--tls-cert", cfg.tls_cert, 0);
+        tls.key =
+            tls.cert != NULL ? read_pem("--tls-key", cfg.tls_key, 1) : NULL;
+        if (tls.key == NULL) {
+            free_pem(tls.cert);
+            gw_auth_free(tokens);
+            return 2;
+        }
+    }
 
     gw_config_redact_url(cfg.amqp_url, url, sizeof(url));
     {
@@ -165,29 +334,40 @@ int main(int argc, char **argv) {
     }
 
     rc = 1;
-    routes = load_routes(&cfg);
+    routes = load_routes(&cfg, "routes_refused");
     if (routes == NULL)
         goto out;
     rpc = gw_rpc_new(&cfg, &metrics, gw_http_call_done);
-    if (rpc == NULL) {
-        gw_routes_free(routes);
+    if (rpc == NULL)
         goto out;
-    }
     /* HTTP first: taking the routes in use registers their queues, which
      * the AMQP thread counts before it admits the first call. */
-    http = gw_http_start(&cfg, rpc, &metrics, routes);
+    http = gw_http_start(&cfg, rpc, &metrics, routes, tokens,
+                         tls.cert != NULL ? &tls : NULL);
+    routes = NULL;
+    tokens = NULL; /* the HTTP side's now, started or not */
+    /* libmicrohttpd reads the PEM text only while it starts (GnuTLS
+     * keeps its own copy). */
+    free_pem(tls.cert);
+    free_pem(tls.key);
+    tls.cert = tls.key = NULL;
     if (http == NULL || gw_rpc_start(rpc) != 0)
         goto out;
 
-    while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP)
-        reload(&cfg, http);
+    sig = wait_for_stop(&signals, &cfg, http);
+    /* Unready first: a load balancer polling /readyz takes us out while
+     * we still serve (--drain-delay-ms). */
+    gw_http_unready(http);
     {
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_INFO, "stopping");
         cm_log_kv(&l, "signal", "%s", sig == SIGINT ? "INT" : "TERM");
+        cm_log_kv(&l, "drain_delay_ms", "%u", cfg.drain_delay_ms);
         cm_log_end(&l);
     }
+    if (cfg.drain_delay_ms > 0)
+        drain_delay(&signals, &cfg, http);
     /* Stop accepting and close idle connections, let calls in flight
      * finish, write every answer, then close. */
     gw_http_drain(http);
@@ -196,7 +376,11 @@ int main(int argc, char **argv) {
 out:
     gw_http_stop(http);
     gw_rpc_free(rpc);
+    gw_routes_free(routes);
     gw_metrics_free(&metrics);
+    gw_auth_free(tokens);
+    free_pem(tls.cert);
+    free_pem(tls.key);
     cm_log_msg(CM_LOG_INFO, "stopped");
     return rc;
 }

@@ -18,6 +18,7 @@
     X(INVALID_N, invalid_n, 400, "Invalid n")                                  \
     X(N_OUT_OF_RANGE, n_out_of_range, 400, "n out of range")                   \
     X(INVALID_TIMEOUT, invalid_timeout, 400, "Invalid timeout")                \
+    X(UNAUTHORIZED, unauthorized, 401, "Unauthorized")                         \
     X(INVALID_PARAM, invalid_param, 400, "Invalid path parameter")             \
     X(NOT_FOUND, not_found, 404, "Not found")                                  \
     X(METHOD_NOT_ALLOWED, method_not_allowed, 405, "Method not allowed")       \

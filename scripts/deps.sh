@@ -12,7 +12,7 @@ PACKAGES=(
     build-essential cmake pkg-config
     libmicrohttpd-dev librabbitmq-dev libjansson-dev uuid-dev libgmp-dev
     libcmocka-dev
-    rabbitmq-server python3-pika curl
+    rabbitmq-server python3-pika curl openssl
     # contract tests (tests/contract/): promtool, and the spec read and its
     # schemas applied in Python; the browser test (tests/browser/): headless
     # Chromium driven through chromedriver

@@ -111,6 +111,7 @@ def setUpModule():
         SERVER = contract.ScriptedServer(env.url, QUEUE, script).start_and_wait()
         GW = env.start_gateway(queue=QUEUE, max_inflight=MAX_INFLIGHT,
                                ready_path="/readyz", ready_status=200)
+        env.wait_consumers_seen(GW)
 
     ENV = harness.setup_env("metrics", start)
 

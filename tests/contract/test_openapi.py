@@ -12,8 +12,9 @@ deliberately bad requests the spec answers with 400).  Behind them, through
 a relay that holds its port for the whole test (contract.Relay), a gateway
 in each setting needed to provoke every status, one after the other: a real
 worker; a scripted server (timeouts, worker errors, garbage replies) behind
---max-inflight 1 (overloaded); a queue nobody consumes (no_server); no
-broker at all (broker_unavailable).
+--max-inflight 1 (overloaded); a queue nobody consumes (no_server); bearer
+tokens on every path and CORS (unauthorized, OPTIONS); no broker at all
+(broker_unavailable).
 
 Two kinds of response prism cannot carry are checked directly against the
 spec with jsonschema: HEAD (prism parses the empty body as JSON) and unknown
@@ -22,6 +23,7 @@ code the spec documents must have been seen, except the few that need a
 failure of the gateway itself (see UNREPLAYABLE)."""
 
 import collections
+import hashlib
 import os
 import re
 import sys
@@ -102,9 +104,9 @@ class Prism:
                 if re.search(r"violation|✖|\berror\b|fatal", ln, re.I)]
 
 
-def start_gateway(queue, url=None, args=()):
-    """rpc-gateway on a fresh port, ready when /healthz is; from now on the
-    one behind the proxies."""
+def start_gateway(queue, url=None, args=(), ready="/healthz", ready_status=200):
+    """rpc-gateway on a fresh port, ready when `ready` answers
+    `ready_status`; from now on the one behind the proxies."""
     global GW
     port = harness.free_port()
     argv = [harness.binary("rpc-gateway"), "--amqp-url", url or ENV.url,
@@ -112,7 +114,7 @@ def start_gateway(queue, url=None, args=()):
     p = harness.Proc(ENV._unique("rpc-gateway"), argv, ENV.dir)
     p.port = port
     ENV.procs.append(p)
-    ENV.wait_http(p, "/healthz", 200)
+    ENV.wait_http(p, ready, ready_status)
     GW = p
     RELAY.upstream = port
     return p
@@ -227,7 +229,7 @@ class A_WorkerTest(Base):
     @classmethod
     def setUpClass(cls):
         cls.gw = start_gateway("contract_fib")
-        ENV.wait_http(cls.gw, "/readyz", 200)
+        ENV.wait_consumers_seen(cls.gw)
 
     @classmethod
     def tearDownClass(cls):
@@ -306,7 +308,7 @@ class B_ScriptedTest(Base):
         cls.server = contract.ScriptedServer(ENV.url, "contract_scripted",
                                              lambda n: cls.SCRIPT.get(n)).start_and_wait()
         cls.gw = start_gateway("contract_scripted", args=("--max-inflight", "1"))
-        ENV.wait_http(cls.gw, "/readyz", 200)
+        ENV.wait_consumers_seen(cls.gw)
 
     @classmethod
     def tearDownClass(cls):
@@ -363,11 +365,98 @@ class C_NoServerTest(Base):
     def test_fib_504_no_server(self):
         self.via("strict", "GET", "/fib/10", 504, "no_server")
 
-    def test_readyz_503_no_server(self):
-        self.via("strict", "GET", "/readyz", 503, "no_server")
+    def test_readyz_200_without_workers(self):
+        # Ready is the gateway's own link: no worker is 504 no_server per
+        # call, not an unready gateway.
+        r = self.via("strict", "GET", "/readyz", 200)
+        self.assertEqual(r.json["consumers"], 0, harness.show(r))
 
     def test_healthz_still_200(self):
         self.via("strict", "GET", "/healthz", 200)
+
+
+class DS_SecurityTest(Base):
+    """Bearer tokens on every path (--auth-exempt none) and CORS for one
+    origin: 401 on every operation, and OPTIONS (straight to the gateway,
+    checked here: prism has CORS handling of its own)."""
+
+    TOKEN = "fgw_contract-token"
+    ORIGIN = "https://app.example"
+
+    @classmethod
+    def setUpClass(cls):
+        tokens = os.path.join(ENV.dir, "contract-tokens.txt")
+        with open(tokens, "w") as f:
+            f.write(hashlib.sha256(cls.TOKEN.encode()).hexdigest() + "  # contract\n")
+        cls.gw = start_gateway("contract_fib", args=(
+            "--auth-tokens-file", tokens, "--auth-exempt", "none",
+            "--cors-origins", cls.ORIGIN), ready="/healthz", ready_status=401)
+        deadline = time.monotonic() + harness.READY_TIMEOUT
+        while True:  # until it sees the worker (asking with the token)
+            r = harness.get(cls.gw.port, "/readyz",
+                            headers={"Authorization": f"Bearer {cls.TOKEN}"})
+            if r.status == 200 and r.json["consumers"] >= 1:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never ready: {harness.show(r)}")
+            time.sleep(0.05)
+
+    @classmethod
+    def tearDownClass(cls):
+        ENV.stop_proc(cls.gw)
+
+    def bearer(self, token=None):
+        return {"Authorization": f"Bearer {token or self.TOKEN}"}
+
+    def direct_op(self, method, path, status, code=None, headers=None):
+        """A request straight to the gateway, checked against the spec's
+        response for it (prism cannot carry it)."""
+        r = harness.http_request(GW.port, method, path, headers=headers or {})
+        what = f"{method} {path}: {harness.show(r)}"
+        self.assertEqual(r.status, status, what)
+        template = template_of(path)
+        resp = VALIDATOR.response_object(template, method, status)
+        self.assertIsNotNone(resp, f"the spec has no {method} {template} {status}; {what}")
+        self.assertEqual(VALIDATOR.check(resp, status, r.headers, r.body), [], what)
+        if code is not None:
+            harness.assert_problem(self, r, status, code, what)
+            CODES[code] += 1
+        COVERED.add((template, method.lower(), status))
+        return r
+
+    def test_401_on_every_operation(self):
+        for template, path in PATHS.items():
+            with self.subTest(path=path):
+                r = self.via("strict", "GET", path, 401, "unauthorized")
+                self.assertEqual(r.headers["WWW-Authenticate"], 'Bearer realm="rpc-gateway"')
+                r = self.via("strict", "GET", path, 401, "unauthorized",
+                             headers=self.bearer("fgw_wrong"))
+                self.assertIn('error="invalid_token"', r.headers["WWW-Authenticate"])
+                # (prism refuses another scheme itself: straight to the gateway)
+                r = self.direct_op("GET", path, 401, "unauthorized",
+                                   headers={"Authorization": "Basic eDp5"})
+                self.assertIn('error="invalid_request"', r.headers["WWW-Authenticate"])
+                for method in OTHER_METHODS:
+                    self.via("strict", method, path, 401, "unauthorized")
+                    self.via("strict", method, path, 405, "method_not_allowed",
+                             headers=self.bearer())
+
+    def test_with_the_token(self):
+        r = self.via("strict", "GET", "/fib/10", 200, headers=self.bearer())
+        self.assertEqual(r.json, {"n": 10, "fib": "55"})
+        self.via("strict", "GET", "/readyz", 200, headers=self.bearer())
+
+    def test_options(self):
+        pre = {"Origin": self.ORIGIN, "Access-Control-Request-Method": "GET",
+               "Access-Control-Request-Headers": "authorization"}
+        for template, path in PATHS.items():
+            with self.subTest(path=path):
+                r = self.direct_op("OPTIONS", path, 204, headers=pre)
+                self.assertEqual(r.headers["Access-Control-Allow-Origin"], self.ORIGIN)
+                self.direct_op("OPTIONS", path, 401, "unauthorized")
+                r = self.direct_op("OPTIONS", path, 405, "method_not_allowed",
+                                   headers=self.bearer())
+                self.assertEqual(r.headers.get("Allow"), "GET, HEAD")
 
 
 class D_NoBrokerTest(Base):

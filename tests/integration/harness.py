@@ -426,11 +426,15 @@ Response = collections.namedtuple("Response", "status headers body json elapsed"
 
 
 def http_request(port, method, path, body=None, headers=None, timeout=HTTP_TIMEOUT,
-                 host="127.0.0.1"):
-    """One request on a fresh connection.  Returns Response(status, headers
-    (case-insensitive), body bytes, parsed JSON or None, elapsed seconds).
-    Thread-safe."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+                 host="127.0.0.1", ssl_context=None):
+    """One request on a fresh connection (HTTPS with `ssl_context`).
+    Returns Response(status, headers (case-insensitive), body bytes, parsed
+    JSON or None, elapsed seconds).  Thread-safe."""
+    if ssl_context is not None:
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                           context=ssl_context)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     t0 = time.monotonic()
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -536,10 +540,13 @@ class Env:
         return p
 
     def start_gateway(self, queue=None, timeout_ms=None, max_timeout_ms=None, max_n=None,
-                      max_inflight=None, args=(), ready_path="/fib/0", ready_status=200):
+                      max_inflight=None, args=(), ready_path="/fib/0", ready_status=200,
+                      ssl_context=None):
         """Starts rpc-gateway on a free loopback port and waits until
-        `ready_path` answers `ready_status` (None: any HTTP answer at all).
-        The gateway gets its port as .port."""
+        `ready_path` answers `ready_status` (None: any HTTP answer at all),
+        over HTTPS with `ssl_context` (give --tls-cert and --tls-key in
+        args).  The gateway gets its port as .port, the context as
+        .ssl_context."""
         port = free_port()
         argv = [binary("rpc-gateway"), "--amqp-url", self.url,
                 "--listen", f"127.0.0.1:{port}"]
@@ -551,6 +558,7 @@ class Env:
         argv += list(args)
         p = Proc(self._unique("rpc-gateway"), argv, self.dir)
         p.port = port
+        p.ssl_context = ssl_context
         self.procs.append(p)
         self.wait_http(p, ready_path, ready_status)
         return p
@@ -564,7 +572,8 @@ class Env:
                                    f"{gateway.popen.returncode} while starting:\n"
                                    f"{gateway.log_tail()}")
             try:
-                r = get(gateway.port, path, timeout=max(1.0, deadline - time.monotonic()))
+                r = get(gateway.port, path, timeout=max(1.0, deadline - time.monotonic()),
+                        ssl_context=getattr(gateway, "ssl_context", None))
                 if status is None or r.status == status:
                     return r
                 last = show(r)
@@ -576,6 +585,22 @@ class Env:
         raise RuntimeError(f"GET {path} on {gateway.name} did not answer "
                            f"{status or 'anything'} within {timeout:.0f} s; last: {last}\n"
                            f"--- {gateway.name}:\n{gateway.log_tail()}{others}")
+
+    def wait_consumers_seen(self, gateway, count=1, timeout=READY_TIMEOUT):
+        """Waits until the gateway's /readyz reports at least `count`
+        consumers of its queue (it rechecks every 100 ms while there are
+        none).  /readyz is 200 without workers too: this waits for them."""
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            r = get(gateway.port, "/readyz",
+                    ssl_context=getattr(gateway, "ssl_context", None))
+            if r.status == 200 and (r.json or {}).get("consumers", 0) >= count:
+                return r
+            last = show(r)
+            time.sleep(0.05)
+        raise RuntimeError(f"{gateway.name} did not see {count} consumer(s) within "
+                           f"{timeout:.0f} s; last /readyz: {last}")
 
     def stop_proc(self, p):
         """Stops one program now (SIGTERM); its problems count at teardown."""

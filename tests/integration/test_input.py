@@ -61,6 +61,7 @@ def setUpModule():
         global GW, PROBE
         PROBE = harness.FakeConsumer(env.url, QUEUE).start_and_wait()
         GW = env.start_gateway(queue=QUEUE, ready_path="/readyz", ready_status=200)
+        env.wait_consumers_seen(GW)  # the probe: no_server otherwise
 
     ENV = harness.setup_env("input", start)
 

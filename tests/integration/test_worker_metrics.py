@@ -247,7 +247,7 @@ class WorkerMetricsTest(unittest.TestCase):
         ENV.broker.wait_consumers("rpc_queue", 1, procs=[WORKER])
         # The gateway rechecks the consumer count every 100 ms while it is
         # zero: wait until it has seen the worker again.
-        ENV.wait_http(GW, "/readyz", 200)
+        ENV.wait_consumers_seen(GW)
         r = harness.get(GW.port, "/fib/11")
         self.assertEqual(r.status, 200, harness.show(r))
 

@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "hostport.h"
 
@@ -52,10 +55,42 @@ static void test_refused(void **state) {
     bad("a-very-long-host-name:80", 0); /* does not fit in 16 bytes */
 }
 
+static int loopback(const char *text) {
+    struct sockaddr_in in = {0};
+    struct sockaddr_in6 in6 = {0};
+
+    if (inet_pton(AF_INET, text, &in.sin_addr) == 1) {
+        in.sin_family = AF_INET;
+        return cm_addr_is_loopback((struct sockaddr *)&in);
+    }
+    assert_int_equal(inet_pton(AF_INET6, text, &in6.sin6_addr), 1);
+    in6.sin6_family = AF_INET6;
+    return cm_addr_is_loopback((struct sockaddr *)&in6);
+}
+
+static void test_loopback(void **state) {
+    struct sockaddr sa = {0};
+
+    assert_true(loopback("127.0.0.1"));
+    assert_true(loopback("127.255.0.9"));
+    assert_true(loopback("::1"));
+    assert_true(loopback("::ffff:127.0.0.1"));
+    assert_false(loopback("0.0.0.0"));
+    assert_false(loopback("::"));
+    assert_false(loopback("10.0.0.1"));
+    assert_false(loopback("128.0.0.1"));
+    assert_false(loopback("::ffff:10.0.0.1"));
+    assert_false(loopback("::2"));
+    assert_false(loopback("fe80::1"));
+    sa.sa_family = AF_UNIX;
+    assert_false(cm_addr_is_loopback(&sa));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forms),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

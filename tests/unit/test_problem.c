@@ -27,6 +27,7 @@ static const struct {
     {GW_E_INVALID_N, "invalid_n", 400},
     {GW_E_N_OUT_OF_RANGE, "n_out_of_range", 400},
     {GW_E_INVALID_TIMEOUT, "invalid_timeout", 400},
+    {GW_E_UNAUTHORIZED, "unauthorized", 401},
     {GW_E_INVALID_PARAM, "invalid_param", 400},
     {GW_E_BODY_TOO_LARGE, "body_too_large", 413},
     {GW_E_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", 415},
