@@ -426,9 +426,16 @@ class TimeoutTest(Base):
         print(f"\n  timeout_ms=300 answered after {fmt_ms(times)} "
               f"(error {min(errors) * 1000:+.1f} .. {max(errors) * 1000:+.1f} ms)",
               file=sys.stderr)
+        # Never early: a deadline is not cut short.
         for t in times:
-            self.assertLessEqual(abs(t - 0.300), TIMEOUT_SLACK_S,
-                                 f"504 timeout after {fmt_ms(times)}, not 300 +- 100 ms")
+            self.assertGreaterEqual(t, 0.300 - 0.002, f"504 timeout after {fmt_ms(times)}")
+        # On time: the median within TIMEOUT_SLACK_S, so one call a loaded
+        # machine held back cannot decide it.  A deadline the loop missed
+        # would be answered at its next wake-up (up to 1 s later) or at the
+        # default timeout (5 s): every call under 1 s rules both out.
+        self.assertLessEqual(statistics.median(times) - 0.300, TIMEOUT_SLACK_S,
+                             f"504 timeout after {fmt_ms(times)}, not 300 + 100 ms")
+        self.assertLess(max(times), 1.0, f"504 timeout after {fmt_ms(times)}")
 
 
 # --------------------------------------------------------------------- 3. worker failures
