@@ -1,5 +1,7 @@
 """harness.py - what every integration test needs: a private RabbitMQ node
-(scripts/broker.sh), fib-worker and rpc-gateway subprocesses, HTTP helpers.
+(scripts/broker.sh) or cluster (Cluster, scripts/cluster.sh), fib-worker
+and rpc-gateway subprocesses, HTTP helpers, and a load of checked HTTP
+calls (Load).
 
 Python stdlib plus pika (Debian's python3-pika).  One Env per test file,
 created in setUpModule; every process it starts is stopped again, also when a
