@@ -229,10 +229,14 @@ static int count_one(gw_link_t *link, size_t slot) {
 }
 
 /* The first consumer count of every watched queue, synchronously, while
- * connecting: calls are admitted only once each is known.  A zero is read
- * again GW_WATCH_CONFIRM_MS later (watch.h), so that a queue nobody
- * consumes answers no_server from the first call on.  Returns 0, or -1
- * when the connection failed. */
+ * connecting: calls are admitted only once each is known.  A zero of a
+ * queue that had no consumers before is read again GW_WATCH_CONFIRM_MS
+ * later (watch.h), so that a queue nobody consumes answers no_server from
+ * the first call on.  A queue that had consumers when the connection went
+ * is not waited for: reconnecting during a node's restart, its zero is
+ * most likely the election of a new queue leader, and the calls published
+ * meanwhile are served once it is over (the watch reads it again later,
+ * as always). */
 static int count_now(gw_link_t *link) {
     size_t slot, n = gw_watch_count(link->watch);
     int again = 0;
@@ -247,7 +251,8 @@ static int count_now(gw_link_t *link) {
             return -1;
         again |= gw_watch_kind(link->watch, slot) == GW_WATCH_QUEUE &&
                  gw_watch_consumers(link->watch, slot) == 0 &&
-                 !gw_watch_nobody(link->watch, slot);
+                 !gw_watch_nobody(link->watch, slot) &&
+                 !gw_watch_had_some(link->watch, slot);
     }
     if (!again)
         return 0;
@@ -255,7 +260,8 @@ static int count_now(gw_link_t *link) {
     poll(NULL, 0, GW_WATCH_CONFIRM_MS);
     for (slot = 0; slot < n; slot++)
         if (gw_watch_consumers(link->watch, slot) == 0 &&
-            !gw_watch_nobody(link->watch, slot) && count_one(link, slot) != 0)
+            !gw_watch_nobody(link->watch, slot) &&
+            !gw_watch_had_some(link->watch, slot) && count_one(link, slot) != 0)
             return -1;
     return 0;
 }

@@ -15,6 +15,7 @@ typedef struct {
     /* AMQP thread only */
     int64_t zero_since; /* first of the zero reads in a row; 0: none */
     int64_t next_ms;    /* when to read again */
+    int had_some;       /* before the last reset, it had consumers */
 } slot_t;
 
 struct gw_watch {
@@ -153,9 +154,17 @@ void gw_watch_reset(gw_watch_t *w) {
     size_t i, n = atomic_load(&w->count);
 
     for (i = 0; i < n; i++) {
+        int c = atomic_load(&w->slot[i].consumers);
+
+        if (c >= 0) /* known: what it was when the connection went */
+            w->slot[i].had_some = c > 0;
         atomic_store(&w->slot[i].consumers, -1);
         atomic_store(&w->slot[i].nobody, 0);
         w->slot[i].zero_since = 0;
         w->slot[i].next_ms = 0;
     }
+}
+
+int gw_watch_had_some(const gw_watch_t *w, size_t slot) {
+    return w->slot[slot].had_some;
 }

@@ -62,5 +62,8 @@ int gw_watch_due(gw_watch_t *w, int64_t now, int64_t *next_ms);
 void gw_watch_recheck(gw_watch_t *w, gw_watch_kind_t kind);
 /* The connection is gone: every count unknown, every read due at once. */
 void gw_watch_reset(gw_watch_t *w);
+/* Whether slot had consumers when the connection went (a zero read right
+ * after reconnecting is then most likely a leader election, not nobody). */
+int gw_watch_had_some(const gw_watch_t *w, size_t slot);
 
 #endif

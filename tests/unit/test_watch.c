@@ -121,6 +121,22 @@ static void test_exchanges(void **state) {
     gw_watch_free(w);
 }
 
+static void test_had_some_survives_resets(void **state) {
+    gw_watch_t *w = gw_watch_new();
+
+    gw_watch_add(w, GW_WATCH_QUEUE, "q");
+    assert_false(gw_watch_had_some(w, 0));
+    gw_watch_record(w, 0, 2, 0, 100);
+    gw_watch_reset(w); /* the connection went */
+    assert_true(gw_watch_had_some(w, 0));
+    gw_watch_reset(w); /* and the next one reset again: still known */
+    assert_true(gw_watch_had_some(w, 0));
+    gw_watch_record(w, 0, 0, 1, 200); /* then the queue was gone */
+    gw_watch_reset(w);
+    assert_false(gw_watch_had_some(w, 0));
+    gw_watch_free(w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slots),
@@ -128,6 +144,7 @@ int main(void) {
         cmocka_unit_test(test_missing_is_nobody_at_once),
         cmocka_unit_test(test_due_earliest_first_and_reset),
         cmocka_unit_test(test_exchanges),
+        cmocka_unit_test(test_had_some_survives_resets),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
