@@ -67,7 +67,11 @@ int gw_handler_adopt(gw_handler_ctx_t *h) {
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_ERROR, "routes_refused");
-        cm_log_kv(&l, "reason", "%s", "out of memory");
+        cm_log_kv(&l, "reason", "%s",
+                  t->watch == NULL || t->metrics == NULL
+                      ? "out of memory"
+                      : "no OpenAPI document: out of memory, or the built-in "
+                        "openapi.yaml lacks its markers");
         cm_log_end(&l);
         goto fail;
     }
@@ -97,9 +101,8 @@ int gw_handler_adopt(gw_handler_ctx_t *h) {
     return 0;
 fail:
     if (t != NULL)
-        table_free(t);
-    else
-        gw_routes_free(routes);
+        table_free(t); /* t->routes is set only once all went well */
+    gw_routes_free(routes);
     return -1;
 }
 

@@ -16,7 +16,8 @@ made from its route table (gateway/openapi.c) and still holds up:
   openapi.yaml byte for byte;
 - SIGHUP with another table serves that table's document, and an answer
   begun before the reload is sent whole from the old one (the table it
-  belongs to is freed only after; ASan would see a use after free).
+  belongs to is freed only after; ASan would see a use after free); a
+  table refused after its document was made leaves the old one served.
 
 That the gateway answers as the document says, on live traffic through a
 validating proxy, is test_openapi.py's job (its routes part)."""
@@ -298,6 +299,30 @@ class StaticPartsTest(unittest.TestCase):
                                  "the gateway serves a stale openapi.yaml: rebuild it")
         finally:
             ENV.stop_proc(gw)
+
+
+class RefusedTest(unittest.TestCase):
+    def test_a_refused_table_leaves_the_document(self):
+        """A table the gateway cannot put in use (more queues than it can
+        watch) is refused after its document was made: the one served
+        stays, and the refused table's memory is freed (ASan's leak check
+        at the gateway's exit)."""
+        table = {"routes": [{"name": f"q{i}", "method": "POST", "path": f"/q/{i}",
+                             "queue": f"spec_many_{i}"} for i in range(65)]}
+        refused = len(GW.events("routes_refused"))
+        try:
+            write_routes(ENV.routes_file, table)
+            GW.signal(signal.SIGHUP)
+            events = GW.wait_events("routes_refused", count=refused + 1, timeout=20)
+            self.assertIn("watched", events[-1].get("reason", ""), events[-1])
+            self.assertEqual(harness.get(GW.port, "/openapi.yaml").body, SERVED)
+        finally:
+            loaded = len(GW.events("routes_loaded"))
+            write_routes(ENV.routes_file, ROUTES)
+            GW.signal(signal.SIGHUP)
+            GW.wait_events("routes_loaded", count=loaded + 1, timeout=20)
+        GW.stopped_by_us = False  # SIGHUP is no stop
+        self.assertTrue(GW.running())
 
 
 def big_table():
