@@ -19,6 +19,7 @@
 #include "cors.h"
 #include "gwrpc.h"
 #include "log.h"
+#include "openapi.h"
 #include "problem.h"
 
 #define JSON_TYPE        "application/json"
@@ -37,6 +38,7 @@ static void table_free(gw_table_t *t) {
     gw_routes_free(t->routes);
     free(t->watch);
     free(t->metrics);
+    free(t->openapi);
     free(t);
 }
 
@@ -52,6 +54,8 @@ void gw_handler_offer(gw_handler_ctx_t *h, gw_routes_t *routes) {
 
 int gw_handler_adopt(gw_handler_ctx_t *h) {
     gw_routes_t *routes = atomic_exchange(&h->offered, NULL);
+    gw_openapi_opts_t doc = {h->cfg->timeout_ms, h->cfg->max_timeout_ms,
+                             h->cfg->max_n};
     size_t i, n;
     gw_table_t *t;
 
@@ -63,8 +67,21 @@ int gw_handler_adopt(gw_handler_ctx_t *h) {
         goto fail;
     t->watch = calloc(n, sizeof(int));
     t->metrics = calloc(n, sizeof(unsigned));
-    if (t->watch == NULL || t->metrics == NULL)
+    t->openapi = gw_openapi_render((const char *)gw_asset_openapi_yaml,
+                                   gw_asset_openapi_yaml_len, routes, &doc,
+                                   &t->openapi_len);
+    if (t->watch == NULL || t->metrics == NULL || t->openapi == NULL) {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_ERROR, "routes_refused");
+        cm_log_kv(&l, "reason", "%s",
+                  t->watch == NULL || t->metrics == NULL
+                      ? "out of memory"
+                      : "no OpenAPI document: out of memory, or the built-in "
+                        "openapi.yaml lacks its markers");
+        cm_log_end(&l);
         goto fail;
+    }
     for (i = 0; i < n; i++) {
         const gw_route_t *r = gw_routes_at(routes, i);
 
@@ -95,9 +112,8 @@ int gw_handler_adopt(gw_handler_ctx_t *h) {
     return 0;
 fail:
     if (t != NULL)
-        table_free(t);
-    else
-        gw_routes_free(routes);
+        table_free(t); /* t->routes is set only once all went well */
+    gw_routes_free(routes);
     return -1;
 }
 
@@ -200,6 +216,27 @@ static enum MHD_Result respond_static(struct MHD_Connection *c, req_t *r,
     if (resp == NULL)
         return MHD_NO;
     return queue(c, r, MHD_HTTP_OK, type, resp);
+}
+
+/* The table's OpenAPI document; the answer holds a reference to the
+ * table until it is sent (a reload may replace the table meanwhile). */
+static void openapi_sent(void *cls) {
+    gw_table_t *t = cls;
+
+    if (--t->refs == 0) /* libmicrohttpd frees answers on the HTTP thread */
+        table_free(t);
+}
+
+static enum MHD_Result respond_openapi(struct MHD_Connection *c, req_t *r,
+                                       gw_table_t *t) {
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback_cls(
+            t->openapi_len, t->openapi, openapi_sent, t);
+
+    if (resp == NULL)
+        return MHD_NO;
+    t->refs++;
+    return queue(c, r, MHD_HTTP_OK, "application/yaml; charset=utf-8", resp);
 }
 
 /* Every error answer goes through here, with the given status (/readyz
@@ -921,8 +958,7 @@ enum MHD_Result gw_handler_route(gw_handler_ctx_t *h, struct MHD_Connection *c,
         return respond_static(c, r, "text/html; charset=utf-8",
                               gw_asset_index_html, gw_asset_index_html_len);
     case GW_EP_OPENAPI:
-        return respond_static(c, r, "application/yaml; charset=utf-8",
-                              gw_asset_openapi_yaml, gw_asset_openapi_yaml_len);
+        return respond_openapi(c, r, h->table);
     case GW_EP_HEALTHZ:
         return respond_static(c, r, JSON_TYPE, healthz, sizeof(healthz) - 1);
     case GW_EP_READYZ:

@@ -24,13 +24,16 @@
 #include "rpc.h"
 
 /* The route table in use, with what the gateway made of it: each route's
- * watch slot and metrics slot.  Requests hold a reference while their
- * call may point into it, so a reload never frees a route in use. */
+ * watch slot and metrics slot, and its OpenAPI document.  Requests hold a
+ * reference while their call may point into it, and answers while they
+ * send its document, so a reload never frees what is in use. */
 typedef struct gw_table {
     gw_routes_t *routes;
     int *watch;        /* per route: its queue's watch slot, -1: none */
     unsigned *metrics; /* per route: its metrics slot */
-    unsigned refs;     /* HTTP thread only */
+    char *openapi;     /* the document served for it (openapi.h) */
+    size_t openapi_len;
+    unsigned refs; /* HTTP thread only; answers of openapi hold one too */
 } gw_table_t;
 
 /* What the handlers need of the server. */
