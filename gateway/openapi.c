@@ -396,6 +396,7 @@ static json_t *responses(const gw_route_t *r, int *bad) {
     else
         set(resp, "200", raw_reply(r, bad), bad);
     set(resp, "400", ref(RESP, "BadRequest"), bad);
+    set(resp, "401", ref(RESP, "Unauthorized"), bad);
     set(resp, "408", ref(RESP, "RequestTimeout"), bad);
     if (takes_body(r)) {
         set(resp, "413", ref(RESP, "PayloadTooLarge"), bad);
@@ -496,26 +497,54 @@ static json_t *operation(const char *text, const item_t *it,
     return op;
 }
 
-/* The 405-only operation for a method no route of it serves. */
+/* The 405-only operation for a method no route of it serves (m indexes
+ * methods[]; NMETHODS: OPTIONS, which a CORS preflight gets 204 for). */
 static json_t *refused(const char *text, const item_t *it, size_t m,
                        const char *allow, int *bad) {
     char suffix[16];
-    json_t *allow_schema = string_schema(NULL);
+    json_t *allow_schema = string_schema(NULL), *op;
 
     /* Another path item's route may add its methods on some paths. */
     if (allow_schema != NULL && !it->touched)
         set(allow_schema, "enum", json_pack("[s]", allow), bad);
-    snprintf(suffix, sizeof(suffix), "~%s", lower[m]);
-    return json_pack(
+    snprintf(suffix, sizeof(suffix), "~%s",
+             m < NMETHODS ? lower[m] : "options");
+    op = json_pack(
         "{s:o, s:[s], s:s, s:{s:{s:s, s:{s:o, s:{s:s, s:b, s:o}}, "
         "s:{s:{s:o}}}}}",
         "operationId", op_id(text, it->route[0]->name, suffix), "tags",
-        tag_of(it->route[0]), "summary", "Not allowed", "responses", "405",
+        tag_of(it->route[0]), "summary",
+        m < NMETHODS ? "Not allowed" : "CORS preflight", "responses", "405",
         "description", "This path answers other methods only.", "headers",
         "X-Request-Id", ref(HEADER, "RequestId"), "Allow", "description",
         "The methods this path answers.", "required", 1, "schema", allow_schema,
         "content", "application/problem+json", "schema",
         ref(SCHEMA, "MethodNotAllowedProblem"));
+    if (op == NULL) {
+        *bad = 1;
+        return NULL;
+    }
+    /* Before the path is looked at, when a token is required. */
+    set(json_object_get(op, "responses"), "401", ref(RESP, "Unauthorized"),
+        bad);
+    if (m == NMETHODS) { /* OPTIONS: a preflight from a listed origin */
+        set(op, "description",
+            json_string("A browser's preflight (an `Origin` listed in "
+                        "`--cors-origins` and "
+                        "`Access-Control-Request-Method`) gets 204 with the "
+                        "CORS headers, allowing the methods of `Allow`, "
+                        "without a token. Any other OPTIONS is an ordinary "
+                        "method: 401 when a token is required and missing, "
+                        "else 405."),
+            bad);
+        set(op, "parameters",
+            json_pack("[o, o]", ref(PARAM, "Origin"),
+                      ref(PARAM, "AccessControlRequestMethod")),
+            bad);
+        set(json_object_get(op, "responses"), "204", ref(RESP, "Preflight"),
+            bad);
+    }
+    return op;
 }
 
 /* The path item for it, as a JSON object. */
@@ -563,6 +592,7 @@ static json_t *path_item(const char *text, const item_t *it,
                       : refused(text, it, m, allow, bad),
             bad);
     }
+    set(item, "options", refused(text, it, NMETHODS, allow, bad), bad);
     return item;
 }
 

@@ -343,11 +343,14 @@ static void test_path_items(void **state) {
     assert_string_equal(ref_of(response(o, "415")),
                         "#/components/responses/UnsupportedMediaType");
     assert_null(response(o, "405"));
-    /* the methods it does not serve: 405 only, Allow exactly POST */
+    /* the methods it does not serve: 405 (and the 401 that comes before
+     * the path is looked at), Allow exactly POST */
     o = op(all, "/v1/upper", "get");
     assert_string_equal(str(o, "operationId"), "upper~get");
     assert_null(json_object_get(o, "x-route"));
-    assert_int_equal(json_object_size(json_object_get(o, "responses")), 1);
+    assert_int_equal(json_object_size(json_object_get(o, "responses")), 2);
+    assert_string_equal(ref_of(response(o, "401")),
+                        "#/components/responses/Unauthorized");
     r = json_object_get(
         json_object_get(json_object_get(response(o, "405"), "headers"),
                         "Allow"),
@@ -356,7 +359,13 @@ static void test_path_items(void **state) {
         json_string_value(json_array_get(json_object_get(r, "enum"), 0)),
         "POST");
     assert_int_equal(json_object_size(json_object_get(all, "/v1/upper")),
-                     2 + 6); /* x-routes, parameters, six methods */
+                     2 + 7); /* x-routes, parameters, six methods, OPTIONS */
+    /* OPTIONS: a CORS preflight's 204, else 401 or 405 */
+    o = op(all, "/v1/upper", "options");
+    assert_string_equal(ref_of(response(o, "204")),
+                        "#/components/responses/Preflight");
+    assert_non_null(response(o, "405"));
+    assert_non_null(response(o, "401"));
 
     /* two routes on one shape: one item, the first route's names */
     r = json_object_get(all, "/v1/echo/{id}");
