@@ -253,8 +253,7 @@ char *gw_metrics_render(gw_metrics_t *m, const gw_metrics_link_t *link,
         }
         promtext_family(&o, "fibgw_queue_no_server", "gauge",
                         "1 while calls to the queue get 504 no_server: no "
-                        "such queue, or no consumer on two reads at least "
-                        "300 ms apart.");
+                        "such queue, or no consumer on reads for 1 s.");
         for (slot = 0; slot < n; slot++) {
             if (gw_watch_consumers(link->watch, slot) < 0 ||
                 gw_watch_kind(link->watch, slot) != GW_WATCH_QUEUE)

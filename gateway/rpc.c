@@ -35,6 +35,10 @@
 #define DROP_LOG_PER_S 20
 /* What callers are told when the connection goes. */
 #define LOST "lost the connection to RabbitMQ"
+/* After a connection is lost, new calls wait this long for the next one
+ * (to another node: usually milliseconds) instead of getting 503 at
+ * once; a failover is then a pause, not a burst of errors. */
+#define HOLD_MS 1000
 /* A raw reply's header value is at most this long (the HTTP side's whole
  * header section is smaller). */
 #define REPLY_HEADER_MAX 4096
@@ -75,8 +79,9 @@ struct gw_rpc {
     gw_watch_t *watch; /* the queues whose consumers are counted */
 
     /* shared with other threads */
-    atomic_int up;      /* the link is open and admits calls */
-    atomic_int blocked; /* the broker blocked publishers */
+    atomic_int up;              /* the link is open and admits calls */
+    _Atomic int64_t hold_until; /* down: calls wait until then (cm_now_ms) */
+    atomic_int blocked;         /* the broker blocked publishers */
     atomic_int draining;
     atomic_uint inflight; /* admitted and not yet done */
     /* "host:port" of the node the link is open to (gw_link_node's string),
@@ -93,10 +98,12 @@ struct gw_rpc {
     chan_t chans[CHANNELS_MAX];
     int64_t rotated_ms; /* when the last move to a new channel began */
     cm_backoff_t backoff;
-    const char *last_node;  /* of the last connection, NULL before the first */
-    int64_t drop_window_ms; /* when the current second of drop lines began */
-    unsigned drop_logged;   /* lines written in it */
-    uint64_t drop_quiet;    /* drops not written, since the last summary */
+    int64_t next_attempt_ms; /* down: the next connection attempt */
+    gw_call_t *held;         /* down: calls waiting for the connection */
+    const char *last_node;   /* of the last connection, NULL before the first */
+    int64_t drop_window_ms;  /* when the current second of drop lines began */
+    unsigned drop_logged;    /* lines written in it */
+    uint64_t drop_quiet;     /* drops not written, since the last summary */
 };
 
 /* --- calls --------------------------------------------------------------- */
@@ -183,12 +190,52 @@ static void complete_list(gw_rpc_t *rpc, gw_call_t *list, gw_err_t err,
     }
 }
 
-static void fail_all(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
+/* Fails every published call. */
+static void fail_pending(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
     gw_call_t *call;
 
     while ((call = gw_pending_take_any(rpc->pending)) != NULL)
         complete(rpc, call, err, detail);
+}
+
+/* Fails every call, published or not. */
+static void fail_all(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
+    gw_call_t *held = rpc->held;
+
+    fail_pending(rpc, err, detail);
+    rpc->held = NULL;
+    complete_list(rpc, held, err, detail);
     complete_list(rpc, gw_mailbox_take_all(rpc->mailbox), err, detail);
+}
+
+/* While down: the submitted calls wait for the next connection (held, in
+ * order), each up to its own deadline.  Returns when the earliest held
+ * call's deadline falls (INT64_MAX: none held). */
+static int64_t hold_calls(gw_rpc_t *rpc, int64_t now) {
+    gw_call_t *call, *next, **tail = &rpc->held, *keep = NULL, **ktail = &keep;
+    int64_t earliest = INT64_MAX;
+    char detail[96];
+
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = gw_mailbox_take_all(rpc->mailbox);
+    for (call = rpc->held; call != NULL; call = next) {
+        next = call->next;
+        if (call->deadline_ms <= now) {
+            snprintf(detail, sizeof(detail),
+                     "no reply within %u ms (not connected to RabbitMQ)",
+                     call->timeout_ms);
+            complete(rpc, call, GW_E_TIMEOUT, detail);
+            continue;
+        }
+        if (call->deadline_ms < earliest)
+            earliest = call->deadline_ms;
+        call->next = NULL;
+        *ktail = call;
+        ktail = &call->next;
+    }
+    rpc->held = keep;
+    return earliest;
 }
 
 /* --- the link ------------------------------------------------------------ */
@@ -234,7 +281,15 @@ static void link_down(gw_rpc_t *rpc, gw_err_t err, const char *detail,
     atomic_store(&rpc->blocked, 0);
     rpc->unconf_head = rpc->unconf_len = 0;
     memset(rpc->chans, 0, sizeof(rpc->chans)); /* the calls fail below */
-    fail_all(rpc, err, detail);
+    /* Published calls lose their replies with the connection; the calls
+     * not published yet wait for the next one (HOLD_MS), and the first
+     * attempt is made at once. */
+    fail_pending(rpc, err, detail);
+    rpc->next_attempt_ms = 0;
+    if (!polite)
+        atomic_store(&rpc->hold_until, cm_now_ms() + HOLD_MS);
+    else
+        fail_all(rpc, err, detail);
 }
 
 static int link_up(gw_rpc_t *rpc) {
@@ -252,6 +307,7 @@ static int link_up(gw_rpc_t *rpc) {
     node = gw_link_node(rpc->link);
     atomic_store(&rpc->node, node);
     atomic_store(&rpc->up, 1);
+    atomic_store(&rpc->hold_until, 0);
     cm_backoff_reset(&rpc->backoff);
     if (rpc->last_node != NULL)
         atomic_fetch_add_explicit(&rpc->metrics->reconnects, 1,
@@ -393,11 +449,16 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
 
 /* Publishes every submitted call, or answers it at once. */
 static void start_calls(gw_rpc_t *rpc) {
-    gw_call_t *call, *next;
+    gw_call_t *call, *next, *first = rpc->held, **tail = &first;
     int64_t now = cm_now_ms();
     unsigned published = 0;
 
-    for (call = gw_mailbox_take_all(rpc->mailbox); call != NULL; call = next) {
+    /* the calls held while down go first, in order */
+    rpc->held = NULL;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = gw_mailbox_take_all(rpc->mailbox);
+    for (call = first; call != NULL; call = next) {
         next = call->next;
         if (!gw_link_is_open(rpc->link)) {
             complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
@@ -852,7 +913,7 @@ static int loop_timeout(gw_rpc_t *rpc) {
 }
 
 static int idle(gw_rpc_t *rpc) {
-    return gw_mailbox_empty(rpc->mailbox) &&
+    return rpc->held == NULL && gw_mailbox_empty(rpc->mailbox) &&
            gw_pending_count(rpc->pending) == 0;
 }
 
@@ -862,13 +923,29 @@ static void *rpc_main(void *arg) {
 
     for (;;) {
         if (!gw_link_is_open(rpc->link)) {
-            fail_all(rpc, GW_E_BROKER_UNAVAILABLE, "not connected to RabbitMQ");
+            int64_t now = cm_now_ms(), hold = atomic_load(&rpc->hold_until);
+
+            int64_t wake;
+
+            if (atomic_load(&rpc->draining) || now >= hold)
+                fail_all(rpc, GW_E_BROKER_UNAVAILABLE,
+                         "not connected to RabbitMQ");
             if (atomic_load(&rpc->draining))
                 break;
+            wake = hold_calls(rpc, now);
             /* The first attempt after a loss goes at once, to the next
-             * node; then the jittered schedule (urls.h). */
-            if (link_up(rpc) != 0) {
-                wait_for(rpc, (int)cm_backoff_next(&rpc->backoff));
+             * node; then the jittered schedule (urls.h), whatever wakes
+             * the thread meanwhile. */
+            if (now < rpc->next_attempt_ms || link_up(rpc) != 0) {
+                now = cm_now_ms();
+                if (now >= rpc->next_attempt_ms)
+                    rpc->next_attempt_ms =
+                        now + (int64_t)cm_backoff_next(&rpc->backoff);
+                if (rpc->next_attempt_ms < wake)
+                    wake = rpc->next_attempt_ms;
+                if (hold > now && hold < wake)
+                    wake = hold;
+                wait_for(rpc, (int)(wake > now ? wake - now : 0));
                 continue;
             }
         }
@@ -908,6 +985,7 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     cm_backoff_init(&rpc->backoff, cm_random64());
     gw_idgen_init(&rpc->ids);
     atomic_init(&rpc->up, 0);
+    atomic_init(&rpc->hold_until, 0);
     atomic_init(&rpc->blocked, 0);
     atomic_init(&rpc->draining, 0);
     atomic_init(&rpc->inflight, 0);
@@ -956,7 +1034,11 @@ int gw_rpc_start(gw_rpc_t *rpc) {
 gw_err_t gw_rpc_admit(gw_rpc_t *rpc, int watch) {
     if (atomic_load(&rpc->draining))
         return GW_E_SHUTTING_DOWN;
-    if (!atomic_load(&rpc->up) || atomic_load(&rpc->blocked))
+    if (atomic_load(&rpc->blocked))
+        return GW_E_BROKER_UNAVAILABLE;
+    /* Down: a call may wait for the next connection, for a moment after a
+     * loss (HOLD_MS); else 503 at once. */
+    if (!atomic_load(&rpc->up) && cm_now_ms() >= atomic_load(&rpc->hold_until))
         return GW_E_BROKER_UNAVAILABLE;
     if (watch >= 0 && gw_watch_nobody(rpc->watch, (size_t)watch))
         return GW_E_NO_SERVER;
