@@ -50,6 +50,8 @@ struct gw_call {
      * its place in that channel's list of calls */
     uint16_t channel;
     gw_call_t *ch_prev, *ch_next;
+    unsigned attempts; /* publishes so far (a nacked one is published again) */
+    int64_t retry_ms;  /* when a nacked call is published again */
 
     /* outcome: written by the AMQP thread before done */
     gw_err_t err;

@@ -38,7 +38,7 @@ typedef struct {
     char auth_exempt[1024];          /* paths served without a token */
     gw_cors_t cors;                  /* n == 0: no CORS */
     unsigned drain_delay_ms; /* on SIGTERM: unready, still serving, so long */
-    char routes[1024];               /* --routes FILE; "": the one fib route */
+    char routes[1024];       /* --routes FILE; "": the one fib route */
     char check_routes[1024]; /* --check-routes FILE: check it and exit */
 } gw_config_t;
 

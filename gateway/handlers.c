@@ -174,7 +174,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_t *r, int status,
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
                                 r->allow[0] != '\0' ? r->allow
-                                                     : ENDPOINT_METHODS);
+                                                    : ENDPOINT_METHODS);
     if (status == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 r->challenge != NULL ? r->challenge
@@ -487,6 +487,15 @@ static enum MHD_Result start_call(gw_handler_ctx_t *h, struct MHD_Connection *c,
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
         r->call.content_encoding =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
+        /* AMQP carries them as short strings */
+        if ((r->call.content_type != NULL &&
+             strlen(r->call.content_type) > GW_AMQP_SHORTSTR_MAX) ||
+            (r->call.content_encoding != NULL &&
+             strlen(r->call.content_encoding) > GW_AMQP_SHORTSTR_MAX))
+            return respond_problem(c, r, GW_E_BAD_REQUEST,
+                                   "Content-Type and Content-Encoding may be "
+                                   "at most 255 bytes",
+                                   url);
     }
     err = gw_rpc_admit(h->rpc, r->call.watch);
     if (err != GW_E_OK)
@@ -679,11 +688,11 @@ static enum MHD_Result readyz(gw_handler_ctx_t *h, struct MHD_Connection *c,
             json_object_set_new(
                 queues, gw_watch_name(link.watch, slot),
                 json_integer(gw_watch_consumers(link.watch, slot)));
-    ready = json_pack("{s:s, s:s, s:i, s:o, s:b, s:I}", "status", "ready",
-                      "queue", h->cfg->queue, "consumers",
-                      consumers > 0 ? consumers : 0, "queues", queues,
-                      "blocked", link.blocked, "calls_in_flight",
-                      (json_int_t)link.inflight);
+    ready =
+        json_pack("{s:s, s:s, s:i, s:o, s:b, s:I}", "status", "ready", "queue",
+                  h->cfg->queue, "consumers", consumers > 0 ? consumers : 0,
+                  "queues", queues, "blocked", link.blocked, "calls_in_flight",
+                  (json_int_t)link.inflight);
     body = ready != NULL ? json_dumps(ready, JSON_COMPACT) : NULL;
     json_decref(ready);
     if (body == NULL)
@@ -761,8 +770,7 @@ static enum MHD_Result preflight(struct MHD_Connection *c, req_t *r) {
         return MHD_NO;
     /* OPTIONS matched no route, so allow holds the path's methods */
     MHD_add_response_header(resp, "Access-Control-Allow-Methods",
-                            r->allow[0] != '\0' ? r->allow
-                                                 : ENDPOINT_METHODS);
+                            r->allow[0] != '\0' ? r->allow : ENDPOINT_METHODS);
     MHD_add_response_header(resp, "Access-Control-Allow-Headers",
                             GW_CORS_ALLOW_HEADERS);
     MHD_add_response_header(resp, "Access-Control-Max-Age", GW_CORS_MAX_AGE);
@@ -806,7 +814,6 @@ static const char *unauthorized(gw_handler_ctx_t *h, struct MHD_Connection *c,
         return "the bearer token is not valid";
     }
 }
-
 
 /* --- the head ------------------------------------------------------------ */
 
@@ -884,9 +891,8 @@ static int has_body(struct MHD_Connection *c) {
         c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 
     return (cl != NULL && strtoull(cl, NULL, 10) > 0) ||
-           MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                       MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
-               NULL;
+           MHD_lookup_connection_value(
+               c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
 }
 
 enum MHD_Result gw_handler_check_head(gw_handler_ctx_t *h,
@@ -904,8 +910,8 @@ enum MHD_Result gw_handler_check_head(gw_handler_ctx_t *h,
     if (r->endpoint == GW_EP_ROUTE) {
         r->table = h->table;
         r->table->refs++;
-        r->match_err = gw_routes_match(r->table->routes, method, url,
-                                       &r->match, r->allow, sizeof(r->allow));
+        r->match_err = gw_routes_match(r->table->routes, method, url, &r->match,
+                                       r->allow, sizeof(r->allow));
     }
     /* A preflight carries no credentials: before the token check; on a
      * path that exists (OPTIONS matches no route: allow has its methods). */

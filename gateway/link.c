@@ -540,6 +540,10 @@ int gw_link_rotating(const gw_link_t *link) {
     return link->new_ch != 0;
 }
 
+size_t gw_link_nodes(const gw_link_t *link) {
+    return link->urls.n;
+}
+
 int gw_link_is_open(const gw_link_t *link) {
     return link->conn != NULL;
 }

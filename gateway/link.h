@@ -88,6 +88,8 @@ int gw_link_open(gw_link_t *link);
 /* Closes the connection: politely (connection.close) or at once. */
 void gw_link_close(gw_link_t *link, int polite);
 int gw_link_is_open(const gw_link_t *link);
+/* How many nodes the URL list names. */
+size_t gw_link_nodes(const gw_link_t *link);
 /* "host:port" of the node connected to (or tried next when closed).  The
  * string stays valid, and the same for the same node, until
  * gw_link_free; any thread may read it. */

@@ -321,13 +321,13 @@ int gw_publisher_send(gw_publisher_t *pub, const gw_request_msg_t *m) {
     n = gw_publish_encode(pub->out + pub->out_len, pub->out_cap - pub->out_len,
                           pub->channel, pub->frame_max, exchange,
                           amqp_cstring_bytes(m->routing_key), &rp.props, body);
-    if (n < 0) {
+    if (n < 0) { /* nothing of it was written: the connection is fine */
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_WARN, "amqp_encode_failed");
         cm_log_kv(&l, "body_bytes", "%zu", body.len);
         cm_log_end(&l);
-        return -1;
+        return -2;
     }
     pub->out_len += (size_t)n;
     pub->tag++;

@@ -86,8 +86,9 @@ void gw_publisher_attach(gw_publisher_t *pub, amqp_connection_state_t conn,
 void gw_publisher_detach(gw_publisher_t *pub);
 
 /* Publishes m: into the batch (flushing first when it is nearly full), or
- * through rabbitmq-c over TLS.  Returns 0, or -1 when the connection
- * failed or m cannot be encoded; the caller then drops the connection. */
+ * through rabbitmq-c over TLS.  Returns 0; -1 when the connection failed
+ * (the caller then drops it); -2 when m cannot be encoded (nothing of it
+ * was written; the connection is fine). */
 int gw_publisher_send(gw_publisher_t *pub, const gw_request_msg_t *m);
 /* Writes the batch.  Returns 0, or -1 (logged) when the socket failed or
  * the broker made no room within the grace time: a batch cut mid-frame

@@ -37,7 +37,8 @@
 #define LOST "lost the connection to RabbitMQ"
 /* After a connection is lost, new calls wait this long for the next one
  * (to another node: usually milliseconds) instead of getting 503 at
- * once; a failover is then a pause, not a burst of errors. */
+ * once; a failover is then a pause, not a burst of errors.  Only with
+ * another node to go to: one node that is gone is not back so soon. */
 #define HOLD_MS 1000
 /* A raw reply's header value is at most this long (the HTTP side's whole
  * header section is smaller). */
@@ -47,9 +48,19 @@
  * for the replies of their calls (link.h, "Publishing channels"). */
 #define CHANNELS_MAX 8
 /* A publish the broker has not confirmed after this long makes us move
- * to a new channel; so does a nack.  At most one move per ROTATE_MIN_MS. */
+ * to a new channel; so does a nack.  The moves are spaced ROTATE_MIN_MS
+ * apart at first, doubling to ROTATE_MAX_MS while the new channels are no
+ * better (a channel opened too soon after a node died keeps pointing at
+ * the dead queue leader until the election is over); a confirm on the
+ * channel in use starts over. */
 #define UNCONFIRMED_MAX_MS 1000
-#define ROTATE_MIN_MS      1000
+#define ROTATE_MIN_MS      100
+#define ROTATE_MAX_MS      1000
+/* A nacked message was never queued: it is published again, on the
+ * channel in use by then, up to this many times in all (spaced
+ * RETRY_GAP_MS, doubling), before the caller gets 503 not_queued. */
+#define PUBLISH_ATTEMPTS 4
+#define RETRY_GAP_MS     50
 
 /* A publish the broker has not confirmed yet (publisher confirms). */
 typedef struct {
@@ -97,6 +108,8 @@ struct gw_rpc {
     size_t unconf_cap, unconf_head, unconf_len;
     chan_t chans[CHANNELS_MAX];
     int64_t rotated_ms; /* when the last move to a new channel began */
+    int64_t rotate_gap; /* the least time from it to the next move */
+    gw_call_t *retry;   /* nacked calls to publish again, by retry_ms */
     cm_backoff_t backoff;
     int64_t next_attempt_ms; /* down: the next connection attempt */
     gw_call_t *held;         /* down: calls waiting for the connection */
@@ -200,11 +213,12 @@ static void fail_pending(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
 
 /* Fails every call, published or not. */
 static void fail_all(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
-    gw_call_t *held = rpc->held;
+    gw_call_t *held = rpc->held, *retry = rpc->retry;
 
     fail_pending(rpc, err, detail);
-    rpc->held = NULL;
+    rpc->held = rpc->retry = NULL;
     complete_list(rpc, held, err, detail);
+    complete_list(rpc, retry, err, detail);
     complete_list(rpc, gw_mailbox_take_all(rpc->mailbox), err, detail);
 }
 
@@ -286,7 +300,7 @@ static void link_down(gw_rpc_t *rpc, gw_err_t err, const char *detail,
      * attempt is made at once. */
     fail_pending(rpc, err, detail);
     rpc->next_attempt_ms = 0;
-    if (!polite)
+    if (!polite && gw_link_nodes(rpc->link) > 1)
         atomic_store(&rpc->hold_until, cm_now_ms() + HOLD_MS);
     else
         fail_all(rpc, err, detail);
@@ -377,13 +391,17 @@ static int rotate(gw_rpc_t *rpc, const char *why, int64_t now) {
     size_t i, used = 0;
     cm_log_t l;
 
-    if (gw_link_rotating(rpc->link) || now - rpc->rotated_ms < ROTATE_MIN_MS)
+    if (gw_link_rotating(rpc->link) || now - rpc->rotated_ms < rpc->rotate_gap)
         return 0;
     for (i = 0; i < CHANNELS_MAX; i++)
         used += rpc->chans[i].channel != 0;
     if (used == CHANNELS_MAX)
         return 0; /* old channels still wait for replies: not now */
     rpc->rotated_ms = now;
+    rpc->rotate_gap = rpc->rotate_gap == 0 ? ROTATE_MIN_MS
+                      : rpc->rotate_gap * 2 > ROTATE_MAX_MS
+                          ? ROTATE_MAX_MS
+                          : rpc->rotate_gap * 2;
     cm_log_begin(&l, CM_LOG_WARN, "amqp_channel_rotating");
     cm_log_kv(&l, "reason", "%s", why);
     cm_log_kv(&l, "channel", "%u", gw_link_channel(rpc->link));
@@ -402,6 +420,7 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
 
     gw_idgen_next(&rpc->ids, id);
     gw_id_text(id, call->correlation_id);
+    call->attempts++;
     m = (gw_request_msg_t){
         .exchange = route->exchange,
         .routing_key = call->routing_key,
@@ -436,6 +455,12 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
         return 0;
     }
     rc = gw_publisher_send(rpc->pub, &m);
+    if (rc == -2) { /* a message AMQP cannot carry; nothing was sent */
+        gw_pending_take(rpc->pending, id);
+        complete(rpc, call, GW_E_INTERNAL,
+                 "the request cannot be put into an AMQP message");
+        return 0;
+    }
     if (rc != 0) {
         gw_pending_take(rpc->pending, id); /* the caller completes it */
         return rc;
@@ -721,15 +746,48 @@ static void settle(gw_rpc_t *rpc, const unconfirmed_t *u, int ack) {
     if (ack) {
         call->status = 202;
         complete(rpc, call, GW_E_OK, NULL);
-    } else {
-        complete(rpc, call, GW_E_NOT_QUEUED,
-                 "RabbitMQ refused the message (nack): it was not queued, "
-                 "so retrying is safe");
+        return;
     }
+    if (call->attempts < PUBLISH_ATTEMPTS &&
+        call->deadline_ms - cm_now_ms() > RETRY_GAP_MS << call->attempts) {
+        gw_call_t **p = &rpc->retry;
+
+        /* Not queued, so safe to publish again: on a new channel by then,
+         * when this one points at a dead queue leader. */
+        chan_unlink(rpc, call);
+        call->retry_ms = cm_now_ms() + (RETRY_GAP_MS << (call->attempts - 1));
+        while (*p != NULL && (*p)->retry_ms <= call->retry_ms)
+            p = &(*p)->next;
+        call->next = *p;
+        *p = call;
+        return;
+    }
+    complete(rpc, call, GW_E_NOT_QUEUED,
+             "RabbitMQ refused the message (nack): it was not queued, so "
+             "retrying is safe");
+}
+
+/* The nacked calls whose time to be published again has come go back to
+ * the front of the calls to start.  Returns when the next one is due
+ * (INT64_MAX: none). */
+static int64_t retry_due(gw_rpc_t *rpc, int64_t now) {
+    gw_call_t *due = NULL, **tail = &due;
+
+    while (rpc->retry != NULL && rpc->retry->retry_ms <= now) {
+        *tail = rpc->retry;
+        rpc->retry = rpc->retry->next;
+        tail = &(*tail)->next;
+    }
+    *tail = rpc->held;
+    rpc->held = due;
+    return rpc->retry != NULL ? rpc->retry->retry_ms : INT64_MAX;
 }
 
 static void on_confirm(gw_rpc_t *rpc, const gw_link_event_t *ev, int ack) {
     size_t i;
+
+    if (ack && ev->channel == gw_link_channel(rpc->link))
+        rpc->rotate_gap = 0; /* this one works */
 
     for (i = 0; i < rpc->unconf_len; i++) {
         unconfirmed_t *u =
@@ -907,13 +965,16 @@ static int loop_timeout(gw_rpc_t *rpc) {
 
     if (tick < until)
         until = tick;
+    if (rpc->retry != NULL && rpc->retry->retry_ms < until)
+        until = rpc->retry->retry_ms;
     if (until - now < t)
         t = until - now;
     return t < 0 ? 0 : (int)t;
 }
 
 static int idle(gw_rpc_t *rpc) {
-    return rpc->held == NULL && gw_mailbox_empty(rpc->mailbox) &&
+    return rpc->held == NULL && rpc->retry == NULL &&
+           gw_mailbox_empty(rpc->mailbox) &&
            gw_pending_count(rpc->pending) == 0;
 }
 
@@ -932,6 +993,7 @@ static void *rpc_main(void *arg) {
                          "not connected to RabbitMQ");
             if (atomic_load(&rpc->draining))
                 break;
+            retry_due(rpc, INT64_MAX); /* down: they wait with the rest */
             wake = hold_calls(rpc, now);
             /* The first attempt after a loss goes at once, to the next
              * node; then the jittered schedule (urls.h), whatever wakes
@@ -949,6 +1011,7 @@ static void *rpc_main(void *arg) {
                 continue;
             }
         }
+        retry_due(rpc, cm_now_ms());
         start_calls(rpc);
         if (!gw_link_is_open(rpc->link))
             continue;

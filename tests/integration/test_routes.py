@@ -326,6 +326,18 @@ class RefusalTest(unittest.TestCase):
         self.assertEqual(status, 413)
         self.assertEqual(json.loads(body)["code"], "body_too_large")
 
+    def test_a_content_type_amqp_cannot_carry(self):
+        """Content-Type becomes the message's content_type, an AMQP short
+        string (255 bytes at most): a longer one is refused, and costs
+        nobody else anything (it must not break the connection)."""
+        long_type = "text/plain; x=" + "a" * 300
+        r = post("/v1/echo/long", b"x", {"Content-Type": long_type})
+        harness.assert_problem(self, r, 400, "bad_request")
+        r = post("/v1/echo/long", b"x", {"Content-Encoding": "e" * 256})
+        harness.assert_problem(self, r, 400, "bad_request")
+        self.assertEqual(harness.get(GW.port, "/fib/9").status, 200)
+        self.assertEqual(GW.events("amqp_disconnected"), [])
+
     def test_415(self):
         r = post("/v1/upper", b"{}", {"Content-Type": "application/json"})
         harness.assert_problem(self, r, 415, "unsupported_media_type")
