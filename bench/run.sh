@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # run.sh - the benchmark: in one run on this machine, measures the raw AMQP
-# RPC ceiling (rpc-ceiling), the gateway under wrk, heavy calls with 1 and 2
-# workers, 10,000 calls waiting at once, and RSS after 10k vs 1M requests;
-# prints every figure and a summary table.  Loopback only; a private RabbitMQ
-# node; every process it starts is stopped again, also on Ctrl-C.
+# RPC ceiling (rpc-ceiling), the gateway under wrk (the fib route, a raw
+# route to the same workers, and without publisher confirms), heavy calls
+# with 1 and 2 workers, 10,000 calls waiting at once, RSS after 10k vs 1M
+# requests, and a 3-node cluster with a quorum queue against one node
+# (throughput, and the outage when the gateway's node is killed); prints
+# every figure and a summary table.  Loopback only; private RabbitMQ nodes;
+# every process it starts is stopped again, also on Ctrl-C.
 #
 # Environment, with its defaults:
 #   DURATION=10       seconds per measurement (ceiling, wrk, heavy)
@@ -13,7 +16,9 @@
 #   MANY=10000        connections (= calls in flight) of the many-waiting run
 #   LEAK_WARM=10000   requests before the first RSS reading of the leak run
 #   LEAK_REQUESTS=1000000  requests before the second
-#   SKIP_CEILING=1 SKIP_GATEWAY=1 SKIP_HEAVY=1 SKIP_MANY=1 SKIP_LEAK=1
+#   OUTAGE_REPS=5     kill -9 repetitions of the cluster's outage figure
+#   SKIP_CEILING=1 SKIP_GATEWAY=1 SKIP_RAW=1 SKIP_CONFIRMS=1 SKIP_HEAVY=1
+#   SKIP_MANY=1 SKIP_LEAK=1 SKIP_CLUSTER=1
 #                     skip that part (ratios need both ceiling and gateway)
 #   PERF=1            perf record the gateway during the 64-connection run
 #   BUILD_DIR=build   where to build (Release);  OUT_DIR=bench/out  logs
@@ -30,6 +35,7 @@ HEAVY_CONNS=${HEAVY_CONNS:-8}
 MANY=${MANY:-10000}
 LEAK_WARM=${LEAK_WARM:-10000}
 LEAK_REQUESTS=${LEAK_REQUESTS:-1000000}
+OUTAGE_REPS=${OUTAGE_REPS:-5}
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 OUT_DIR=${OUT_DIR:-$ROOT/bench/out}
 PY=/usr/bin/python3 # Debian's: the one python3-pika is installed for
@@ -51,6 +57,7 @@ declare -A PIDS=()
 FG_PID= # the child run_child waits for
 WORK=
 broker_dir=
+cluster_dir=
 
 stop_pid() { # stop_pid PID: TERM, then KILL after 10 s
     local pid=$1 i
@@ -81,6 +88,10 @@ cleanup() {
     if [ -n "$broker_dir" ]; then
         bash scripts/broker.sh stop "$broker_dir" >/dev/null 2>&1 ||
             say "could not stop the broker in $broker_dir"
+    fi
+    if [ -n "$cluster_dir" ]; then
+        bash scripts/cluster.sh stop "$cluster_dir" >/dev/null 2>&1 ||
+            say "could not stop the cluster in $cluster_dir"
     fi
     if [ -n "$WORK" ]; then rm -rf "$WORK"; fi
     trim_logs
@@ -160,15 +171,17 @@ workers_ready() { # workers_ready COUNT: wait until COUNT workers logged ready
     die "fib-workers not ready (see $LOGS)"
 }
 
-# start_workers COUNT PREFETCH: (re)starts COUNT fib-workers.
+# start_workers COUNT PREFETCH [ARGS...]: (re)starts COUNT fib-workers on
+# $URL (or $WORKER_URL), with ARGS.
 phase=0
 start_workers() {
     local count=$1 prefetch=$2 i
+    shift 2
     stop_workers
     phase=$((phase + 1))
     for i in $(seq "$count"); do
-        start "worker$i-$phase" "$BIN/fib-worker" --amqp-url "$URL" \
-            --prefetch "$prefetch"
+        start "worker$i-$phase" "$BIN/fib-worker" --amqp-url "${WORKER_URL:-$URL}" \
+            --prefetch "$prefetch" "$@"
     done
     workers_ready "$count"
 }
@@ -181,11 +194,12 @@ stop_workers() {
     return 0
 }
 
-# start_gateway NAME PORT ARGS...: starts rpc-gateway, waits for HTTP.
+# start_gateway NAME PORT ARGS...: starts rpc-gateway on $URL (or
+# $GATEWAY_URL), waits for HTTP.
 start_gateway() {
     local name=$1 port=$2
     shift 2
-    start "$name" "$BIN/rpc-gateway" --amqp-url "$URL" \
+    start "$name" "$BIN/rpc-gateway" --amqp-url "${GATEWAY_URL:-$URL}" \
         --listen "127.0.0.1:$port" --log-level warn "$@"
     for _ in $(seq 300); do
         curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/fib/x" && return 0
@@ -381,6 +395,54 @@ phase_gateway() {
     gw_warnings gw
 }
 
+# ================================================================ 3. raw route
+
+# The same calls through a raw route (routes file: POST /raw/fib, body "10",
+# to the same queue and workers): what a raw route costs next to fib.
+phase_raw() {
+    local url=http://127.0.0.1:$GW_PORT/raw/fib
+    say "3. raw route: wrk POST /raw/fib (body 10), ${DURATION}s each (load $(load))"
+    run_child wrk -t2 -c64 -d"$WARMUP"s -s bench/post_raw.lua "$url" >/dev/null 2>&1 || true
+    wrk_run wrk-raw-c1 -t1 -c1 -d"$DURATION"s -s bench/post_raw.lua "$url"
+    R[raw_rps_1]=$W_RPS R[raw_p50_1]=$W_P50 R[raw_p99_1]=$W_P99
+    R[raw_bad_1]=$((W_NON2XX + W_SOCKERR)) R[raw_load_1]=$(load)
+    say "   c=1:  $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
+    cpu_mark
+    wrk_run wrk-raw-c64 -t2 -c64 -d"$DURATION"s -s bench/post_raw.lua "$url"
+    cpu_per_call raw_64 "$W_REQS"
+    R[raw_rps_64]=$W_RPS R[raw_p50_64]=$W_P50 R[raw_p99_64]=$W_P99
+    R[raw_bad_64]=$((W_NON2XX + W_SOCKERR)) R[raw_load_64]=$(load)
+    say "   c=64: $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
+    check_alive gw || true
+}
+
+# ================================================================ 3b. confirms
+
+# The fib route at 64 connections once more, from a gateway with publisher
+# confirms off: what confirms cost (the broker's work to confirm, our
+# bookkeeping), set against the 64-connection run of phase 2.
+phase_confirms() {
+    local port url
+    port=$(free_port)
+    start_gateway gw-noconf "$port" --confirms 0
+    wait_200 "$port"
+    url=http://127.0.0.1:$port/fib/10
+    say "3b. confirms off: wrk on /fib/10, 64 connections, ${DURATION}s (load $(load))"
+    run_child wrk -t2 -c64 -d"$WARMUP"s "$url" >/dev/null 2>&1 || true
+    PIDS[gw_saved]=${PIDS[gw]}
+    PIDS[gw]=${PIDS[gw-noconf]} # cpu_now reads the gateway as "gw"
+    cpu_mark
+    wrk_run wrk-noconf-c64 -t2 -c64 -d"$DURATION"s "$url"
+    cpu_per_call noconf_64 "$W_REQS"
+    PIDS[gw]=${PIDS[gw_saved]}
+    unset 'PIDS[gw_saved]'
+    R[noconf_rps_64]=$W_RPS R[noconf_p50_64]=$W_P50 R[noconf_p99_64]=$W_P99
+    R[noconf_bad_64]=$((W_NON2XX + W_SOCKERR)) R[noconf_load_64]=$(load)
+    say "   c=64: $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
+    check_alive gw-noconf || true
+    stop gw-noconf
+}
+
 # ================================================================ 4. heavy
 
 phase_heavy() {
@@ -511,6 +573,62 @@ phase_leak() {
     stop gw-leak
 }
 
+# ================================================================ 7. cluster
+
+# wrk_c64 NAME PORT: the gateway phase's 64-connection run on /fib/10 (after
+# a warm-up); sets W_* as wrk_run does.
+wrk_c64() {
+    local url=http://127.0.0.1:$2/fib/10
+    run_child wrk -t2 -c64 -d"$WARMUP"s "$url" >/dev/null 2>&1 || true
+    wrk_run "$1" -t2 -c64 -d"$DURATION"s "$url"
+}
+
+phase_cluster() {
+    local port t0 line
+    say "7. cluster: 3 nodes and a quorum queue against 1 node and a classic queue, wrk /fib/10 at 64 connections, 2 workers at prefetch $PREFETCH (load $(load))"
+    # One node, classic queue: the set-up's node, as in 2., measured again
+    # here so that both figures are taken back to back.
+    start_workers 2 "$PREFETCH"
+    port=$(free_port)
+    start_gateway gw-single "$port"
+    wait_200 "$port"
+    wrk_c64 wrk-single-c64 "$port"
+    R[cl_single_rps]=$W_RPS R[cl_single_p50]=$W_P50 R[cl_single_p99]=$W_P99
+    R[cl_single_bad]=$((W_NON2XX + W_SOCKERR))
+    say "   1 node, classic:  $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
+    check_alive gw-single || true
+    stop gw-single
+    stop_workers
+
+    cluster_dir=$WORK/cluster
+    t0=$SECONDS
+    CLUSTER_URL=$(bash scripts/cluster.sh start "$cluster_dir" 3 2>>"$LOGS/cluster.log") ||
+        { tail -n 30 "$LOGS/cluster.log" >&2; die "the cluster did not start"; }
+    R[cl_start_s]=$((SECONDS - t0))
+    say "   cluster of 3 up in ${R[cl_start_s]} s"
+    WORKER_URL=$CLUSTER_URL start_workers 2 "$PREFETCH" --queue bench_quorum --queue-type quorum
+    port=$(free_port)
+    GATEWAY_URL=$CLUSTER_URL start_gateway gw-cluster "$port" --queue bench_quorum
+    wait_200 "$port"
+    wrk_c64 wrk-cluster-c64 "$port"
+    R[cl_quorum_rps]=$W_RPS R[cl_quorum_p50]=$W_P50 R[cl_quorum_p99]=$W_P99
+    R[cl_quorum_bad]=$((W_NON2XX + W_SOCKERR)) R[cl_load]=$(load)
+    say "   3 nodes, quorum:  $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
+    check_alive gw-cluster || true
+    gw_warnings gw-cluster
+    stop gw-cluster
+    stop_workers
+
+    say "   outage: kill -9 of the gateway's node -> first 200, $OUTAGE_REPS times (bench/outage.py)"
+    FIBRPC_BIN_DIR=$BIN "$PY" -u bench/outage.py --cluster-dir "$cluster_dir" \
+        --reps "$OUTAGE_REPS" >"$LOGS/outage.log" 2>&1 || say "   !!! outage.py failed (see $LOGS/outage.log)"
+    grep '^outage' "$LOGS/outage.log" | sed 's/^/   /' >&2 || true
+    line=$(grep '^outage_ms ' "$LOGS/outage.log" || true)
+    R[cl_outage]=${line#outage_ms }
+    bash scripts/cluster.sh stop "$cluster_dir" >/dev/null 2>&1 || say "could not stop the cluster"
+    cluster_dir=
+}
+
 # ================================================================ summary
 
 v() { echo "${R[$1]:-n/a}"; }
@@ -547,6 +665,21 @@ summary() {
         printf '%-44s %s\n' "CPU per call (us), ceiling at 64" "$(v cpu_ceil_64)"
         printf '%-44s %s\n' "CPU per call (us), gateway at 64" "$(v cpu_gw_64)"
         fi
+        if [ -n "${R[raw_rps_1]:-}" ]; then
+            printf '%-44s %12s %10s %10s  %s\n' "raw route, 1 connection (POST /raw/fib)" \
+                "$(v raw_rps_1)" "$(ms raw_p50_1)" "$(ms raw_p99_1)" "non-2xx+socket errors $(v raw_bad_1); load ${R[raw_load_1]}"
+            printf '%-44s %12s %10s %10s  %s\n' "raw route, 64 connections (POST /raw/fib)" \
+                "$(v raw_rps_64)" "$(ms raw_p50_64)" "$(ms raw_p99_64)" "non-2xx+socket errors $(v raw_bad_64); load ${R[raw_load_64]}"
+            printf '%-44s %12s %10s %10s  %s\n' "ratio raw route/fib route, 1 connection" "$(ratio raw_rps_1 gw_rps_1)" "" "" ""
+            printf '%-44s %12s %10s %10s  %s\n' "ratio raw route/fib route, 64 connections" "$(ratio raw_rps_64 gw_rps_64)" "" "" "target >= 0.9"
+            printf '%-44s %s\n' "CPU per call (us), raw route at 64" "$(v cpu_raw_64)"
+        fi
+        if [ -n "${R[noconf_rps_64]:-}" ]; then
+            printf '%-44s %12s %10s %10s  %s\n' "gateway, 64 connections, confirms off" \
+                "$(v noconf_rps_64)" "$(ms noconf_p50_64)" "$(ms noconf_p99_64)" "non-2xx+socket errors $(v noconf_bad_64); load ${R[noconf_load_64]}"
+            printf '%-44s %12s %10s %10s  %s\n' "ratio confirms on/off, 64 connections" "$(ratio gw_rps_64 noconf_rps_64)" "" "" "target >= 0.9"
+            printf '%-44s %s\n' "CPU per call (us), confirms off at 64" "$(v cpu_noconf_64)"
+        fi
         if [ -n "${R[heavy_rps_1]:-}" ]; then
             printf '%-44s %12s %10s %10s  %s\n' "heavy /fib/$HEAVY_N, 1 worker" "$(v heavy_rps_1)" "$(ms heavy_p50_1)" "" "errors $(v heavy_bad_1); load ${R[heavy_load_1]}"
             printf '%-44s %12s %10s %10s  %s\n' "heavy /fib/$HEAVY_N, 2 workers" "$(v heavy_rps_2)" "$(ms heavy_p50_2)" "" "errors $(v heavy_bad_2); load ${R[heavy_load_2]}"
@@ -562,6 +695,14 @@ summary() {
             printf '%-44s %12s  %s\n' "leak: RSS after $(v leak_n_warm) requests (MiB)" "$(mib "${R[leak_rss_warm]}")" ""
             printf '%-44s %12s  %s\n' "leak: RSS after $(v leak_n_end) requests (MiB)" "$(mib "${R[leak_rss_end]}")" \
                 "growth $(awk -v a="${R[leak_rss_warm]}" -v b="${R[leak_rss_end]}" 'BEGIN { printf "%+d KiB", b - a }'); non-2xx+socket errors $(v leak_bad); fds $(v leak_fds_end)"
+        fi
+        if [ -n "${R[cl_quorum_rps]:-}" ]; then
+            printf '%-44s %12s %10s %10s  %s\n' "1 node, classic queue (wrk c64 /fib/10)" \
+                "$(v cl_single_rps)" "$(ms cl_single_p50)" "$(ms cl_single_p99)" "non-2xx+socket errors $(v cl_single_bad)"
+            printf '%-44s %12s %10s %10s  %s\n' "3 nodes, quorum queue (wrk c64 /fib/10)" \
+                "$(v cl_quorum_rps)" "$(ms cl_quorum_p50)" "$(ms cl_quorum_p99)" "non-2xx+socket errors $(v cl_quorum_bad); load ${R[cl_load]}; cluster up in $(v cl_start_s) s"
+            printf '%-44s %12s %10s %10s  %s\n' "ratio 3-node quorum / 1-node classic" "$(ratio cl_quorum_rps cl_single_rps)" "" "" ""
+            printf '%-44s %s\n' "outage, kill -9 of the gateway's node (ms)" "${R[cl_outage]:-n/a} (to the first 200)"
         fi
         for k in "${!R[@]}"; do
             [[ $k == crash_* ]] && echo "!!! ${k#crash_} died during the run (exit status ${R[$k]})"
@@ -580,14 +721,24 @@ main() {
     [ "${SKIP_CEILING:-0}" = 1 ] || phase_ceiling
     GW_PORT=$(free_port)
     if [ "${SKIP_GATEWAY:-0}" != 1 ] || [ "${SKIP_HEAVY:-0}" != 1 ]; then
-        start_gateway gw "$GW_PORT"
+        # the fib route as without --routes, and a raw route to its queue
+        cat >"$WORK/routes.json" <<'JSON'
+{"routes": [
+  {"name": "fib", "kind": "fib", "method": "GET", "path": "/fib/{n}", "queue": "rpc_queue"},
+  {"name": "rawfib", "method": "POST", "path": "/raw/fib", "queue": "rpc_queue"}
+]}
+JSON
+        start_gateway gw "$GW_PORT" --routes "$WORK/routes.json"
         wait_200 "$GW_PORT"
     fi
     [ "${SKIP_GATEWAY:-0}" = 1 ] || phase_gateway
+    if [ "${SKIP_GATEWAY:-0}" != 1 ] && [ "${SKIP_RAW:-0}" != 1 ] && alive gw; then phase_raw; fi
+    if [ "${SKIP_GATEWAY:-0}" != 1 ] && [ "${SKIP_CONFIRMS:-0}" != 1 ]; then phase_confirms; fi
     if [ "${SKIP_HEAVY:-0}" != 1 ] && alive gw; then phase_heavy; fi
     stop gw
     [ "${SKIP_MANY:-0}" = 1 ] || phase_many
     [ "${SKIP_LEAK:-0}" = 1 ] || phase_leak
+    [ "${SKIP_CLUSTER:-0}" = 1 ] || phase_cluster
     summary
 }
 

@@ -21,8 +21,12 @@ static void usage(const char *about, const char *epilog, const cm_opt_t *opts,
 
     printf("%s\n", about);
     for (i = 0; i < n; i++) {
-        printf("  --%s=%s\n      %s [%s]\n", opts[i].name, opts[i].arg,
-               opts[i].help, opts[i].env);
+        if (opts[i].env != NULL)
+            printf("  --%s=%s\n      %s [%s]\n", opts[i].name, opts[i].arg,
+                   opts[i].help, opts[i].env);
+        else
+            printf("  --%s=%s\n      %s\n", opts[i].name, opts[i].arg,
+                   opts[i].help);
         if (opts[i].dflt != NULL)
             printf("      default: %s\n",
                    opts[i].dflt[0] != '\0' ? opts[i].dflt : "(empty)");
@@ -80,7 +84,7 @@ cm_opts_result_t cm_options_parse(const char *prog, const char *version,
         return CM_OPTS_BAD;
     }
     for (i = 0; i < n; i++) {
-        const char *env = getenv(opts[i].env);
+        const char *env = opts[i].env != NULL ? getenv(opts[i].env) : NULL;
 
         if (given[i] != NULL) {
             snprintf(flag_names[i], sizeof(flag_names[i]), "--%s",

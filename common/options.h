@@ -15,7 +15,7 @@
 
 typedef struct {
     const char *name; /* long flag, without "--" */
-    const char *env;  /* environment variable to fall back to */
+    const char *env;  /* environment variable to fall back to; NULL: none */
     const char *dflt; /* default text; NULL: none (the value stays NULL) */
     const char *arg;  /* the value's name in --help: "URL", "N", ... */
     const char *help; /* what it sets, one line */

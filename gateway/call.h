@@ -1,11 +1,12 @@
-/* call.h - one RPC call, from the HTTP request that starts it to the reply
- * that ends it.
+/* call.h - one RPC call (or one published message), from the HTTP request
+ * that starts it to the outcome that ends it.
  *
  * Ownership moves with the call: the HTTP layer creates it and fills the
  * request part, then hands it to the AMQP thread with gw_rpc_submit().  From
  * then until the AMQP thread hands it back through the done callback, only
  * the AMQP thread touches it; it writes the outcome part.  The HTTP layer
- * frees it. */
+ * frees it, and everything the request part points to (the route's table
+ * included) must outlive the call. */
 #ifndef GW_CALL_H
 #define GW_CALL_H
 
@@ -13,24 +14,53 @@
 #include <stdint.h>
 
 #include "problem.h"
+#include "msghdr.h"
 #include "request.h"
+#include "routes.h"
 
 typedef struct gw_call gw_call_t;
 
+/* A header copied from the reply to the HTTP response (return_headers). */
+typedef struct {
+    const char *name; /* the route's (lower case) */
+    char *value;      /* NUL-terminated, checked: no control bytes */
+} gw_reply_header_t;
+
 struct gw_call {
     /* request: written by the HTTP layer before submit */
-    uint32_t n;
+    const gw_route_t *route;
+    int watch;           /* the route queue's watch slot, -1: none (watch.h) */
+    uint32_t n;          /* kind fib */
     int64_t deadline_ms; /* monotonic clock (cm_now_ms) */
     unsigned timeout_ms;
     char request_id[GW_REQUEST_ID_MAX + 1];
     char traceparent[GW_TRACEPARENT_LEN + 1]; /* "" when none */
+    char routing_key[GW_AMQP_SHORTSTR_MAX + 1];
+    /* kind raw: the message (owned by the HTTP layer) */
+    const void *req_body;
+    size_t req_body_len;
+    const char *content_type;     /* NULL: none */
+    const char *content_encoding; /* NULL: none */
+    const gw_msg_header_t *headers;
+    size_t nheaders;
     void *http;      /* the HTTP layer's handle; opaque to the AMQP thread */
     gw_call_t *next; /* submission queue link */
 
+    /* AMQP thread only: the channel it was published on (0: not yet), and
+     * its place in that channel's list of calls */
+    uint16_t channel;
+    gw_call_t *ch_prev, *ch_next;
+    unsigned attempts; /* publishes so far (a nacked one is published again) */
+    int64_t retry_ms;  /* when a nacked call is published again */
+
     /* outcome: written by the AMQP thread before done */
     gw_err_t err;
-    char *body; /* malloc'd reply digits (err == GW_E_OK) */
+    int status; /* kind raw, err == GW_E_OK: the HTTP status to answer */
+    char *body; /* malloc'd: fib's digits, or a raw reply's body */
     size_t body_len;
+    char *body_type; /* malloc'd raw reply content type; NULL: default */
+    gw_reply_header_t *reply_headers; /* malloc'd, with the values */
+    size_t nreply_headers;
     char detail[384];     /* human-readable, for problem JSON */
     char worker_type[32]; /* worker error type, when err is a worker error */
     char correlation_id[37];

@@ -100,6 +100,11 @@ static const setting_t settings[] = {
     {{"heartbeat-s", "AMQP_HEARTBEAT_S", "10", "N",
       "AMQP heartbeat interval (0: off)"},
      {OPT_UINT, 0, 600, CFG(heartbeat_s)}},
+    {{"confirms", "GATEWAY_CONFIRMS", "1", "0|1",
+      "publisher confirms: a message the broker refuses is 503 not_queued "
+      "at once, and a channel that stops confirming is replaced; publish-"
+      "mode routes need them (0: off, for measuring what they cost)"},
+     {OPT_UINT, 0, 1, CFG(confirms)}},
     {{"max-reply-bytes", "GATEWAY_MAX_REPLY_BYTES",
       CM_STR(GW_DEFAULT_MAX_REPLY_BYTES), "N",
       "a worker's reply over this many bytes gets its caller 502 bad_reply "
@@ -133,6 +138,13 @@ static const setting_t settings[] = {
       "on SIGTERM, /readyz turns 503 at once and the gateway serves on "
       "this long before it stops accepting (a second signal ends it)"},
      {OPT_UINT, 0, 600000, CFG(drain_delay_ms)}},
+    {{"routes", "GATEWAY_ROUTES", NULL, "FILE",
+      "the route table (JSON): which HTTP requests become which AMQP "
+      "messages; re-read on SIGHUP.  Without it: GET /fib/{n} on --queue"},
+     {OPT_STR, 0, 0, CFG(routes)}},
+    {{"check-routes", NULL, NULL, "FILE",
+      "check a route file, print every error, and exit (0: good, 1: not)"},
+     {OPT_STR, 0, 0, CFG(check_routes)}},
 };
 #define NOPTS (sizeof(settings) / sizeof(settings[0]))
 

@@ -29,6 +29,7 @@ typedef struct {
     unsigned header_timeout_s;       /* a request head must arrive within */
     unsigned max_connections_per_ip; /* 0 at load: a tenth of the limit */
     unsigned heartbeat_s;            /* AMQP heartbeat */
+    unsigned confirms;               /* publisher confirms: 1 on, 0 off */
     unsigned max_reply_bytes;        /* a longer reply is not read: 502 */
     char log_level[16];              /* debug, info, warn, error */
     char tls_cert[1024];             /* PEM file; "" serves plain HTTP */
@@ -37,6 +38,8 @@ typedef struct {
     char auth_exempt[1024];          /* paths served without a token */
     gw_cors_t cors;                  /* n == 0: no CORS */
     unsigned drain_delay_ms; /* on SIGTERM: unready, still serving, so long */
+    char routes[1024];       /* --routes FILE; "": the one fib route */
+    char check_routes[1024]; /* --check-routes FILE: check it and exit */
 } gw_config_t;
 
 /* gw_config_load: fill cfg from argv, falling back to the environment, then

@@ -1,9 +1,11 @@
-/* handlers.h - what each request is answered: the fib call, the
- * operations endpoints, the page, and the headers every answer carries.
- * Every error answer goes through one function (respond_problem_as), which
- * turns a gw_err_t into its status and problem JSON.
+/* handlers.h - what each request is answered: the routes of the route
+ * table (fib and raw calls, published messages), the operations
+ * endpoints, the page, and the headers every answer carries.  Every error
+ * answer goes through one function (respond_problem_as), which turns a
+ * gw_err_t into its status and problem JSON.
  *
- * Private to the HTTP side (http.c); HTTP thread only. */
+ * Private to the HTTP side (http.c); HTTP thread only, except
+ * gw_handler_offer (main, on reload). */
 #ifndef GW_HANDLERS_H
 #define GW_HANDLERS_H
 
@@ -15,17 +17,35 @@
 #include "config.h"
 #include "ids.h"
 #include "latest.h"
+#include "latest.h"
 #include "metrics.h"
 #include "request.h"
+#include "routes.h"
 #include "rpc.h"
+
+/* The route table in use, with what the gateway made of it: each route's
+ * watch slot and metrics slot, and its OpenAPI document.  Requests hold a
+ * reference while their call may point into it, and answers while they
+ * send its document, so a reload never frees what is in use. */
+typedef struct gw_table {
+    gw_routes_t *routes;
+    int *watch;        /* per route: its queue's watch slot, -1: none */
+    unsigned *metrics; /* per route: its metrics slot */
+    char *openapi;     /* the document served for it (openapi.h) */
+    size_t openapi_len;
+    unsigned refs; /* HTTP thread only; answers of openapi hold one too */
+} gw_table_t;
 
 /* What the handlers need of the server. */
 typedef struct {
     const gw_config_t *cfg;
     gw_rpc_t *rpc;
     gw_metrics_t *metrics;
-    gw_idgen_t ids; /* request ids */
-    int draining;   /* stopping: every answer closes its connection */
+    gw_idgen_t ids;    /* request ids */
+    int draining;      /* stopping: every answer closes its connection */
+    gw_table_t *table; /* in use for new requests */
+    _Atomic(gw_routes_t *) offered; /* a reloaded table, not yet in use */
+    size_t body_bytes; /* request bodies held in memory right now */
     /* The bearer-token set (gw_auth_t), when cfg->auth_tokens_file is
      * set; main puts a new one on SIGHUP. */
     gw_latest_t tokens;
@@ -45,27 +65,69 @@ typedef struct {
     int close;            /* the answer closes the connection */
     int state;
     int status;
-    gw_route_t route;
+    gw_endpoint_t endpoint;
+    gw_table_t *table;      /* referenced while the request lives */
+    gw_route_match_t match; /* endpoint GW_EP_ROUTE: the route, */
+    gw_err_t match_err;     /* or why none (404, 405) */
+    char *body;             /* raw routes: the request body so far */
+    size_t body_len, body_cap;
+    void *msg;      /* raw routes: the message's headers (one block) */
+    char allow[64]; /* 405: the methods the path has */
     int64_t start_us;
     const char *challenge; /* WWW-Authenticate of a 401 */
+    const char *denied;    /* the 401's detail: no valid token */
+    int preflight;         /* a CORS preflight, answered 204 */
     char method[8];
     char path[96]; /* for the access log only */
+    /* the request target as received ("/a%20b?x=1"): raw routes send its
+     * path and query on; inline when short */
+    char *target;
+    char target_inline[128];
 } req_t;
+
+/* Takes ownership of routes: the table new requests use, installed by
+ * the HTTP thread at its next gw_handler_adopt.  Any thread. */
+void gw_handler_offer(gw_handler_ctx_t *h, gw_routes_t *routes);
+/* Puts an offered table in use (HTTP thread).  Returns 0, or -1 (logged;
+ * the old table stays) when its queues cannot all be watched. */
+int gw_handler_adopt(gw_handler_ctx_t *h);
+/* Drops a request's reference to its table; frees a replaced table when
+ * the last goes.  NULL is a no-op. */
+void gw_handler_release(gw_handler_ctx_t *h, gw_table_t *t);
 
 /* Fills the call's request and trace ids from the headers. */
 void gw_handler_begin(gw_handler_ctx_t *h, struct MHD_Connection *c,
                       gw_call_t *call);
-/* Looks at a head just read: MHD_YES when it may go on, else queues a 400
- * that closes the connection (ambiguous framing, a missing or doubled
- * Host) and returns what queueing returned. */
-enum MHD_Result gw_handler_check_head(struct MHD_Connection *c, req_t *r,
-                                      const char *url, const char *version);
-/* Answers r (headers in, body discarded): at once, or by suspending it for
- * an RPC.  Returns what the access handler returns. */
+/* Looks at a head just read: MHD_YES when it may go on (its body, if
+ * any, follows), else queues the answer (a 400 that closes for ambiguous
+ * framing or a missing or doubled Host; 404, 405, 413, 415 and the like
+ * for a route) and returns what queueing returned. */
+enum MHD_Result gw_handler_check_head(gw_handler_ctx_t *h,
+                                      struct MHD_Connection *c, req_t *r,
+                                      const char *url, const char *method,
+                                      const char *version);
+/* Takes size bytes of r's body.  Returns MHD_YES, or queues 413 (the
+ * body went over the route's max_body_bytes) and returns what queueing
+ * returned. */
+enum MHD_Result gw_handler_body(struct MHD_Connection *c, req_t *r,
+                                const char *data, size_t size, const char *url);
+/* Answers r (head and body in): at once, or by suspending it for an RPC.
+ * Returns what the access handler returns. */
 enum MHD_Result gw_handler_route(gw_handler_ctx_t *h, struct MHD_Connection *c,
                                  req_t *r, const char *url, const char *method);
+/* Writes err's problem answer (with Connection: close) straight to the
+ * socket fd, for a connection on which libmicrohttpd has queued nothing
+ * and takes nothing now (a head too slow, a body too large).  Returns 0,
+ * or -1 when it could not all be written at once. */
+int gw_handler_send_problem(int fd, gw_err_t err, const char *detail,
+                            const char *instance, const char *request_id);
+/* The socket of http.c's connection record, or -1 (NULL: untracked). */
+int gw_http_conn_fd(const struct gw_conn *conn);
 /* Answers a resumed call with its outcome. */
 enum MHD_Result gw_handler_outcome(struct MHD_Connection *c, req_t *r,
                                    const char *url);
+/* Frees what r holds (its call's outcome, body, message, table
+ * reference); not r itself. */
+void gw_handler_done(gw_handler_ctx_t *h, req_t *r);
 
 #endif

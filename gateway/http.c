@@ -77,6 +77,10 @@ struct gw_http {
     unsigned nconns, nactive;
 };
 
+int gw_http_conn_fd(const struct gw_conn *conn) {
+    return conn != NULL ? conn->fd : -1;
+}
+
 static void head_due(gw_http_t *h, conn_t *k) {
     cm_headq_push(&h->heads, &k->head,
                   cm_now_ms() + (int64_t)h->hc.cfg->header_timeout_s * 1000);
@@ -98,9 +102,18 @@ static void *on_request_line(void *cls, const char *uri,
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     req_t *r = calloc(1, sizeof(*r));
+    size_t len = strlen(uri);
 
     if (r == NULL)
         return NULL;
+    /* The target as received: libmicrohttpd decodes it in place later. */
+    r->target =
+        len < sizeof(r->target_inline) ? r->target_inline : malloc(len + 1);
+    if (r->target == NULL) {
+        free(r);
+        return NULL;
+    }
+    memcpy(r->target, uri, len + 1);
     r->h = &h->hc;
     r->start_us = cm_now_us();
     r->conn = ci != NULL ? ci->socket_context : NULL;
@@ -130,11 +143,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         snprintf(r->method, sizeof(r->method), "%s", method);
         snprintf(r->path, sizeof(r->path), "%s", url); /* log escapes */
         gw_handler_begin(&h->hc, c, &r->call);
-        return gw_handler_check_head(c, r, url, version);
+        return gw_handler_check_head(&h->hc, c, r, url, method, version);
     }
-    if (*upload_size != 0) { /* no route takes a body: discard it */
+    if (*upload_size != 0) { /* a piece of the body */
+        size_t size = *upload_size;
+
         *upload_size = 0;
-        return MHD_YES;
+        return gw_handler_body(c, r, upload, size, url);
     }
     if (r->status != 0) /* answered when the head came in */
         return MHD_YES;
@@ -161,6 +176,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
     if (!r->seen) { /* libmicrohttpd refused the head itself */
         if (r->conn != NULL)
             cm_headq_remove(&http->heads, &r->conn->head);
+        gw_handler_done(&http->hc, r);
         free(r);
         return;
     }
@@ -169,15 +185,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
         cm_log_t l;
 
         cm_log_begin(&l,
-                     (r->route == GW_ROUTE_HEALTHZ ||
-                      r->route == GW_ROUTE_READYZ ||
-                      r->route == GW_ROUTE_METRICS) &&
+                     (r->endpoint == GW_EP_HEALTHZ ||
+                      r->endpoint == GW_EP_READYZ ||
+                      r->endpoint == GW_EP_METRICS) &&
                              r->status < 400
                          ? CM_LOG_DEBUG
                          : CM_LOG_INFO,
                      "request");
         cm_log_kv(&l, "method", "%s", r->method);
         cm_log_kv(&l, "path", "%s", r->path);
+        if (r->match.route != NULL)
+            cm_log_kv(&l, "route", "%s", r->match.route->name);
         cm_log_kv(&l, "status", "%d", r->status);
         cm_log_kv(&l, "dur_ms", "%.3f",
                   (double)(cm_now_us() - r->start_us) / 1000.0);
@@ -187,10 +205,18 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
         cm_log_end(&l);
     }
     /* An unready gateway answering its probe is not a failed call. */
-    gw_metrics_request(http->hc.metrics, r->status,
-                       r->route == GW_ROUTE_READYZ ? GW_E_OK : r->call.err,
-                       cm_now_us() - r->start_us);
-    free(r->call.body);
+    {
+        int64_t dur = cm_now_us() - r->start_us;
+
+        gw_metrics_request(http->hc.metrics, r->status,
+                           r->endpoint == GW_EP_READYZ ? GW_E_OK : r->call.err,
+                           dur);
+        if (r->match.route != NULL)
+            gw_metrics_route(http->hc.metrics,
+                             r->table->metrics[r->match.route->index],
+                             r->status, r->call.err, dur);
+    }
+    gw_handler_done(&http->hc, r);
     free(r);
 }
 
@@ -283,11 +309,8 @@ static void close_idle(gw_http_t *h) {
  * libmicrohttpd's session may write, so there it is closed unanswered. */
 static void expire_heads(gw_http_t *h, int64_t now) {
     cm_headq_node_t *n;
-    char detail[96], out[768], request_id[GW_ID_HEX_LEN + 1];
+    char detail[96], request_id[GW_ID_HEX_LEN + 1];
     uint8_t id[GW_ID_LEN];
-    size_t len = 0;
-    char *body;
-    int off;
 
     while ((n = cm_headq_pop_due(&h->heads, now)) != NULL) {
         conn_t *k = (conn_t *)n;
@@ -300,18 +323,9 @@ static void expire_heads(gw_http_t *h, int64_t now) {
                  h->hc.cfg->header_timeout_s);
         gw_idgen_next(&h->hc.ids, id);
         gw_id_hex(id, request_id);
-        body = gw_problem_json(GW_E_REQUEST_TIMEOUT, detail, NULL, request_id,
-                               NULL, &len);
-        off = snprintf(out, sizeof(out),
-                       "HTTP/1.1 408 Request Timeout\r\n"
-                       "Content-Type: " GW_PROBLEM_CONTENT_TYPE "\r\n"
-                       "Content-Length: %zu\r\nX-Request-Id: %s\r\n"
-                       "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
-                       body != NULL ? len : 0, request_id,
-                       body != NULL ? body : "");
-        free(body);
-        if (off > 0 && (size_t)off < sizeof(out) && !h->tls)
-            (void)!send(k->fd, out, (size_t)off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (!h->tls) /* over TLS, plain bytes would only garble it */
+            gw_handler_send_problem(k->fd, GW_E_REQUEST_TIMEOUT, detail, NULL,
+                                    request_id);
         shutdown(k->fd, SHUT_RDWR);
         k->closing = 1;
         gw_metrics_request(h->hc.metrics, 408, GW_E_REQUEST_TIMEOUT,
@@ -366,6 +380,24 @@ static void start_drain(gw_http_t *h) {
     }
 }
 
+/* Puts a reloaded route table in use, between two turns of the loop. */
+static void adopt_routes(gw_http_t *h) {
+    size_t n;
+
+    if (atomic_load(&h->hc.offered) == NULL)
+        return;
+    if (gw_handler_adopt(&h->hc) != 0)
+        return; /* logged; the table in use stays */
+    n = gw_routes_count(h->hc.table->routes);
+    {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_INFO, "routes_loaded");
+        cm_log_kv(&l, "routes", "%zu", n);
+        cm_log_end(&l);
+    }
+}
+
 static void *http_main(void *arg) {
     gw_http_t *h = arg;
     const union MHD_DaemonInfo *di =
@@ -376,6 +408,7 @@ static void *http_main(void *arg) {
     for (;;) {
         int phase = atomic_load(&h->phase);
 
+        adopt_routes(h);
         if (phase >= PHASE_DRAIN && !h->hc.draining)
             start_drain(h);
         if (h->hc.draining)
@@ -470,8 +503,8 @@ static void free_tokens(void *set) {
 }
 
 gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
-                         gw_metrics_t *metrics, gw_auth_t *tokens,
-                         const gw_tls_pem_t *tls) {
+                         gw_metrics_t *metrics, gw_routes_t *routes,
+                         gw_auth_t *tokens, const gw_tls_pem_t *tls) {
     struct addrinfo hints = {0}, *ai = NULL;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
@@ -493,6 +526,13 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
     atomic_init(&h->phase, PHASE_RUN);
     atomic_init(&h->wake_pending, 0);
     gw_idgen_init(&h->hc.ids);
+    atomic_init(&h->hc.offered, NULL);
+    gw_handler_offer(&h->hc, routes);
+    if (gw_handler_adopt(&h->hc) != 0) {
+        gw_latest_destroy(&h->hc.tokens);
+        free(h);
+        return NULL;
+    }
     h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (h->wake_fd < 0) {
         cm_log_t l;
@@ -500,6 +540,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
         cm_log_begin(&l, CM_LOG_ERROR, "http_init_failed");
         cm_log_kv(&l, "error", "%s", strerror(errno));
         cm_log_end(&l);
+        gw_handler_release(&h->hc, h->hc.table);
         gw_latest_destroy(&h->hc.tokens);
         free(h);
         return NULL;
@@ -576,9 +617,15 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
     return h;
 fail:
     close(h->wake_fd);
+    gw_handler_release(&h->hc, h->hc.table);
     gw_latest_destroy(&h->hc.tokens);
     free(h);
     return NULL;
+}
+
+void gw_http_reload(gw_http_t *http, gw_routes_t *routes) {
+    gw_handler_offer(&http->hc, routes);
+    wake(http);
 }
 
 void gw_http_set_tokens(gw_http_t *http, gw_auth_t *tokens) {
@@ -600,6 +647,8 @@ void gw_http_stop(gw_http_t *http) {
     if (http->started)
         pthread_join(http->thread, NULL);
     close(http->wake_fd);
+    gw_handler_offer(&http->hc, NULL); /* one offered too late */
+    gw_handler_release(&http->hc, http->hc.table);
     gw_latest_destroy(&http->hc.tokens);
     free(http);
 }

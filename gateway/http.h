@@ -11,6 +11,7 @@
 #include "call.h"
 #include "config.h"
 #include "metrics.h"
+#include "routes.h"
 #include "rpc.h"
 
 typedef struct gw_http gw_http_t;
@@ -25,14 +26,18 @@ typedef struct {
  * Runs on the AMQP thread. */
 void gw_http_call_done(gw_call_t *call);
 
-/* Starts listening: HTTPS (TLS 1.2 or newer) when tls is not NULL, whose
- * text is read only during the call.  tokens is the bearer-token set
- * (ownership taken, also on failure; NULL when cfg has no token file).
- * Returns NULL (logged) on failure.  cfg, rpc and metrics must outlive
- * it. */
+/* Starts listening, serving routes (ownership taken, also on failure):
+ * HTTPS (TLS 1.2 or newer) when tls is not NULL, whose text is read only
+ * during the call.  tokens is the bearer-token set (ownership taken, also
+ * on failure; NULL when cfg has no token file).  Returns NULL (logged) on
+ * failure.  cfg, rpc and metrics must outlive it. */
 gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
-                         gw_metrics_t *metrics, gw_auth_t *tokens,
-                         const gw_tls_pem_t *tls);
+                         gw_metrics_t *metrics, gw_routes_t *routes,
+                         gw_auth_t *tokens, const gw_tls_pem_t *tls);
+/* Serves routes (ownership taken) to new requests from the HTTP thread's
+ * next turn on; requests under way keep the table they started with.
+ * Any thread. */
+void gw_http_reload(gw_http_t *http, gw_routes_t *routes);
 /* Replaces the token set (ownership taken): every request checked from
  * now on sees the new set whole, never a mix.  main only. */
 void gw_http_set_tokens(gw_http_t *http, gw_auth_t *tokens);

@@ -7,6 +7,7 @@
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 #include <assert.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,30 +18,39 @@
 #include "log.h"
 #include "urls.h"
 
-#define CH_RPC             1
-#define CH_CHECK           2
+#define CH_RPC   1 /* the first publishing channel */
+#define CH_CHECK 2
+/* Later publishing channels take numbers from here up, round. */
+#define CH_FIRST_NEW       3
+#define CH_LAST_NEW        1000
 #define CONNECT_TIMEOUT_MS 2000
 #define RPC_TIMEOUT_MS     2000
-/* How often the consumer count is refreshed: often while nobody consumes
- * (so a worker that appears is noticed at once), rarely otherwise. */
-#define CHECK_IDLE_MS   1000
-#define CHECK_NOBODY_MS 100
+
+/* A new publishing channel comes up in three asynchronous steps. */
+enum { NEW_OPENING, NEW_CONSUMING, NEW_SELECTING };
 
 enum {
     CHECK_CLOSED,  /* CH_CHECK is not open */
     CHECK_OPENING, /* channel.open sent */
-    CHECK_IDLE,    /* open; next check at next_check_ms */
+    CHECK_IDLE,    /* open; the next check when watch says */
     CHECK_WAITING, /* queue.declare (passive) sent */
 };
 
 struct gw_link {
     const gw_config_t *cfg;
     gw_publisher_t *pub;
+    gw_watch_t *watch;
     cm_urls_t urls; /* shuffled once; read-only after gw_link_new */
     size_t cur;     /* the node connected to, or tried next */
     amqp_connection_state_t conn; /* NULL while closed */
     int check;                    /* CHECK_* state of CH_CHECK */
-    int64_t next_check_ms;        /* INT64_MAX while a check is under way */
+    int check_slot;               /* the watch slot being counted */
+    uint16_t pub_ch;              /* publishing (and replies) now */
+    uint16_t new_ch;              /* the one being opened, 0: none */
+    int new_state;                /* NEW_* of new_ch */
+    uint16_t ch_seq;              /* the last number given to new_ch */
+    /* publishing channels open (CH_FIRST_NEW..CH_LAST_NEW), by number */
+    uint8_t in_use[(CH_LAST_NEW + 8) / 8];
     /* Replies and returns, put together with bodies up to
      * cfg->max_reply_bytes; what the last event points into, released on
      * the next poll. */
@@ -87,27 +97,89 @@ static void message_event(gw_link_event_t *ev, const cm_amqp_msg_t *m) {
         ev->content_type = p->content_type.bytes;
         ev->content_type_len = p->content_type.len;
     }
+    if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
+        ev->headers = &p->headers;
     ev->body = m->message.body.bytes;
     ev->body_len = m->message.body.len;
     ev->body_size = m->body_size;
     ev->oversized = m->oversized;
 }
 
-/* Plans the next consumer count after one that read n. */
-static int counted(gw_link_t *link, int n) {
-    link->next_check_ms =
-        cm_now_ms() + (n > 0 ? CHECK_IDLE_MS : CHECK_NOBODY_MS);
-    return n;
+void gw_link_event_header(const gw_link_event_t *ev, const char *name,
+                          gw_hval_t *out) {
+    const amqp_table_t *t = ev->headers;
+    size_t len = strlen(name);
+    int i;
+
+    memset(out, 0, sizeof(*out));
+    if (t == NULL)
+        return;
+    for (i = 0; i < t->num_entries; i++) {
+        const amqp_table_entry_t *e = &t->entries[i];
+        const amqp_field_value_t *v = &e->value;
+
+        if (e->key.len != len || memcmp(e->key.bytes, name, len) != 0)
+            continue;
+        out->kind = GW_HVAL_INT;
+        switch (v->kind) {
+        case AMQP_FIELD_KIND_I8:
+            out->i = v->value.i8;
+            break;
+        case AMQP_FIELD_KIND_U8:
+            out->i = v->value.u8;
+            break;
+        case AMQP_FIELD_KIND_I16:
+            out->i = v->value.i16;
+            break;
+        case AMQP_FIELD_KIND_U16:
+            out->i = v->value.u16;
+            break;
+        case AMQP_FIELD_KIND_I32:
+            out->i = v->value.i32;
+            break;
+        case AMQP_FIELD_KIND_U32:
+            out->i = v->value.u32;
+            break;
+        case AMQP_FIELD_KIND_I64:
+            out->i = v->value.i64;
+            break;
+        case AMQP_FIELD_KIND_U64:
+            if (v->value.u64 > INT64_MAX) {
+                out->kind = GW_HVAL_OTHER;
+                break;
+            }
+            out->i = (int64_t)v->value.u64;
+            break;
+        case AMQP_FIELD_KIND_UTF8:
+        case AMQP_FIELD_KIND_BYTES:
+            out->kind = GW_HVAL_STR;
+            out->s = v->value.bytes.bytes;
+            out->len = v->value.bytes.len;
+            break;
+        default:
+            out->kind = GW_HVAL_OTHER;
+            break;
+        }
+        return;
+    }
 }
 
-static void consumers_event(gw_link_t *link, gw_link_event_t *ev, int n) {
-    memset(ev, 0, sizeof(*ev));
-    ev->kind = GW_LINK_CONSUMERS;
-    ev->consumers = counted(link, n);
+/* Records a count of slot (missing: no such queue).  Returns 1 with *ev
+ * filled when callers see something new, else 0. */
+static int counted(gw_link_t *link, int slot, int n, int missing,
+                   gw_link_event_t *ev) {
+    if (!gw_watch_record(link->watch, (size_t)slot, n, missing, cm_now_ms()))
+        return 0;
+    if (ev != NULL) {
+        memset(ev, 0, sizeof(*ev));
+        ev->kind = GW_LINK_CONSUMERS;
+        ev->slot = slot;
+    }
+    return 1;
 }
 
-/* A missing queue makes the broker close CH_CHECK (404): nobody consumes.
- * Returns -1 when the connection failed. */
+/* A missing queue makes the broker close CH_CHECK (404): answers the
+ * close.  Returns -1 when the connection failed. */
 static int check_closed(gw_link_t *link) {
     amqp_channel_close_ok_t close_ok = {0};
 
@@ -118,31 +190,80 @@ static int check_closed(gw_link_t *link) {
                : -1;
 }
 
-/* The first consumer count, synchronously, while connecting.  Returns it,
- * or -1 when the connection failed. */
-static int count_now(gw_link_t *link) {
-    amqp_queue_declare_ok_t *ok;
+/* One synchronous count of slot.  Returns 0, or -1 when the connection
+ * failed. */
+static int count_one(gw_link_t *link, size_t slot) {
+    amqp_bytes_t name = amqp_cstring_bytes(gw_watch_name(link->watch, slot));
     amqp_rpc_reply_t r;
+
+    if (gw_watch_kind(link->watch, slot) == GW_WATCH_EXCHANGE) {
+        if (amqp_exchange_declare(link->conn, CH_CHECK, name,
+                                  amqp_cstring_bytes("direct"), 1, 0, 0, 0,
+                                  amqp_empty_table) != NULL) {
+            counted(link, (int)slot, 1, 0, NULL);
+            return 0;
+        }
+    } else {
+        amqp_queue_declare_ok_t *ok = amqp_queue_declare(
+            link->conn, CH_CHECK, name, 1, 0, 0, 0, amqp_empty_table);
+
+        if (ok != NULL) {
+            counted(link, (int)slot, (int)ok->consumer_count, 0, NULL);
+            return 0;
+        }
+    }
+    r = amqp_get_rpc_reply(link->conn);
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        counted(link, (int)slot, 0, 1, NULL);
+        if (check_closed(link) != 0 ||
+            amqp_channel_open(link->conn, CH_CHECK) == NULL) {
+            failed(link, "channel.open");
+            return -1;
+        }
+        link->check = CHECK_IDLE;
+        return 0;
+    }
+    failed(link, "declare");
+    return -1;
+}
+
+/* The first consumer count of every watched queue, synchronously, while
+ * connecting: calls are admitted only once each is known.  A zero of a
+ * queue that had no consumers before is read again GW_WATCH_CONFIRM_MS
+ * later (watch.h), so that a queue nobody consumes answers no_server from
+ * the first call on.  A queue that had consumers when the connection went
+ * is not waited for: reconnecting during a node's restart, its zero is
+ * most likely the election of a new queue leader, and the calls published
+ * meanwhile are served once it is over (the watch reads it again later,
+ * as always). */
+static int count_now(gw_link_t *link) {
+    size_t slot, n = gw_watch_count(link->watch);
+    int again = 0;
 
     if (amqp_channel_open(link->conn, CH_CHECK) == NULL) {
         failed(link, "channel.open");
         return -1;
     }
     link->check = CHECK_IDLE;
-    ok = amqp_queue_declare(link->conn, CH_CHECK,
-                            amqp_cstring_bytes(link->cfg->queue), 1, 0, 0, 0,
-                            amqp_empty_table);
-    if (ok != NULL) {
-        return counted(link, (int)ok->consumer_count);
+    for (slot = 0; slot < n; slot++) {
+        if (count_one(link, slot) != 0)
+            return -1;
+        again |= gw_watch_kind(link->watch, slot) == GW_WATCH_QUEUE &&
+                 gw_watch_consumers(link->watch, slot) == 0 &&
+                 !gw_watch_nobody(link->watch, slot) &&
+                 !gw_watch_had_some(link->watch, slot);
     }
-    r = amqp_get_rpc_reply(link->conn);
-    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        counted(link, 0);
-        return check_closed(link) == 0 ? 0 : -1;
-    }
-    failed(link, "queue.declare");
-    return -1;
+    if (!again)
+        return 0;
+    /* counted from the last read: then every zero has lasted long enough */
+    poll(NULL, 0, GW_WATCH_CONFIRM_MS);
+    for (slot = 0; slot < n; slot++)
+        if (gw_watch_consumers(link->watch, slot) == 0 &&
+            !gw_watch_nobody(link->watch, slot) &&
+            !gw_watch_had_some(link->watch, slot) && count_one(link, slot) != 0)
+            return -1;
+    return 0;
 }
 
 /* Sends the next step of the consumer count without waiting; the answer
@@ -150,18 +271,35 @@ static int count_now(gw_link_t *link) {
 static int count_start(gw_link_t *link) {
     amqp_channel_open_t open = {amqp_empty_bytes};
     amqp_queue_declare_t declare = {0};
-    int status;
+    amqp_exchange_declare_t xdeclare = {0};
+    int64_t next;
+    int status, slot;
 
-    link->next_check_ms = INT64_MAX;
+    slot = gw_watch_due(link->watch, cm_now_ms(), &next);
+    if (slot < 0)
+        return 0;
     if (link->check == CHECK_CLOSED) {
         link->check = CHECK_OPENING;
         status = amqp_send_method(link->conn, CH_CHECK,
                                   AMQP_CHANNEL_OPEN_METHOD, &open);
+    } else if (gw_watch_kind(link->watch, (size_t)slot) == GW_WATCH_EXCHANGE) {
+        /* passive: the type is not compared */
+        xdeclare.exchange =
+            amqp_cstring_bytes(gw_watch_name(link->watch, (size_t)slot));
+        xdeclare.type = amqp_cstring_bytes("direct");
+        xdeclare.passive = 1;
+        xdeclare.arguments = amqp_empty_table;
+        link->check = CHECK_WAITING;
+        link->check_slot = slot;
+        status = amqp_send_method(link->conn, CH_CHECK,
+                                  AMQP_EXCHANGE_DECLARE_METHOD, &xdeclare);
     } else {
-        declare.queue = amqp_cstring_bytes(link->cfg->queue);
+        declare.queue =
+            amqp_cstring_bytes(gw_watch_name(link->watch, (size_t)slot));
         declare.passive = 1;
         declare.arguments = amqp_empty_table;
         link->check = CHECK_WAITING;
+        link->check_slot = slot;
         status = amqp_send_method(link->conn, CH_CHECK,
                                   AMQP_QUEUE_DECLARE_METHOD, &declare);
     }
@@ -170,7 +308,8 @@ static int count_start(gw_link_t *link) {
 
 /* --- connecting ---------------------------------------------------------- */
 
-gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub) {
+gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub,
+                       gw_watch_t *watch) {
     gw_link_t *link = calloc(1, sizeof(*link));
     char why[CM_URL_MASKED_MAX + 128];
 
@@ -178,7 +317,7 @@ gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub) {
         return NULL;
     link->cfg = cfg;
     link->pub = pub;
-    link->next_check_ms = INT64_MAX;
+    link->watch = watch;
     cm_amqp_content_init(&link->content, cfg->max_reply_bytes);
     if (cm_urls_parse(&link->urls, cfg->amqp_url, why, sizeof(why)) != 0) {
         cm_log_t l;
@@ -249,7 +388,7 @@ static int login(gw_link_t *link) {
     return -1;
 }
 
-int gw_link_open(gw_link_t *link, int *consumers) {
+int gw_link_open(gw_link_t *link) {
     struct timeval tv = {CONNECT_TIMEOUT_MS / 1000,
                          (CONNECT_TIMEOUT_MS % 1000) * 1000};
     struct timeval rpc_tv = {RPC_TIMEOUT_MS / 1000,
@@ -296,10 +435,19 @@ int gw_link_open(gw_link_t *link, int *consumers) {
                            amqp_empty_table) == NULL ||
         failed(link, "basic.consume"))
         goto fail;
-    link->check = CHECK_CLOSED;
-    *consumers = count_now(link);
-    if (*consumers < 0)
+    /* Confirms: a refused publish is answered at once (503), and the
+     * broker tells us when it has taken each one. */
+    if (link->cfg->confirms &&
+        (amqp_confirm_select(link->conn, CH_RPC) == NULL ||
+         failed(link, "confirm.select")))
         goto fail;
+    link->check = CHECK_CLOSED;
+    gw_watch_reset(link->watch);
+    if (count_now(link) != 0)
+        goto fail;
+    link->pub_ch = CH_RPC;
+    link->new_ch = 0;
+    memset(link->in_use, 0, sizeof(link->in_use));
     gw_publisher_attach(link->pub, link->conn, CH_RPC, url->ssl);
     {
         cm_log_t l;
@@ -308,7 +456,6 @@ int gw_link_open(gw_link_t *link, int *consumers) {
         cm_log_kv(&l, "node", "%s", node(link)->node);
         cm_log_kv(&l, "url", "%s", node(link)->masked);
         cm_log_kv(&l, "vhost", "%s", url->vhost);
-        cm_log_kv(&l, "queue", "%s", link->cfg->queue);
         cm_log_end(&l);
     }
     return 0;
@@ -330,7 +477,71 @@ void gw_link_close(gw_link_t *link, int polite) {
         next_node(link); /* lost: this node may be the trouble */
     amqp_destroy_connection(link->conn);
     link->conn = NULL;
-    link->next_check_ms = INT64_MAX;
+}
+
+static int in_use(const gw_link_t *link, uint16_t ch) {
+    return ch >= CH_FIRST_NEW && ch <= CH_LAST_NEW &&
+           (link->in_use[ch / 8] & (1u << (ch % 8)));
+}
+
+static void mark(gw_link_t *link, uint16_t ch, int used) {
+    if (ch < CH_FIRST_NEW || ch > CH_LAST_NEW)
+        return;
+    if (used)
+        link->in_use[ch / 8] |= (uint8_t)(1u << (ch % 8));
+    else
+        link->in_use[ch / 8] &= (uint8_t) ~(1u << (ch % 8));
+}
+
+int gw_link_rotate(gw_link_t *link) {
+    amqp_channel_open_t open = {amqp_empty_bytes};
+    uint16_t ch = link->ch_seq;
+
+    if (link->conn == NULL || link->new_ch != 0)
+        return 0; /* one at a time */
+    assert_no_batch(link);
+    /* The next number not in use; a retired channel's number comes round
+     * again only after CH_LAST_NEW - CH_FIRST_NEW others. */
+    do
+        ch = ch < CH_FIRST_NEW || ch >= CH_LAST_NEW ? CH_FIRST_NEW : ch + 1;
+    while (in_use(link, ch) && ch != link->ch_seq);
+    if (in_use(link, ch))
+        return -1; /* every number taken: the caller starts over */
+    mark(link, ch, 1);
+    link->ch_seq = ch;
+    link->new_ch = ch;
+    link->new_state = NEW_OPENING;
+    return amqp_send_method(link->conn, ch, AMQP_CHANNEL_OPEN_METHOD, &open) ==
+                   AMQP_STATUS_OK
+               ? 0
+               : -1;
+}
+
+int gw_link_retire(gw_link_t *link, uint16_t channel) {
+    amqp_channel_close_t close = {0};
+
+    if (link->conn == NULL || channel == 0 || channel == link->pub_ch)
+        return 0;
+    assert_no_batch(link);
+    mark(link, channel, 0);
+    close.reply_code = AMQP_REPLY_SUCCESS;
+    close.reply_text = amqp_cstring_bytes("retired");
+    return amqp_send_method(link->conn, channel, AMQP_CHANNEL_CLOSE_METHOD,
+                            &close) == AMQP_STATUS_OK
+               ? 0
+               : -1;
+}
+
+uint16_t gw_link_channel(const gw_link_t *link) {
+    return link->conn != NULL ? link->pub_ch : 0;
+}
+
+int gw_link_rotating(const gw_link_t *link) {
+    return link->new_ch != 0;
+}
+
+size_t gw_link_nodes(const gw_link_t *link) {
+    return link->urls.n;
 }
 
 int gw_link_is_open(const gw_link_t *link) {
@@ -342,6 +553,20 @@ const char *gw_link_node(const gw_link_t *link) {
 }
 
 /* --- what comes in ------------------------------------------------------- */
+
+/* The new publishing channel is ready: publishing moves there.  Returns
+ * 1 with the ROTATED event. */
+static int new_channel_ready(gw_link_t *link, gw_link_event_t *ev) {
+    memset(ev, 0, sizeof(*ev));
+    ev->kind = GW_LINK_ROTATED;
+    ev->channel = link->new_ch;
+    ev->old_channel = link->pub_ch; /* 0: it was lost */
+    link->pub_ch = link->new_ch;
+    link->new_ch = 0;
+    gw_publisher_attach(link->pub, link->conn, link->pub_ch,
+                        node(link)->info.ssl);
+    return 1;
+}
 
 /* Handles a method that is not a delivery.  Returns 1 with *ev filled, 0
  * when it makes no event, -1 when the connection must be dropped (the
@@ -361,8 +586,10 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
         amqp_channel_close_ok_t ok = {0};
 
         if (f->channel == CH_CHECK) { /* 404: the queue does not exist */
-            consumers_event(link, ev, 0);
-            return check_closed(link) == 0 ? 1 : -1;
+            int changed = link->check == CHECK_WAITING &&
+                          counted(link, link->check_slot, 0, 1, ev);
+
+            return check_closed(link) == 0 ? changed : -1;
         }
         snprintf(why, why_size, "channel %u closed by broker: %u %.*s",
                  f->channel, m->reply_code, (int)m->reply_text.len,
@@ -374,24 +601,102 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
             cm_log_kv(&l, "reason", "%s", why);
             cm_log_end(&l);
         }
-        amqp_send_method(link->conn, f->channel, AMQP_CHANNEL_CLOSE_OK_METHOD,
-                         &ok);
-        return -1;
+        if (amqp_send_method(link->conn, f->channel,
+                             AMQP_CHANNEL_CLOSE_OK_METHOD,
+                             &ok) != AMQP_STATUS_OK)
+            return -1;
+        /* One channel, not the connection: its calls fail, the others go
+         * on, and a lost publishing channel is replaced at once. */
+        mark(link, f->channel, 0);
+        if (f->channel == link->new_ch) {
+            link->new_ch = 0;
+            return 0;
+        }
+        memset(ev, 0, sizeof(*ev));
+        ev->kind = GW_LINK_CHANNEL_LOST;
+        ev->channel = f->channel;
+        ev->closed = 1;
+        if (f->channel == link->pub_ch) {
+            link->pub_ch = 0; /* nothing is published until the new one */
+            gw_publisher_detach(link->pub);
+            if (gw_link_rotate(link) != 0)
+                return -1;
+        }
+        return 1;
     }
+    case AMQP_CHANNEL_CLOSE_OK_METHOD: /* one we retired */
+        return 0;
     case AMQP_CHANNEL_OPEN_OK_METHOD:
         if (f->channel == CH_CHECK && link->check == CHECK_OPENING) {
             link->check = CHECK_IDLE;
             return count_start(link) == 0 ? 0 : -1;
         }
+        if (f->channel == link->new_ch && link->new_state == NEW_OPENING) {
+            amqp_basic_consume_t consume = {0};
+
+            /* Direct reply-to: consume before the first publish, no-ack. */
+            consume.queue = amqp_cstring_bytes(GW_REPLY_TO);
+            consume.no_ack = 1;
+            consume.arguments = amqp_empty_table;
+            link->new_state = NEW_CONSUMING;
+            return amqp_send_method(link->conn, f->channel,
+                                    AMQP_BASIC_CONSUME_METHOD,
+                                    &consume) == AMQP_STATUS_OK
+                       ? 0
+                       : -1;
+        }
+        return 0;
+    case AMQP_BASIC_CONSUME_OK_METHOD:
+        if (f->channel == link->new_ch && link->new_state == NEW_CONSUMING) {
+            amqp_confirm_select_t select = {0};
+
+            if (!link->cfg->confirms)
+                return new_channel_ready(link, ev);
+            link->new_state = NEW_SELECTING;
+            return amqp_send_method(link->conn, f->channel,
+                                    AMQP_CONFIRM_SELECT_METHOD,
+                                    &select) == AMQP_STATUS_OK
+                       ? 0
+                       : -1;
+        }
+        return 0;
+    case AMQP_CONFIRM_SELECT_OK_METHOD:
+        if (f->channel == link->new_ch && link->new_state == NEW_SELECTING)
+            return new_channel_ready(link, ev);
         return 0;
     case AMQP_QUEUE_DECLARE_OK_METHOD:
         if (f->channel == CH_CHECK && link->check == CHECK_WAITING) {
             amqp_queue_declare_ok_t *ok = f->payload.method.decoded;
+
             link->check = CHECK_IDLE;
-            consumers_event(link, ev, (int)ok->consumer_count);
-            return 1;
+            return counted(link, link->check_slot, (int)ok->consumer_count, 0,
+                           ev);
         }
         return 0;
+    case AMQP_EXCHANGE_DECLARE_OK_METHOD:
+        if (f->channel == CH_CHECK && link->check == CHECK_WAITING) {
+            link->check = CHECK_IDLE;
+            return counted(link, link->check_slot, 1, 0, ev);
+        }
+        return 0;
+    case AMQP_BASIC_ACK_METHOD:
+    case AMQP_BASIC_NACK_METHOD:
+        memset(ev, 0, sizeof(*ev));
+        if (f->payload.method.id == AMQP_BASIC_ACK_METHOD) {
+            amqp_basic_ack_t *m = f->payload.method.decoded;
+
+            ev->kind = GW_LINK_ACK;
+            ev->tag = m->delivery_tag;
+            ev->multiple = m->multiple;
+        } else {
+            amqp_basic_nack_t *m = f->payload.method.decoded;
+
+            ev->kind = GW_LINK_NACK;
+            ev->tag = m->delivery_tag;
+            ev->multiple = m->multiple;
+        }
+        ev->channel = f->channel;
+        return f->channel != CH_CHECK;
     case AMQP_CONNECTION_CLOSE_METHOD: {
         amqp_connection_close_t *m = f->payload.method.decoded;
         amqp_connection_close_ok_t ok = {0};
@@ -402,10 +707,25 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
         amqp_send_method(link->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
         return -1;
     }
-    case AMQP_BASIC_CANCEL_METHOD:
-        snprintf(why, why_size, "the broker cancelled the reply consumer");
-        cm_log_msg(CM_LOG_WARN, "amqp_reply_consumer_cancelled");
-        return -1;
+    case AMQP_BASIC_CANCEL_METHOD: {
+        cm_log_t l;
+
+        /* Replies to that channel's calls cannot come any more: as if the
+         * channel were lost (and retired by the caller). */
+        cm_log_begin(&l, CM_LOG_WARN, "amqp_reply_consumer_cancelled");
+        cm_log_kv(&l, "channel", "%u", f->channel);
+        cm_log_end(&l);
+        memset(ev, 0, sizeof(*ev));
+        ev->kind = GW_LINK_CHANNEL_LOST;
+        ev->channel = f->channel;
+        if (f->channel == link->pub_ch) {
+            link->pub_ch = 0;
+            gw_publisher_detach(link->pub);
+            if (gw_link_rotate(link) != 0)
+                return -1;
+        }
+        return 1;
+    }
     default:
         return 0;
     }
@@ -451,13 +771,19 @@ int gw_link_poll(gw_link_t *link, gw_link_event_t *ev, char *why,
 
 int gw_link_tick(gw_link_t *link, int64_t now_ms) {
     assert_no_batch(link);
-    if (now_ms < link->next_check_ms)
+    if (link->check == CHECK_OPENING || link->check == CHECK_WAITING)
         return 0;
     return count_start(link);
 }
 
 int64_t gw_link_next_tick_ms(const gw_link_t *link) {
-    return link->conn != NULL ? link->next_check_ms : INT64_MAX;
+    int64_t next;
+
+    if (link->conn == NULL || link->check == CHECK_OPENING ||
+        link->check == CHECK_WAITING)
+        return INT64_MAX;
+    gw_watch_due(link->watch, INT64_MIN, &next);
+    return next;
 }
 
 int gw_link_fd(const gw_link_t *link) {

@@ -1,5 +1,5 @@
-/* main.c - rpc-gateway: wiring, signals, start and stop order.  Nothing
- * else lives here. */
+/* main.c - rpc-gateway: wiring, signals (SIGTERM/SIGINT stop, SIGHUP
+ * reloads), start and stop order.  Nothing else lives here. */
 #include <malloc.h>
 #include <errno.h>
 #include <pthread.h>
@@ -15,6 +15,7 @@
 #include "http.h"
 #include "log.h"
 #include "options.h"
+#include "routes.h"
 #include "rpc.h"
 
 /* A reply up to --max-reply-bytes is held three times while it is answered
@@ -26,6 +27,8 @@
 
 /* A PEM file larger than this is not a certificate chain or a key. */
 #define PEM_MAX (1024 * 1024)
+/* Errors of a route file, one per line: enough for every route's. */
+#define ROUTE_ERRORS_SIZE 16384
 
 /* Raise the open-file limit as far as allowed: every HTTP connection is a
  * descriptor.  Returns how many descriptors we may use. */
@@ -92,7 +95,77 @@ static char *read_pem(const char *flag, const char *path, int key) {
     return pem;
 }
 
+/* --- the route table ---------------------------------------------------- */
+
+/* --check-routes FILE: prints what is wrong with it.  Returns the exit
+ * status: 0 when it is good, 1 when not. */
+static int check_routes(const char *path) {
+    static char errors[ROUTE_ERRORS_SIZE];
+    gw_routes_t *t = gw_routes_load(path, errors, sizeof(errors));
+
+    if (t == NULL) {
+        fprintf(stderr, "%s: bad route file:\n%s", path, errors);
+        return 1;
+    }
+    printf("%s: %zu routes, good\n", path, gw_routes_count(t));
+    gw_routes_free(t);
+    return 0;
+}
+
+/* The route table to start with, or to reload: --routes, or the fib
+ * route on --queue.  NULL (every error logged as msg) when the file is
+ * bad. */
+static gw_routes_t *load_routes(const gw_config_t *cfg, const char *msg) {
+    static char errors[ROUTE_ERRORS_SIZE];
+    gw_routes_t *t;
+    char *line, *save = NULL;
+
+    if (cfg->routes[0] == '\0')
+        return gw_routes_default(cfg->queue);
+    t = gw_routes_load(cfg->routes, errors, sizeof(errors));
+    if (t != NULL && !cfg->confirms) {
+        size_t i;
+
+        for (i = 0; i < gw_routes_count(t); i++)
+            if (gw_routes_at(t, i)->mode == GW_MODE_PUBLISH) {
+                snprintf(errors, sizeof(errors),
+                         "route '%s': mode publish answers 202 once the "
+                         "broker confirms: it needs --confirms 1\n",
+                         gw_routes_at(t, i)->name);
+                gw_routes_free(t);
+                t = NULL;
+                break;
+            }
+    }
+    if (t != NULL)
+        return t;
+    for (line = strtok_r(errors, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_ERROR, msg);
+        cm_log_kv(&l, "what", "routes");
+        cm_log_kv(&l, "file", "%s", cfg->routes);
+        cm_log_kv(&l, "error", "%s", line);
+        cm_log_end(&l);
+    }
+    return NULL;
+}
+
 /* --- SIGHUP: reloading ------------------------------------------------- */
+
+/* The route file again: a good one serves new requests from the HTTP
+ * thread's next turn (it logs msg=routes_loaded), a bad one is refused
+ * and logged, and the old table stays. */
+static void reload_routes(const gw_config_t *cfg, gw_http_t *http) {
+    gw_routes_t *t;
+
+    if (cfg->routes[0] == '\0')
+        return;
+    t = load_routes(cfg, "routes_refused");
+    if (t != NULL)
+        gw_http_reload(http, t);
+}
 
 /* The token file again: a set that parses replaces the old one whole; one
  * that does not is refused, and the old set stays. */
@@ -131,6 +204,7 @@ static void reload_tokens(const gw_config_t *cfg, gw_http_t *http) {
 static void reload(const gw_config_t *cfg, gw_http_t *http) {
     cm_log_msg(CM_LOG_INFO, "reloading");
     reload_tokens(cfg, http);
+    reload_routes(cfg, http);
 }
 
 /* --- signals ----------------------------------------------------------- */
@@ -182,6 +256,7 @@ int main(int argc, char **argv) {
     gw_http_t *http = NULL;
     gw_auth_t *tokens = NULL;
     gw_tls_pem_t tls = {NULL, NULL};
+    gw_routes_t *routes = NULL;
     char url[CM_URL_LIST_MAX + 4 * CM_URLS_MAX]; /* "***" may be longer */
     sigset_t signals;
     rlim_t nofile;
@@ -190,6 +265,8 @@ int main(int argc, char **argv) {
     rc = gw_config_load(&cfg, argc, argv);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
+    if (cfg.check_routes[0] != '\0')
+        return check_routes(cfg.check_routes);
     setvbuf(stderr, NULL, _IOLBF, 0);
     cm_log_init("rpc-gateway", cfg.log_level); /* validated by config */
     mallopt(M_MMAP_THRESHOLD, GW_MMAP_THRESHOLD);
@@ -246,6 +323,8 @@ int main(int argc, char **argv) {
         cm_log_kv(&l, "version", "%s", GW_VERSION);
         cm_log_kv(&l, "amqp_url", "%s", url);
         cm_log_kv(&l, "queue", "%s", cfg.queue);
+        if (cfg.routes[0] != '\0')
+            cm_log_kv(&l, "routes", "%s", cfg.routes);
         cm_log_kv(&l, "timeout_ms", "%u", cfg.timeout_ms);
         cm_log_kv(&l, "max_timeout_ms", "%u", cfg.max_timeout_ms);
         cm_log_kv(&l, "max_inflight", "%u", cfg.max_inflight);
@@ -255,18 +334,24 @@ int main(int argc, char **argv) {
     }
 
     rc = 1;
-    rpc = gw_rpc_new(&cfg, &metrics, gw_http_call_done);
-    if (rpc == NULL || gw_rpc_start(rpc) != 0)
+    routes = load_routes(&cfg, "routes_refused");
+    if (routes == NULL)
         goto out;
-    http = gw_http_start(&cfg, rpc, &metrics, tokens,
+    rpc = gw_rpc_new(&cfg, &metrics, gw_http_call_done);
+    if (rpc == NULL)
+        goto out;
+    /* HTTP first: taking the routes in use registers their queues, which
+     * the AMQP thread counts before it admits the first call. */
+    http = gw_http_start(&cfg, rpc, &metrics, routes, tokens,
                          tls.cert != NULL ? &tls : NULL);
+    routes = NULL;
     tokens = NULL; /* the HTTP side's now, started or not */
     /* libmicrohttpd reads the PEM text only while it starts (GnuTLS
      * keeps its own copy). */
     free_pem(tls.cert);
     free_pem(tls.key);
     tls.cert = tls.key = NULL;
-    if (http == NULL)
+    if (http == NULL || gw_rpc_start(rpc) != 0)
         goto out;
 
     sig = wait_for_stop(&signals, &cfg, http);
@@ -291,6 +376,8 @@ int main(int argc, char **argv) {
 out:
     gw_http_stop(http);
     gw_rpc_free(rpc);
+    gw_routes_free(routes);
+    gw_metrics_free(&metrics);
     gw_auth_free(tokens);
     free_pem(tls.cert);
     free_pem(tls.key);

@@ -19,9 +19,13 @@
     X(N_OUT_OF_RANGE, n_out_of_range, 400, "n out of range")                   \
     X(INVALID_TIMEOUT, invalid_timeout, 400, "Invalid timeout")                \
     X(UNAUTHORIZED, unauthorized, 401, "Unauthorized")                         \
+    X(INVALID_PARAM, invalid_param, 400, "Invalid path parameter")             \
     X(NOT_FOUND, not_found, 404, "Not found")                                  \
     X(METHOD_NOT_ALLOWED, method_not_allowed, 405, "Method not allowed")       \
     X(REQUEST_TIMEOUT, request_timeout, 408, "Request head too slow")          \
+    X(BODY_TOO_LARGE, body_too_large, 413, "Request body too large")           \
+    X(UNSUPPORTED_MEDIA_TYPE, unsupported_media_type, 415,                     \
+      "Unsupported media type")                                                \
     X(WORKER_REJECTED, worker_rejected, 400, "Request rejected by worker")     \
     X(INTERNAL, internal, 500, "Internal error")                               \
     X(WORKER_ERROR, worker_error, 502, "Worker failed")                        \
@@ -31,6 +35,7 @@
     X(BROKER_UNAVAILABLE, broker_unavailable, 503, "Broker unavailable")       \
     X(OVERLOADED, overloaded, 503, "Too many calls in flight")                 \
     X(SHUTTING_DOWN, shutting_down, 503, "Shutting down")                      \
+    X(NOT_QUEUED, not_queued, 503, "Broker refused the message")               \
     X(NO_SERVER, no_server, 504, "No server")                                  \
     X(TIMEOUT, timeout, 504, "Timed out")
 

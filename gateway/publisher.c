@@ -27,10 +27,10 @@
 #include "fibrpc.h"
 #include "log.h"
 
-/* The batch is flushed when less than OUT_ROOM is left: one publish is
- * under 1 KiB (a queue name is at most 255 bytes, a correlation id 36). */
+/* The batch buffer: a fib publish is under 1 KiB (a queue name is at most
+ * 255 bytes, a correlation id 36), so this holds a good batch; a larger
+ * message grows it for as long as it takes to write it. */
 #define OUT_SIZE (64 * 1024)
-#define OUT_ROOM 4096
 /* How long the broker gets to make room in the socket before we call it
  * stalled (rabbitmq-c would wait forever). */
 #define STALL_GRACE_MS 100
@@ -39,39 +39,69 @@ struct gw_publisher {
     amqp_connection_state_t conn; /* NULL while detached */
     uint16_t channel;
     int tls;
+    uint32_t frame_max;
+    uint64_t tag; /* delivery tag of the last publish */
     uint8_t *out; /* encoded, not yet written (plain TCP) */
-    size_t out_len;
+    size_t out_len, out_cap;
 };
 
 /* --- the message --------------------------------------------------------- */
+
+static amqp_table_entry_t utf8_entry(const char *name, const char *v,
+                                     size_t len) {
+    return (amqp_table_entry_t){
+        amqp_cstring_bytes(name),
+        {AMQP_FIELD_KIND_UTF8, {.bytes = {len, (void *)(uintptr_t)v}}}};
+}
 
 void gw_request_props(const gw_request_msg_t *m, gw_request_props_t *out) {
     amqp_basic_properties_t *p = &out->props;
     amqp_table_entry_t *h = out->headers;
     int n = 0;
+    size_t i;
 
-    snprintf(out->expiration, sizeof(out->expiration), "%" PRId64,
-             m->ttl_ms > 0 ? m->ttl_ms : 0);
-    h[n++] = (amqp_table_entry_t){
-        amqp_cstring_bytes(FIBRPC_HDR_REQUEST_ID),
-        {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(m->request_id)}}};
-    h[n++] = (amqp_table_entry_t){
-        amqp_cstring_bytes(FIBRPC_HDR_DEADLINE_MS),
-        {AMQP_FIELD_KIND_I64, {.i64 = m->deadline_wall_ms}}};
-    if (m->traceparent != NULL && m->traceparent[0] != '\0')
-        h[n++] = (amqp_table_entry_t){
-            amqp_cstring_bytes(FIBRPC_HDR_TRACEPARENT),
-            {AMQP_FIELD_KIND_UTF8,
-             {.bytes = amqp_cstring_bytes(m->traceparent)}}};
     memset(p, 0, sizeof(*p));
-    p->_flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                AMQP_BASIC_CORRELATION_ID_FLAG | AMQP_BASIC_REPLY_TO_FLAG |
-                AMQP_BASIC_EXPIRATION_FLAG | AMQP_BASIC_HEADERS_FLAG;
-    p->content_type = amqp_cstring_bytes(FIBRPC_REQUEST_CONTENT_TYPE);
-    p->delivery_mode = 1; /* transient: worthless after its deadline anyway */
+    h[n++] =
+        utf8_entry(FIBRPC_HDR_REQUEST_ID, m->request_id, strlen(m->request_id));
+    if (!m->publish)
+        h[n++] = (amqp_table_entry_t){
+            amqp_cstring_bytes(FIBRPC_HDR_DEADLINE_MS),
+            {AMQP_FIELD_KIND_I64, {.i64 = m->deadline_wall_ms}}};
+    if (m->traceparent != NULL && m->traceparent[0] != '\0')
+        h[n++] = utf8_entry(FIBRPC_HDR_TRACEPARENT, m->traceparent,
+                            strlen(m->traceparent));
+    if (m->raw)
+        for (i = 0; i < m->nheaders && n < GW_MSG_HEADERS_MAX; i++)
+            h[n++] = utf8_entry(m->headers[i].name, m->headers[i].value,
+                                m->headers[i].len);
+    p->_flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG |
+                AMQP_BASIC_HEADERS_FLAG;
+    if (!m->raw) {
+        p->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+        p->content_type = amqp_cstring_bytes(FIBRPC_REQUEST_CONTENT_TYPE);
+    } else {
+        if (m->content_type != NULL) {
+            p->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+            p->content_type = amqp_cstring_bytes(m->content_type);
+        }
+        if (m->content_encoding != NULL) {
+            p->_flags |= AMQP_BASIC_CONTENT_ENCODING_FLAG;
+            p->content_encoding = amqp_cstring_bytes(m->content_encoding);
+        }
+    }
     p->correlation_id = amqp_cstring_bytes(m->correlation_id);
-    p->reply_to = amqp_cstring_bytes(GW_REPLY_TO);
-    p->expiration = amqp_cstring_bytes(out->expiration);
+    if (m->publish) {
+        /* Nobody waits for it: it must outlive a broker restart. */
+        p->delivery_mode = 2;
+    } else {
+        /* Worthless after its deadline: transient, and expiring then. */
+        p->_flags |= AMQP_BASIC_REPLY_TO_FLAG | AMQP_BASIC_EXPIRATION_FLAG;
+        p->delivery_mode = 1;
+        p->reply_to = amqp_cstring_bytes(GW_REPLY_TO);
+        snprintf(out->expiration, sizeof(out->expiration), "%" PRId64,
+                 m->ttl_ms > 0 ? m->ttl_ms : 0);
+        p->expiration = amqp_cstring_bytes(out->expiration);
+    }
     p->headers = (amqp_table_t){n, h};
 }
 
@@ -95,26 +125,43 @@ static size_t frame_close(uint8_t *f, uint8_t type, uint16_t channel,
     return 7 + len + 1;
 }
 
+/* Body bytes one frame carries: frame_max less 8 bytes of framing. */
+static size_t body_per_frame(uint32_t frame_max) {
+    return frame_max > 4096 ? frame_max - 8 : 4096 - 8;
+}
+
+size_t gw_publish_room(size_t body_len, uint32_t frame_max, size_t header_max) {
+    size_t per = body_per_frame(frame_max);
+
+    /* method (with exchange and routing key: at most 2 x 256 + 16) and
+     * header frames, then the body frames */
+    return 8 + 4 + 528 + 8 + 12 + header_max + body_len +
+           8 * (body_len / per + 1);
+}
+
 long gw_publish_encode(uint8_t *buf, size_t room, uint16_t channel,
+                       uint32_t frame_max, amqp_bytes_t exchange,
                        amqp_bytes_t routing_key,
                        const amqp_basic_properties_t *props,
                        amqp_bytes_t body) {
+    size_t per = body_per_frame(frame_max), off = 0, sent, nframes;
     amqp_basic_publish_t m;
-    size_t off = 0;
     uint8_t *pl;
     int n;
 
+    nframes = body.len == 0 ? 0 : (body.len + per - 1) / per;
     /* 8 bytes of framing per frame, 4 + 12 bytes of payload prefixes */
-    if (room < 3 * 8 + 16 + body.len)
+    if (room < (2 + nframes) * 8 + 16 + body.len)
         return -1;
     memset(&m, 0, sizeof(m));
+    m.exchange = exchange;
     m.routing_key = routing_key;
     m.mandatory = 1; /* a missing queue comes back as basic.return at once */
     pl = buf + 7;
     put_be(pl, AMQP_BASIC_PUBLISH_METHOD, 4);
     n = amqp_encode_method(
         AMQP_BASIC_PUBLISH_METHOD, &m,
-        (amqp_bytes_t){room - 3 * 8 - 16 - body.len, pl + 4});
+        (amqp_bytes_t){room - (2 + nframes) * 8 - 16 - body.len, pl + 4});
     if (n < 0)
         return -1;
     off += frame_close(buf, AMQP_FRAME_METHOD, channel, (size_t)n + 4);
@@ -125,13 +172,18 @@ long gw_publish_encode(uint8_t *buf, size_t room, uint16_t channel,
     put_be(pl + 4, body.len, 8);
     n = amqp_encode_properties(
         AMQP_BASIC_CLASS, (void *)(uintptr_t)props,
-        (amqp_bytes_t){room - off - 2 * 8 - 12 - body.len, pl + 12});
+        (amqp_bytes_t){room - off - (1 + nframes) * 8 - 12 - body.len,
+                       pl + 12});
     if (n < 0)
         return -1;
     off += frame_close(buf + off, AMQP_FRAME_HEADER, channel, (size_t)n + 12);
 
-    memcpy(buf + off + 7, body.bytes, body.len);
-    off += frame_close(buf + off, AMQP_FRAME_BODY, channel, body.len);
+    for (sent = 0; sent < body.len; sent += per) {
+        size_t len = body.len - sent < per ? body.len - sent : per;
+
+        memcpy(buf + off + 7, (const uint8_t *)body.bytes + sent, len);
+        off += frame_close(buf + off, AMQP_FRAME_BODY, channel, len);
+    }
     return (long)off;
 }
 
@@ -147,6 +199,7 @@ gw_publisher_t *gw_publisher_new(void) {
         free(pub);
         return NULL;
     }
+    pub->out_cap = OUT_SIZE;
     return pub;
 }
 
@@ -162,12 +215,18 @@ void gw_publisher_attach(gw_publisher_t *pub, amqp_connection_state_t conn,
     pub->conn = conn;
     pub->channel = channel;
     pub->tls = tls;
+    pub->frame_max = (uint32_t)amqp_get_frame_max(conn);
+    pub->tag = 0;
     pub->out_len = 0;
 }
 
 void gw_publisher_detach(gw_publisher_t *pub) {
     pub->conn = NULL;
     pub->out_len = 0;
+}
+
+uint64_t gw_publisher_tag(const gw_publisher_t *pub) {
+    return pub->tag;
 }
 
 size_t gw_publisher_batched(const gw_publisher_t *pub) {
@@ -204,38 +263,74 @@ int gw_publisher_flush(gw_publisher_t *pub) {
         return -1;
     }
     pub->out_len = 0;
+    if (pub->out_cap > 4 * OUT_SIZE) { /* a large message went out */
+        uint8_t *small = realloc(pub->out, OUT_SIZE);
+
+        if (small != NULL) {
+            pub->out = small;
+            pub->out_cap = OUT_SIZE;
+        }
+    }
     return 0;
+}
+
+/* Room for the properties' encoding: ours, and each header's name and
+ * value with its type and lengths. */
+static size_t header_room(const gw_request_msg_t *m) {
+    size_t room = 1024, i;
+
+    if (m->raw)
+        for (i = 0; i < m->nheaders; i++)
+            room += strlen(m->headers[i].name) + m->headers[i].len + 8;
+    return room;
 }
 
 int gw_publisher_send(gw_publisher_t *pub, const gw_request_msg_t *m) {
     gw_request_props_t rp;
     amqp_bytes_t body = {m->body_len, (void *)(uintptr_t)m->body};
+    amqp_bytes_t exchange = m->exchange != NULL
+                                ? amqp_cstring_bytes(m->exchange)
+                                : amqp_empty_bytes;
+    size_t need;
     long n;
 
     gw_request_props(m, &rp);
     if (pub->tls) {
         assert(pub->out_len == 0);
-        return amqp_basic_publish(pub->conn, pub->channel, amqp_empty_bytes,
-                                  amqp_cstring_bytes(m->routing_key), 1, 0,
-                                  &rp.props, body) == AMQP_STATUS_OK
-                   ? 0
-                   : -1;
+        if (amqp_basic_publish(pub->conn, pub->channel, exchange,
+                               amqp_cstring_bytes(m->routing_key), 1, 0,
+                               &rp.props, body) != AMQP_STATUS_OK)
+            return -1;
+        pub->tag++;
+        return 0;
     }
-    if (OUT_SIZE - pub->out_len < OUT_ROOM + body.len &&
+    need = gw_publish_room(body.len, pub->frame_max, header_room(m));
+    if (pub->out_cap - pub->out_len < need && pub->out_len > 0 &&
         gw_publisher_flush(pub) != 0)
         return -1;
-    n = gw_publish_encode(pub->out + pub->out_len, OUT_SIZE - pub->out_len,
-                          pub->channel, amqp_cstring_bytes(m->routing_key),
-                          &rp.props, body);
-    if (n < 0) {
+    if (pub->out_cap < need) {
+        uint8_t *big = realloc(pub->out, need);
+
+        if (big == NULL) {
+            cm_log_msg(CM_LOG_WARN, "out_of_memory");
+            return -1;
+        }
+        pub->out = big;
+        pub->out_cap = need;
+    }
+    n = gw_publish_encode(pub->out + pub->out_len, pub->out_cap - pub->out_len,
+                          pub->channel, pub->frame_max, exchange,
+                          amqp_cstring_bytes(m->routing_key), &rp.props, body);
+    if (n < 0) { /* nothing of it was written: the connection is fine */
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_WARN, "amqp_encode_failed");
         cm_log_kv(&l, "body_bytes", "%zu", body.len);
         cm_log_end(&l);
-        return -1;
+        return -2;
     }
     pub->out_len += (size_t)n;
+    pub->tag++;
     return 0;
 }
 

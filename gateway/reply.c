@@ -110,3 +110,79 @@ void gw_reply_parse(const char *content_type, size_t content_type_len,
     out->digits = b;
     out->digits_len = body_len;
 }
+
+void gw_reply_parse_raw(const char *content_type, size_t content_type_len,
+                        const void *body, size_t body_len,
+                        const gw_hval_t *status_header, gw_reply_t *out,
+                        int *status) {
+    int64_t v = 200;
+    size_t i;
+
+    memset(out, 0, sizeof(*out));
+    *status = 0;
+    if (is_error_type(content_type, content_type_len)) {
+        parse_error(body, body_len, out);
+        return;
+    }
+    switch (status_header->kind) {
+    case GW_HVAL_NONE:
+        break;
+    case GW_HVAL_INT:
+        v = status_header->i;
+        break;
+    case GW_HVAL_STR: /* pika sends ints as ints, others send text */
+        if (status_header->len == 0 || status_header->len > 3)
+            goto bad;
+        for (i = 0, v = 0; i < status_header->len; i++) {
+            if (status_header->s[i] < '0' || status_header->s[i] > '9')
+                goto bad;
+            v = v * 10 + (status_header->s[i] - '0');
+        }
+        break;
+    default:
+        goto bad;
+    }
+    if (v < 200 || v > 599)
+        goto bad;
+    out->err = GW_E_OK;
+    out->digits = body; /* the body, whatever it holds */
+    out->digits_len = body_len;
+    *status = (int)v;
+    return;
+bad:
+    bad_reply(out, "reply header " GWRPC_HDR_STATUS
+                   " must be an HTTP status from 200 to 599");
+}
+
+static int header_byte_ok(unsigned char c) {
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+int gw_reply_header_text(const gw_hval_t *v, char *out, size_t size) {
+    size_t i;
+
+    if (v->kind == GW_HVAL_INT) {
+        int n = snprintf(out, size, "%lld", (long long)v->i);
+
+        return n > 0 && (size_t)n < size ? 0 : -1;
+    }
+    if (v->kind != GW_HVAL_STR || v->len >= size)
+        return -1;
+    for (i = 0; i < v->len; i++)
+        if (!header_byte_ok((unsigned char)v->s[i]))
+            return -1; /* CR, LF, NUL: a header of our own, smuggled */
+    memcpy(out, v->s, v->len);
+    out[v->len] = '\0';
+    return 0;
+}
+
+int gw_reply_content_type_ok(const char *s, size_t len) {
+    size_t i;
+
+    if (s == NULL || len == 0 || len > 255)
+        return 0;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
+            return 0;
+    return 1;
+}

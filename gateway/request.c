@@ -1,4 +1,4 @@
-/* request.c - route, n and timeout from a decoded request.  Pure; any
+/* request.c - endpoint, n and timeout from a decoded request.  Pure; any
  * thread. */
 #include "request.h"
 
@@ -7,8 +7,6 @@
 
 #include "fibrpc.h"
 #include "ids.h"
-
-#define FIB_PREFIX "/fib"
 
 size_t gw_unescape(char *s) {
     char *r = s, *w = s;
@@ -31,26 +29,24 @@ size_t gw_unescape(char *s) {
     return (size_t)(w - s);
 }
 
-gw_route_t gw_request_route(const char *path) {
+gw_endpoint_t gw_request_endpoint(const char *path) {
     static const struct {
         const char *path;
-        gw_route_t route;
+        gw_endpoint_t endpoint;
     } exact[] = {
-        {"/", GW_ROUTE_INDEX},
-        {"/healthz", GW_ROUTE_HEALTHZ},
-        {"/readyz", GW_ROUTE_READYZ},
-        {"/metrics", GW_ROUTE_METRICS},
-        {"/openapi.yaml", GW_ROUTE_OPENAPI},
+        {"/", GW_EP_INDEX},
+        {"/healthz", GW_EP_HEALTHZ},
+        {"/readyz", GW_EP_READYZ},
+        {"/metrics", GW_EP_METRICS},
+        {"/openapi.yaml", GW_EP_OPENAPI},
+        {"/routes.json", GW_EP_ROUTES},
     };
-    size_t plen = strlen(FIB_PREFIX), i;
+    size_t i;
 
-    if (strncmp(path, FIB_PREFIX, plen) == 0 &&
-        (path[plen] == '\0' || path[plen] == '/'))
-        return GW_ROUTE_FIB;
     for (i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
         if (strcmp(path, exact[i].path) == 0)
-            return exact[i].route;
-    return GW_ROUTE_NONE;
+            return exact[i].endpoint;
+    return GW_EP_ROUTE;
 }
 
 int gw_request_id_valid(const char *v) {
@@ -84,33 +80,23 @@ int gw_traceparent_valid(const char *v) {
            hex_run(v + 36, 16, &parent) && parent && hex_run(v + 53, 2, &any);
 }
 
-gw_err_t gw_request_parse_fib(const char *path, uint32_t max_n, uint32_t *n,
-                              char *detail, size_t detail_size) {
-    const char *arg;
+gw_err_t gw_request_parse_n(const char *rest, uint32_t max_n, uint32_t *n,
+                            char *detail, size_t detail_size) {
     const char *why = NULL;
     gw_err_t err = GW_E_OK;
-    size_t len;
+    size_t len = strlen(rest);
 
-    if (gw_request_route(path) != GW_ROUTE_FIB) {
-        err = GW_E_NOT_FOUND;
-        why = "unknown path";
-        goto out;
-    }
-    arg = path + strlen(FIB_PREFIX);
-    if (*arg == '/')
-        arg++;
-    len = strlen(arg);
     if (len == 0) {
         err = GW_E_INVALID_N;
         why = "missing n: use /fib/<n>";
         goto out;
     }
-    if (memchr(arg, '/', len) != NULL) {
+    if (memchr(rest, '/', len) != NULL) {
         err = GW_E_INVALID_N;
         why = "unexpected path segments after n";
         goto out;
     }
-    switch (fibrpc_parse_n(arg, len, max_n, n)) {
+    switch (fibrpc_parse_n(rest, len, max_n, n)) {
     case 0:
         break;
     case -2:

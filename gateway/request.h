@@ -1,4 +1,4 @@
-/* request.h - what an HTTP request asks for: route, n and timeout.
+/* request.h - what an HTTP request asks for: endpoint, n and timeout.
  *
  * Pure (no I/O): the HTTP layer hands over the decoded path and query values
  * and gets back either what to do or which error to answer.  Any thread. */
@@ -13,15 +13,16 @@
 #define GW_REQUEST_ID_MAX  64
 #define GW_TRACEPARENT_LEN 55
 
+/* The gateway's own endpoints; anything else is the route table's. */
 typedef enum {
-    GW_ROUTE_NONE,    /* unknown path: 404 */
-    GW_ROUTE_FIB,     /* /fib and /fib/... */
-    GW_ROUTE_INDEX,   /* / : the page for people */
-    GW_ROUTE_HEALTHZ, /* /healthz */
-    GW_ROUTE_READYZ,  /* /readyz */
-    GW_ROUTE_METRICS, /* /metrics */
-    GW_ROUTE_OPENAPI, /* /openapi.yaml */
-} gw_route_t;
+    GW_EP_ROUTE,   /* not one of the below: see the route table */
+    GW_EP_INDEX,   /* / : the page for people */
+    GW_EP_HEALTHZ, /* /healthz */
+    GW_EP_READYZ,  /* /readyz */
+    GW_EP_METRICS, /* /metrics */
+    GW_EP_OPENAPI, /* /openapi.yaml */
+    GW_EP_ROUTES,  /* /routes.json: the route table, for the page */
+} gw_endpoint_t;
 
 /* gw_unescape: percent-decode s in place, as libmicrohttpd's unescape
  * callback; returns the new length.  A sequence that would decode to a
@@ -29,16 +30,16 @@ typedef enum {
  * hides bytes behind a NUL and such input fails validation instead. */
 size_t gw_unescape(char *s);
 
-/* The route a decoded path belongs to. */
-gw_route_t gw_request_route(const char *path);
+/* The endpoint a decoded path names. */
+gw_endpoint_t gw_request_endpoint(const char *path);
 
-/* gw_request_parse_fib: n from a decoded /fib/<n> path.  Returns GW_E_OK and
- * sets *n, GW_E_NOT_FOUND (not a /fib path), GW_E_INVALID_N (syntax,
- * missing n, extra segments) or
- * GW_E_N_OUT_OF_RANGE (above max_n).  On error, detail (detail_size bytes,
- * may be 0) gets a short human-readable reason. */
-gw_err_t gw_request_parse_fib(const char *path, uint32_t max_n, uint32_t *n,
-                              char *detail, size_t detail_size);
+/* gw_request_parse_n: n from what follows a fib route's fixed prefix
+ * ("10" of /fib/10; "" of /fib; "1/2" of /fib/1/2).  Returns GW_E_OK and
+ * sets *n, GW_E_INVALID_N (syntax, missing n, extra segments) or
+ * GW_E_N_OUT_OF_RANGE (above max_n).  On error, detail (detail_size
+ * bytes, may be 0) gets a short human-readable reason. */
+gw_err_t gw_request_parse_n(const char *rest, uint32_t max_n, uint32_t *n,
+                            char *detail, size_t detail_size);
 
 /* A client's X-Request-Id is kept when it is 1..64 characters from
  * [A-Za-z0-9._:-]: safe in headers, logs and JSON. */

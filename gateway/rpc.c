@@ -25,6 +25,7 @@
 #include "publisher.h"
 #include "reply.h"
 #include "urls.h"
+#include "watch.h"
 
 /* Events read per loop turn before new submissions get a look in. */
 #define READ_BATCH 512
@@ -34,6 +35,49 @@
 #define DROP_LOG_PER_S 20
 /* What callers are told when the connection goes. */
 #define LOST "lost the connection to RabbitMQ"
+/* After a connection is lost, new calls wait this long for the next one
+ * (to another node: usually milliseconds) instead of getting 503 at
+ * once; a failover is then a pause, not a burst of errors.  Only with
+ * another node to go to: one node that is gone is not back so soon. */
+#define HOLD_MS 1000
+/* A raw reply's header value is at most this long (the HTTP side's whole
+ * header section is smaller). */
+#define REPLY_HEADER_MAX 4096
+
+/* Publishing channels at once: the one in use, and old ones kept open
+ * for the replies of their calls (link.h, "Publishing channels"). */
+#define CHANNELS_MAX 8
+/* A publish the broker has not confirmed after this long makes us move
+ * to a new channel; so does a nack.  The moves are spaced ROTATE_MIN_MS
+ * apart at first, doubling to ROTATE_MAX_MS while the new channels are no
+ * better (a channel opened too soon after a node died keeps pointing at
+ * the dead queue leader until the election is over); a confirm on the
+ * channel in use starts over. */
+#define UNCONFIRMED_MAX_MS 1000
+#define ROTATE_MIN_MS      100
+#define ROTATE_MAX_MS      1000
+/* A nacked message was never queued: it is published again, on the
+ * channel in use by then, up to this many times in all (spaced
+ * RETRY_GAP_MS, doubling), before the caller gets 503 not_queued. */
+#define PUBLISH_ATTEMPTS 4
+#define RETRY_GAP_MS     50
+
+/* A publish the broker has not confirmed yet (publisher confirms). */
+typedef struct {
+    uint64_t tag;
+    int64_t sent_ms;
+    uint8_t id[GW_ID_LEN]; /* its call's correlation id */
+    uint16_t channel;
+    uint8_t publish; /* a publish-mode call: the confirm ends it */
+    uint8_t settled; /* confirmed (or moot), waiting to be popped */
+} unconfirmed_t;
+
+/* A publishing channel and the calls published on it that wait. */
+typedef struct {
+    uint16_t channel; /* 0: a free entry */
+    size_t n;
+    gw_call_t *calls;
+} chan_t;
 
 struct gw_rpc {
     const gw_config_t *cfg;
@@ -43,10 +87,12 @@ struct gw_rpc {
     int started;
     gw_mailbox_t *mailbox;
 
+    gw_watch_t *watch; /* the queues whose consumers are counted */
+
     /* shared with other threads */
-    atomic_int up;        /* the link is open and admits calls */
-    atomic_int consumers; /* of the request queue; -1 unknown */
-    atomic_int blocked;   /* the broker blocked publishers */
+    atomic_int up;              /* the link is open and admits calls */
+    _Atomic int64_t hold_until; /* down: calls wait until then (cm_now_ms) */
+    atomic_int blocked;         /* the broker blocked publishers */
     atomic_int draining;
     atomic_uint inflight; /* admitted and not yet done */
     /* "host:port" of the node the link is open to (gw_link_node's string),
@@ -58,18 +104,88 @@ struct gw_rpc {
     gw_publisher_t *pub;
     gw_pending_t *pending;
     gw_idgen_t ids;
+    unconfirmed_t *unconfirmed; /* a ring, oldest first */
+    size_t unconf_cap, unconf_head, unconf_len;
+    chan_t chans[CHANNELS_MAX];
+    int64_t rotated_ms; /* when the last move to a new channel began */
+    int64_t rotate_gap; /* the least time from it to the next move */
+    gw_call_t *retry;   /* nacked calls to publish again, by retry_ms */
     cm_backoff_t backoff;
-    const char *last_node;  /* of the last connection, NULL before the first */
-    int64_t drop_window_ms; /* when the current second of drop lines began */
-    unsigned drop_logged;   /* lines written in it */
-    uint64_t drop_quiet;    /* drops not written, since the last summary */
+    int64_t next_attempt_ms; /* down: the next connection attempt */
+    gw_call_t *held;         /* down: calls waiting for the connection */
+    const char *last_node;   /* of the last connection, NULL before the first */
+    int64_t drop_window_ms;  /* when the current second of drop lines began */
+    unsigned drop_logged;    /* lines written in it */
+    uint64_t drop_quiet;     /* drops not written, since the last summary */
 };
 
 /* --- calls --------------------------------------------------------------- */
 
+static chan_t *chan_find(gw_rpc_t *rpc, uint16_t channel) {
+    size_t i;
+
+    for (i = 0; i < CHANNELS_MAX; i++)
+        if (rpc->chans[i].channel == channel && channel != 0)
+            return &rpc->chans[i];
+    return NULL;
+}
+
+/* Unconfirmed publishes of a channel that is gone or retired will never
+ * be confirmed: out of the ring's way. */
+static void unconfirmed_drop(gw_rpc_t *rpc, uint16_t channel) {
+    size_t i;
+
+    for (i = 0; i < rpc->unconf_len; i++) {
+        unconfirmed_t *u =
+            &rpc->unconfirmed[(rpc->unconf_head + i) % rpc->unconf_cap];
+
+        if (u->channel == channel)
+            u->settled = 1;
+    }
+    while (rpc->unconf_len > 0 && rpc->unconfirmed[rpc->unconf_head].settled) {
+        rpc->unconf_head = (rpc->unconf_head + 1) % rpc->unconf_cap;
+        rpc->unconf_len--;
+    }
+}
+
+/* Closes an old channel once no call waits on it. */
+static void chan_retire_if_idle(gw_rpc_t *rpc, chan_t *c) {
+    if (c->n > 0 || c->channel == gw_link_channel(rpc->link))
+        return;
+    unconfirmed_drop(rpc, c->channel);
+    if (gw_link_retire(rpc->link, c->channel) != 0)
+        cm_log_msg(CM_LOG_WARN, "amqp_channel_retire_failed");
+    c->channel = 0;
+}
+
+static void chan_unlink(gw_rpc_t *rpc, gw_call_t *call) {
+    chan_t *c = chan_find(rpc, call->channel);
+
+    if (c != NULL) {
+        if (call->ch_prev != NULL)
+            call->ch_prev->ch_next = call->ch_next;
+        else
+            c->calls = call->ch_next;
+        if (call->ch_next != NULL)
+            call->ch_next->ch_prev = call->ch_prev;
+        c->n--;
+    }
+    call->channel = 0;
+    call->ch_prev = call->ch_next = NULL;
+    if (c != NULL)
+        chan_retire_if_idle(rpc, c);
+}
+
 static void complete(gw_rpc_t *rpc, gw_call_t *call, gw_err_t err,
                      const char *detail) {
+    if (call->channel != 0)
+        chan_unlink(rpc, call);
     call->err = err;
+    if (err != GW_E_OK) {
+        free(call->body);
+        call->body = NULL;
+        call->body_len = 0;
+    }
     if (detail != NULL)
         snprintf(call->detail, sizeof(call->detail), "%s", detail);
     rpc->done(call); /* the call is not ours any more */
@@ -87,25 +203,75 @@ static void complete_list(gw_rpc_t *rpc, gw_call_t *list, gw_err_t err,
     }
 }
 
-static void fail_all(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
+/* Fails every published call. */
+static void fail_pending(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
     gw_call_t *call;
 
     while ((call = gw_pending_take_any(rpc->pending)) != NULL)
         complete(rpc, call, err, detail);
+}
+
+/* Fails every call, published or not. */
+static void fail_all(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
+    gw_call_t *held = rpc->held, *retry = rpc->retry;
+
+    fail_pending(rpc, err, detail);
+    rpc->held = rpc->retry = NULL;
+    complete_list(rpc, held, err, detail);
+    complete_list(rpc, retry, err, detail);
     complete_list(rpc, gw_mailbox_take_all(rpc->mailbox), err, detail);
+}
+
+/* While down: the submitted calls wait for the next connection (held, in
+ * order), each up to its own deadline.  Returns when the earliest held
+ * call's deadline falls (INT64_MAX: none held). */
+static int64_t hold_calls(gw_rpc_t *rpc, int64_t now) {
+    gw_call_t *call, *next, **tail = &rpc->held, *keep = NULL, **ktail = &keep;
+    int64_t earliest = INT64_MAX;
+    char detail[96];
+
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = gw_mailbox_take_all(rpc->mailbox);
+    for (call = rpc->held; call != NULL; call = next) {
+        next = call->next;
+        if (call->deadline_ms <= now) {
+            snprintf(detail, sizeof(detail),
+                     "no reply within %u ms (not connected to RabbitMQ)",
+                     call->timeout_ms);
+            complete(rpc, call, GW_E_TIMEOUT, detail);
+            continue;
+        }
+        if (call->deadline_ms < earliest)
+            earliest = call->deadline_ms;
+        call->next = NULL;
+        *ktail = call;
+        ktail = &call->next;
+    }
+    rpc->held = keep;
+    return earliest;
 }
 
 /* --- the link ------------------------------------------------------------ */
 
-static void set_consumers(gw_rpc_t *rpc, int consumers) {
-    if (atomic_exchange(&rpc->consumers, consumers) != consumers) {
-        cm_log_t l;
+static void log_consumers(gw_rpc_t *rpc, int slot) {
+    cm_log_t l;
 
-        cm_log_begin(&l, CM_LOG_INFO, "queue_consumers");
-        cm_log_kv(&l, "queue", "%s", rpc->cfg->queue);
-        cm_log_kv(&l, "consumers", "%d", consumers);
+    if (gw_watch_kind(rpc->watch, (size_t)slot) == GW_WATCH_EXCHANGE) {
+        cm_log_begin(&l, CM_LOG_INFO, "exchange_checked");
+        cm_log_kv(&l, "exchange", "%s",
+                  gw_watch_name(rpc->watch, (size_t)slot));
+        cm_log_kv(&l, "missing", "%d",
+                  gw_watch_nobody(rpc->watch, (size_t)slot));
         cm_log_end(&l);
+        return;
     }
+    cm_log_begin(&l, CM_LOG_INFO, "queue_consumers");
+    cm_log_kv(&l, "queue", "%s", gw_watch_name(rpc->watch, (size_t)slot));
+    cm_log_kv(&l, "consumers", "%d",
+              gw_watch_consumers(rpc->watch, (size_t)slot));
+    cm_log_kv(&l, "nobody", "%d", gw_watch_nobody(rpc->watch, (size_t)slot));
+    cm_log_end(&l);
 }
 
 /* Drops the connection (politely when we are stopping) and fails every
@@ -125,24 +291,37 @@ static void link_down(gw_rpc_t *rpc, gw_err_t err, const char *detail,
         cm_log_kv(&l, "failed_calls", "%zu", gw_pending_count(rpc->pending));
         cm_log_end(&l);
     }
-    atomic_store(&rpc->consumers, -1);
+    gw_watch_reset(rpc->watch);
     atomic_store(&rpc->blocked, 0);
-    fail_all(rpc, err, detail);
+    rpc->unconf_head = rpc->unconf_len = 0;
+    memset(rpc->chans, 0, sizeof(rpc->chans)); /* the calls fail below */
+    /* Published calls lose their replies with the connection; the calls
+     * not published yet wait for the next one (HOLD_MS), and the first
+     * attempt is made at once. */
+    fail_pending(rpc, err, detail);
+    rpc->next_attempt_ms = 0;
+    if (!polite && gw_link_nodes(rpc->link) > 1)
+        atomic_store(&rpc->hold_until, cm_now_ms() + HOLD_MS);
+    else
+        fail_all(rpc, err, detail);
 }
 
 static int link_up(gw_rpc_t *rpc) {
     const char *node;
-    int consumers;
+    size_t slot;
 
-    if (gw_link_open(rpc->link, &consumers) != 0)
+    /* The consumer counts first (gw_link_open reads them), then admit
+     * calls: with the link up and a count still unknown, a call to a
+     * queue nobody consumes would wait for its timeout instead of getting
+     * no_server. */
+    if (gw_link_open(rpc->link) != 0)
         return -1;
-    /* The consumer count first, then admit calls: with the link up and the
-     * count still unknown, a call to a queue nobody consumes would be
-     * published and wait for its timeout instead of getting no_server. */
-    set_consumers(rpc, consumers);
+    for (slot = 0; slot < gw_watch_count(rpc->watch); slot++)
+        log_consumers(rpc, (int)slot);
     node = gw_link_node(rpc->link);
     atomic_store(&rpc->node, node);
     atomic_store(&rpc->up, 1);
+    atomic_store(&rpc->hold_until, 0);
     cm_backoff_reset(&rpc->backoff);
     if (rpc->last_node != NULL)
         atomic_fetch_add_explicit(&rpc->metrics->reconnects, 1,
@@ -164,41 +343,147 @@ static int link_up(gw_rpc_t *rpc) {
 
 /* --- publishing ---------------------------------------------------------- */
 
+/* Remembers a publish until the broker confirms it.  Returns -1 when too
+ * many are unconfirmed (the broker is not confirming). */
+static int unconfirmed_push(gw_rpc_t *rpc, uint16_t channel, uint64_t tag,
+                            const uint8_t id[GW_ID_LEN], int publish,
+                            int64_t now) {
+    unconfirmed_t *u;
+
+    if (rpc->unconf_len == rpc->unconf_cap)
+        return -1;
+    u = &rpc->unconfirmed[(rpc->unconf_head + rpc->unconf_len++) %
+                          rpc->unconf_cap];
+    u->tag = tag;
+    u->sent_ms = now;
+    memcpy(u->id, id, GW_ID_LEN);
+    u->channel = channel;
+    u->publish = (uint8_t)publish;
+    u->settled = 0;
+    return 0;
+}
+
+/* Remembers that call waits on channel (for its reply, or its confirm). */
+static void chan_add(gw_rpc_t *rpc, gw_call_t *call, uint16_t channel) {
+    chan_t *c = chan_find(rpc, channel);
+    size_t i;
+
+    for (i = 0; c == NULL && i < CHANNELS_MAX; i++)
+        if (rpc->chans[i].channel == 0) {
+            c = &rpc->chans[i];
+            c->channel = channel;
+        }
+    if (c == NULL) /* cannot happen: rotations wait for a free entry */
+        return;
+    call->channel = channel;
+    call->ch_prev = NULL;
+    call->ch_next = c->calls;
+    if (c->calls != NULL)
+        c->calls->ch_prev = call;
+    c->calls = call;
+    c->n++;
+}
+
+/* Moves publishing to a new channel (a nack, a publish never confirmed),
+ * at most once per ROTATE_MIN_MS.  Returns -1 when the connection
+ * failed. */
+static int rotate(gw_rpc_t *rpc, const char *why, int64_t now) {
+    size_t i, used = 0;
+    cm_log_t l;
+
+    if (gw_link_rotating(rpc->link) || now - rpc->rotated_ms < rpc->rotate_gap)
+        return 0;
+    for (i = 0; i < CHANNELS_MAX; i++)
+        used += rpc->chans[i].channel != 0;
+    if (used == CHANNELS_MAX)
+        return 0; /* old channels still wait for replies: not now */
+    rpc->rotated_ms = now;
+    rpc->rotate_gap = rpc->rotate_gap == 0 ? ROTATE_MIN_MS
+                      : rpc->rotate_gap * 2 > ROTATE_MAX_MS
+                          ? ROTATE_MAX_MS
+                          : rpc->rotate_gap * 2;
+    cm_log_begin(&l, CM_LOG_WARN, "amqp_channel_rotating");
+    cm_log_kv(&l, "reason", "%s", why);
+    cm_log_kv(&l, "channel", "%u", gw_link_channel(rpc->link));
+    cm_log_end(&l);
+    return gw_link_rotate(rpc->link);
+}
+
 static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
+    const gw_route_t *route = call->route;
     char body[16];
     uint8_t id[GW_ID_LEN];
     int64_t left = call->deadline_ms - now;
     gw_request_msg_t m;
+    uint16_t channel;
     int rc;
 
     gw_idgen_next(&rpc->ids, id);
     gw_id_text(id, call->correlation_id);
-    snprintf(body, sizeof(body), "%" PRIu32, call->n);
+    call->attempts++;
     m = (gw_request_msg_t){
-        .routing_key = rpc->cfg->queue,
+        .exchange = route->exchange,
+        .routing_key = call->routing_key,
+        .publish = route->mode == GW_MODE_PUBLISH,
         .correlation_id = call->correlation_id,
         .request_id = call->request_id,
         .traceparent = call->traceparent,
         .ttl_ms = left,
         .deadline_wall_ms = cm_wall_ms() + left,
-        .body = body,
-        .body_len = strlen(body),
     };
-    rc = gw_publisher_send(rpc->pub, &m);
-    if (rc != 0)
-        return rc;
-    if (gw_pending_add(rpc->pending, id, call->deadline_ms, call) != 0)
+    if (route->kind == GW_KIND_FIB) {
+        snprintf(body, sizeof(body), "%" PRIu32, call->n);
+        m.body = body;
+        m.body_len = strlen(body);
+    } else {
+        m.raw = 1;
+        m.content_type = call->content_type;
+        m.content_encoding = call->content_encoding;
+        m.headers = call->headers;
+        m.nheaders = call->nheaders;
+        m.body = call->req_body;
+        m.body_len = call->req_body_len;
+    }
+    if (rpc->unconf_len == rpc->unconf_cap) {
+        complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
+                 "RabbitMQ is not confirming what we publish");
+        return 0;
+    }
+    channel = gw_link_channel(rpc->link); /* not 0: start_calls saw to it */
+    if (gw_pending_add(rpc->pending, id, call->deadline_ms, call) != 0) {
         complete(rpc, call, GW_E_OVERLOADED, "too many calls in flight");
+        return 0;
+    }
+    rc = gw_publisher_send(rpc->pub, &m);
+    if (rc == -2) { /* a message AMQP cannot carry; nothing was sent */
+        gw_pending_take(rpc->pending, id);
+        complete(rpc, call, GW_E_INTERNAL,
+                 "the request cannot be put into an AMQP message");
+        return 0;
+    }
+    if (rc != 0) {
+        gw_pending_take(rpc->pending, id); /* the caller completes it */
+        return rc;
+    }
+    if (rpc->cfg->confirms)
+        unconfirmed_push(rpc, channel, gw_publisher_tag(rpc->pub), id,
+                         route->mode == GW_MODE_PUBLISH, now);
+    chan_add(rpc, call, channel);
     return 0;
 }
 
 /* Publishes every submitted call, or answers it at once. */
 static void start_calls(gw_rpc_t *rpc) {
-    gw_call_t *call, *next;
+    gw_call_t *call, *next, *first = rpc->held, **tail = &first;
     int64_t now = cm_now_ms();
     unsigned published = 0;
 
-    for (call = gw_mailbox_take_all(rpc->mailbox); call != NULL; call = next) {
+    /* the calls held while down go first, in order */
+    rpc->held = NULL;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = gw_mailbox_take_all(rpc->mailbox);
+    for (call = first; call != NULL; call = next) {
         next = call->next;
         if (!gw_link_is_open(rpc->link)) {
             complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
@@ -208,6 +493,12 @@ static void start_calls(gw_rpc_t *rpc) {
         if (atomic_load(&rpc->blocked)) {
             complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
                      "RabbitMQ is blocking publishers (resource alarm)");
+            continue;
+        }
+        if (gw_link_channel(rpc->link) == 0) {
+            complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
+                     "RabbitMQ closed the publishing channel; a new one is "
+                     "being opened");
             continue;
         }
         if (published++ % GW_STALL_CHECK_EVERY == 0 &&
@@ -298,6 +589,73 @@ static void drop_reply(gw_rpc_t *rpc, const gw_link_event_t *ev,
     cm_log_end(&l);
 }
 
+/* Copies the reply headers the route returns into the call (one block:
+ * the array, then the values).  A value that cannot be an HTTP header as
+ * it is (a CR or LF, say) is left out.  Returns -1 when out of memory. */
+static int copy_reply_headers(gw_call_t *call, const gw_link_event_t *ev) {
+    const gw_route_list_t *names = &call->route->return_headers;
+    char value[REPLY_HEADER_MAX];
+    size_t i, size = 0, used = 0, valid = 0;
+    gw_hval_t v;
+    char *p;
+
+    for (i = 0; i < names->n; i++) {
+        gw_link_event_header(ev, names->item[i], &v);
+        if (gw_reply_header_text(&v, value, sizeof(value)) == 0) {
+            size += sizeof(gw_reply_header_t) + strlen(value) + 1;
+            valid++;
+        }
+    }
+    if (valid == 0)
+        return 0;
+    call->reply_headers = malloc(size);
+    if (call->reply_headers == NULL)
+        return -1;
+    p = (char *)(call->reply_headers + valid);
+    for (i = 0; i < names->n; i++) {
+        gw_link_event_header(ev, names->item[i], &v);
+        if (gw_reply_header_text(&v, value, sizeof(value)) != 0)
+            continue;
+        call->reply_headers[used].name = names->item[i];
+        call->reply_headers[used].value = p;
+        p += strlen(value) + 1;
+        memcpy(call->reply_headers[used].value, value, strlen(value) + 1);
+        used++;
+    }
+    call->nreply_headers = used;
+    return 0;
+}
+
+/* A raw route's reply: the body as it is, its content type, status and
+ * returned headers; or the worker's error. */
+static void raw_reply(gw_rpc_t *rpc, gw_call_t *call, const gw_link_event_t *ev,
+                      gw_reply_t *reply) {
+    gw_hval_t status;
+
+    gw_link_event_header(ev, GWRPC_HDR_STATUS, &status);
+    gw_reply_parse_raw(ev->content_type, ev->content_type_len, ev->body,
+                       ev->body_len, &status, reply, &call->status);
+    if (reply->err != GW_E_OK)
+        return;
+    if (ev->content_type != NULL) {
+        if (!gw_reply_content_type_ok(ev->content_type, ev->content_type_len)) {
+            reply->err = GW_E_BAD_REPLY;
+            snprintf(reply->message, sizeof(reply->message),
+                     "reply content_type cannot be an HTTP Content-Type");
+            return;
+        }
+        call->body_type = strndup(ev->content_type, ev->content_type_len);
+        if (call->body_type == NULL)
+            goto oom;
+    }
+    if (copy_reply_headers(call, ev) != 0)
+        goto oom;
+    return;
+oom:
+    reply->err = GW_E_INTERNAL;
+    snprintf(reply->message, sizeof(reply->message), "out of memory");
+}
+
 static void on_reply(gw_rpc_t *rpc, const gw_link_event_t *ev, int64_t now) {
     gw_call_t *call = take_by_correlation(rpc, ev);
     gw_reply_t reply;
@@ -321,17 +679,21 @@ static void on_reply(gw_rpc_t *rpc, const gw_link_event_t *ev, int64_t now) {
         snprintf(reply.message, sizeof(reply.message),
                  "reply is %" PRIu64 " bytes, over the limit of %u bytes",
                  ev->body_size, rpc->cfg->max_reply_bytes);
-    } else {
+    } else if (call->route->kind == GW_KIND_FIB) {
         gw_reply_parse(ev->content_type, ev->content_type_len, ev->body,
                        ev->body_len, &reply);
+    } else {
+        raw_reply(rpc, call, ev, &reply);
     }
     if (reply.err == GW_E_OK) {
-        call->body = malloc(reply.digits_len);
+        /* + 1: a raw body may be empty, and malloc(0) may be NULL */
+        call->body = malloc(reply.digits_len + 1);
         if (call->body == NULL) {
             complete(rpc, call, GW_E_INTERNAL, "out of memory");
             return;
         }
-        memcpy(call->body, reply.digits, reply.digits_len);
+        if (reply.digits_len > 0)
+            memcpy(call->body, reply.digits, reply.digits_len);
         call->body_len = reply.digits_len;
         complete(rpc, call, GW_E_OK, NULL);
         return;
@@ -341,6 +703,7 @@ static void on_reply(gw_rpc_t *rpc, const gw_link_event_t *ev, int64_t now) {
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_WARN, "bad_reply");
+        cm_log_kv(&l, "route", "%s", call->route->name);
         cm_log_kv(&l, "corr", "%s", call->correlation_id);
         cm_log_kv(&l, "reason", "%s", reply.message);
         cm_log_end(&l);
@@ -354,10 +717,180 @@ static void on_return(gw_rpc_t *rpc, const gw_link_event_t *ev) {
 
     if (call == NULL)
         return;
-    snprintf(detail, sizeof(detail),
-             "no queue named '%s': nobody serves these calls", rpc->cfg->queue);
-    atomic_store(&rpc->consumers, 0);
+    if (call->route->queue != NULL)
+        snprintf(detail, sizeof(detail),
+                 "no queue named '%s': nobody serves these calls",
+                 call->route->queue);
+    else
+        snprintf(detail, sizeof(detail),
+                 "exchange '%s' routes key '%s' to no queue: nobody serves "
+                 "these calls",
+                 call->route->exchange, call->routing_key);
+    if (call->watch >= 0 &&
+        gw_watch_record(rpc->watch, (size_t)call->watch, 0, 1, cm_now_ms()))
+        log_consumers(rpc, call->watch);
     complete(rpc, call, GW_E_NO_SERVER, detail);
+}
+
+/* The broker confirmed (ack) or refused (nack) publishes up to tag (or
+ * just tag).  A refused call never reached a queue: 503 not_queued, safe
+ * to retry.  A confirmed publish-mode call is done: 202. */
+static void settle(gw_rpc_t *rpc, const unconfirmed_t *u, int ack) {
+    gw_call_t *call;
+
+    if (ack && !u->publish)
+        return; /* an RPC goes on until its reply */
+    call = gw_pending_take(rpc->pending, u->id);
+    if (call == NULL)
+        return; /* answered already (a reply, a return, its deadline) */
+    if (ack) {
+        call->status = 202;
+        complete(rpc, call, GW_E_OK, NULL);
+        return;
+    }
+    if (call->attempts < PUBLISH_ATTEMPTS &&
+        call->deadline_ms - cm_now_ms() > RETRY_GAP_MS << call->attempts) {
+        gw_call_t **p = &rpc->retry;
+
+        /* Not queued, so safe to publish again: on a new channel by then,
+         * when this one points at a dead queue leader. */
+        chan_unlink(rpc, call);
+        call->retry_ms = cm_now_ms() + (RETRY_GAP_MS << (call->attempts - 1));
+        while (*p != NULL && (*p)->retry_ms <= call->retry_ms)
+            p = &(*p)->next;
+        call->next = *p;
+        *p = call;
+        return;
+    }
+    complete(rpc, call, GW_E_NOT_QUEUED,
+             "RabbitMQ refused the message (nack): it was not queued, so "
+             "retrying is safe");
+}
+
+/* The nacked calls whose time to be published again has come go back to
+ * the front of the calls to start.  Returns when the next one is due
+ * (INT64_MAX: none). */
+static int64_t retry_due(gw_rpc_t *rpc, int64_t now) {
+    gw_call_t *due = NULL, **tail = &due;
+
+    while (rpc->retry != NULL && rpc->retry->retry_ms <= now) {
+        *tail = rpc->retry;
+        rpc->retry = rpc->retry->next;
+        tail = &(*tail)->next;
+    }
+    *tail = rpc->held;
+    rpc->held = due;
+    return rpc->retry != NULL ? rpc->retry->retry_ms : INT64_MAX;
+}
+
+static void on_confirm(gw_rpc_t *rpc, const gw_link_event_t *ev, int ack) {
+    size_t i;
+
+    if (ack && ev->channel == gw_link_channel(rpc->link))
+        rpc->rotate_gap = 0; /* this one works */
+
+    for (i = 0; i < rpc->unconf_len; i++) {
+        unconfirmed_t *u =
+            &rpc->unconfirmed[(rpc->unconf_head + i) % rpc->unconf_cap];
+
+        if (u->channel != ev->channel)
+            continue;
+        if (u->tag > ev->tag)
+            break;
+        if (!u->settled && (ev->multiple || u->tag == ev->tag)) {
+            settle(rpc, u, ack);
+            u->settled = 1;
+        }
+    }
+    while (rpc->unconf_len > 0 && rpc->unconfirmed[rpc->unconf_head].settled) {
+        rpc->unconf_head = (rpc->unconf_head + 1) % rpc->unconf_cap;
+        rpc->unconf_len--;
+    }
+    if (!ack) {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_WARN, "amqp_nack");
+        cm_log_kv(&l, "channel", "%u", ev->channel);
+        cm_log_kv(&l, "tag", "%llu", (unsigned long long)ev->tag);
+        cm_log_kv(&l, "multiple", "%d", ev->multiple);
+        cm_log_end(&l);
+    }
+}
+
+/* Publishing moved to a new channel: the old one closes once its calls
+ * are done. */
+static void on_rotated(gw_rpc_t *rpc, const gw_link_event_t *ev) {
+    chan_t *old = chan_find(rpc, ev->old_channel);
+    cm_log_t l;
+
+    cm_log_begin(&l, CM_LOG_INFO, "amqp_channel_rotated");
+    cm_log_kv(&l, "from", "%u", ev->old_channel);
+    cm_log_kv(&l, "to", "%u", ev->channel);
+    cm_log_kv(&l, "waiting_on_old", "%zu", old != NULL ? old->n : 0);
+    cm_log_end(&l);
+    if (old != NULL)
+        chan_retire_if_idle(rpc, old);
+    else if (ev->old_channel != 0) {
+        unconfirmed_drop(rpc, ev->old_channel);
+        if (gw_link_retire(rpc->link, ev->old_channel) != 0)
+            cm_log_msg(CM_LOG_WARN, "amqp_channel_retire_failed");
+    }
+}
+
+/* The broker closed a publishing channel (or cancelled its reply
+ * consumer): the replies of its calls cannot come. */
+static void on_channel_lost(gw_rpc_t *rpc, const gw_link_event_t *ev) {
+    chan_t *c = chan_find(rpc, ev->channel);
+    gw_call_t *call = NULL, *next;
+    uint8_t id[GW_ID_LEN];
+
+    unconfirmed_drop(rpc, ev->channel);
+    /* most likely an exchange that went away: look again now */
+    gw_watch_recheck(rpc->watch, GW_WATCH_EXCHANGE);
+    if (c != NULL) { /* its calls, off the channel's books */
+        call = c->calls;
+        c->channel = 0;
+        c->calls = NULL;
+        c->n = 0;
+    }
+    for (; call != NULL; call = next) {
+        next = call->ch_next;
+        call->channel = 0;
+        /* out of the table too, so a late reply finds nothing */
+        if (gw_id_parse(call->correlation_id, strlen(call->correlation_id),
+                        id) == 0)
+            gw_pending_take(rpc->pending, id);
+        complete(rpc, call, GW_E_CONNECTION_LOST,
+                 "RabbitMQ closed the channel the call was published on");
+    }
+    /* Still open on the broker's side (only its reply consumer went):
+     * close it. */
+    if (!ev->closed && gw_link_retire(rpc->link, ev->channel) != 0)
+        cm_log_msg(CM_LOG_WARN, "amqp_channel_retire_failed");
+}
+
+/* A nack, or a publish on the channel in use that the broker has not
+ * confirmed for too long: that channel may point at a dead queue leader
+ * (link.h): move to a new one. */
+static int check_confirms(gw_rpc_t *rpc, int64_t now) {
+    uint16_t channel = gw_link_channel(rpc->link);
+    size_t i;
+
+    if (channel == 0) /* lost, and its replacement failed to open */
+        return gw_link_rotating(rpc->link)
+                   ? 0
+                   : rotate(rpc, "no publishing channel", now);
+    for (i = 0; i < rpc->unconf_len; i++) {
+        const unconfirmed_t *u =
+            &rpc->unconfirmed[(rpc->unconf_head + i) % rpc->unconf_cap];
+
+        if (u->settled || u->channel != channel)
+            continue;
+        if (now - u->sent_ms < UNCONFIRMED_MAX_MS)
+            return 0;
+        return rotate(rpc, "a publish not confirmed within 1 s", now);
+    }
+    return 0;
 }
 
 /* Handles what the broker has sent, without blocking.  Returns -1 when the
@@ -387,7 +920,24 @@ static int read_events(gw_rpc_t *rpc, char *why, size_t why_size) {
             cm_log_msg(CM_LOG_INFO, "amqp_unblocked");
             break;
         case GW_LINK_CONSUMERS:
-            set_consumers(rpc, ev.consumers);
+            log_consumers(rpc, ev.slot);
+            break;
+        case GW_LINK_ACK:
+            on_confirm(rpc, &ev, 1);
+            break;
+        case GW_LINK_NACK:
+            on_confirm(rpc, &ev, 0);
+            if (ev.channel == gw_link_channel(rpc->link) &&
+                rotate(rpc, "nack", cm_now_ms()) != 0) {
+                snprintf(why, why_size, LOST);
+                return -1;
+            }
+            break;
+        case GW_LINK_ROTATED:
+            on_rotated(rpc, &ev);
+            break;
+        case GW_LINK_CHANNEL_LOST:
+            on_channel_lost(rpc, &ev);
             break;
         }
     }
@@ -415,13 +965,16 @@ static int loop_timeout(gw_rpc_t *rpc) {
 
     if (tick < until)
         until = tick;
+    if (rpc->retry != NULL && rpc->retry->retry_ms < until)
+        until = rpc->retry->retry_ms;
     if (until - now < t)
         t = until - now;
     return t < 0 ? 0 : (int)t;
 }
 
 static int idle(gw_rpc_t *rpc) {
-    return gw_mailbox_empty(rpc->mailbox) &&
+    return rpc->held == NULL && rpc->retry == NULL &&
+           gw_mailbox_empty(rpc->mailbox) &&
            gw_pending_count(rpc->pending) == 0;
 }
 
@@ -431,16 +984,34 @@ static void *rpc_main(void *arg) {
 
     for (;;) {
         if (!gw_link_is_open(rpc->link)) {
-            fail_all(rpc, GW_E_BROKER_UNAVAILABLE, "not connected to RabbitMQ");
+            int64_t now = cm_now_ms(), hold = atomic_load(&rpc->hold_until);
+
+            int64_t wake;
+
+            if (atomic_load(&rpc->draining) || now >= hold)
+                fail_all(rpc, GW_E_BROKER_UNAVAILABLE,
+                         "not connected to RabbitMQ");
             if (atomic_load(&rpc->draining))
                 break;
+            retry_due(rpc, INT64_MAX); /* down: they wait with the rest */
+            wake = hold_calls(rpc, now);
             /* The first attempt after a loss goes at once, to the next
-             * node; then the jittered schedule (urls.h). */
-            if (link_up(rpc) != 0) {
-                wait_for(rpc, (int)cm_backoff_next(&rpc->backoff));
+             * node; then the jittered schedule (urls.h), whatever wakes
+             * the thread meanwhile. */
+            if (now < rpc->next_attempt_ms || link_up(rpc) != 0) {
+                now = cm_now_ms();
+                if (now >= rpc->next_attempt_ms)
+                    rpc->next_attempt_ms =
+                        now + (int64_t)cm_backoff_next(&rpc->backoff);
+                if (rpc->next_attempt_ms < wake)
+                    wake = rpc->next_attempt_ms;
+                if (hold > now && hold < wake)
+                    wake = hold;
+                wait_for(rpc, (int)(wake > now ? wake - now : 0));
                 continue;
             }
         }
+        retry_due(rpc, cm_now_ms());
         start_calls(rpc);
         if (!gw_link_is_open(rpc->link))
             continue;
@@ -448,7 +1019,8 @@ static void *rpc_main(void *arg) {
          * win over the timeout. */
         expire_calls(rpc, cm_now_ms());
         if (read_events(rpc, why, sizeof(why)) != 0 ||
-            gw_link_tick(rpc->link, cm_now_ms()) != 0) {
+            gw_link_tick(rpc->link, cm_now_ms()) != 0 ||
+            check_confirms(rpc, cm_now_ms()) != 0) {
             link_down(rpc, GW_E_CONNECTION_LOST, LOST, why);
             continue;
         }
@@ -476,7 +1048,7 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     cm_backoff_init(&rpc->backoff, cm_random64());
     gw_idgen_init(&rpc->ids);
     atomic_init(&rpc->up, 0);
-    atomic_init(&rpc->consumers, -1);
+    atomic_init(&rpc->hold_until, 0);
     atomic_init(&rpc->blocked, 0);
     atomic_init(&rpc->draining, 0);
     atomic_init(&rpc->inflight, 0);
@@ -484,7 +1056,13 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     rpc->mailbox = gw_mailbox_new();
     rpc->pending = gw_pending_new(cfg->max_inflight);
     rpc->pub = gw_publisher_new();
-    if (rpc->mailbox == NULL || rpc->pending == NULL || rpc->pub == NULL) {
+    rpc->watch = gw_watch_new();
+    /* Every call in flight, and as many again whose confirm is still on
+     * its way after their reply. */
+    rpc->unconf_cap = 2 * (size_t)cfg->max_inflight + 64;
+    rpc->unconfirmed = calloc(rpc->unconf_cap, sizeof(*rpc->unconfirmed));
+    if (rpc->mailbox == NULL || rpc->pending == NULL || rpc->pub == NULL ||
+        rpc->watch == NULL || rpc->unconfirmed == NULL) {
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_ERROR, "rpc_init_failed");
@@ -492,7 +1070,7 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
         cm_log_end(&l);
         goto fail;
     }
-    rpc->link = gw_link_new(cfg, rpc->pub);
+    rpc->link = gw_link_new(cfg, rpc->pub, rpc->watch);
     if (rpc->link == NULL)
         goto fail;
     return rpc;
@@ -516,12 +1094,16 @@ int gw_rpc_start(gw_rpc_t *rpc) {
     return 0;
 }
 
-gw_err_t gw_rpc_admit(gw_rpc_t *rpc) {
+gw_err_t gw_rpc_admit(gw_rpc_t *rpc, int watch) {
     if (atomic_load(&rpc->draining))
         return GW_E_SHUTTING_DOWN;
-    if (!atomic_load(&rpc->up) || atomic_load(&rpc->blocked))
+    if (atomic_load(&rpc->blocked))
         return GW_E_BROKER_UNAVAILABLE;
-    if (atomic_load(&rpc->consumers) == 0)
+    /* Down: a call may wait for the next connection, for a moment after a
+     * loss (HOLD_MS); else 503 at once. */
+    if (!atomic_load(&rpc->up) && cm_now_ms() >= atomic_load(&rpc->hold_until))
+        return GW_E_BROKER_UNAVAILABLE;
+    if (watch >= 0 && gw_watch_nobody(rpc->watch, (size_t)watch))
         return GW_E_NO_SERVER;
     if (atomic_fetch_add(&rpc->inflight, 1) >= rpc->cfg->max_inflight) {
         atomic_fetch_sub(&rpc->inflight, 1);
@@ -530,13 +1112,30 @@ gw_err_t gw_rpc_admit(gw_rpc_t *rpc) {
     return GW_E_OK;
 }
 
+int gw_rpc_watch(gw_rpc_t *rpc, gw_watch_kind_t kind, const char *name) {
+    int slot = gw_watch_add(rpc->watch, kind, name);
+
+    gw_mailbox_wake(rpc->mailbox); /* count it soon */
+    return slot;
+}
+
+int gw_rpc_consumers(gw_rpc_t *rpc, const char *queue) {
+    size_t slot, n = gw_watch_count(rpc->watch);
+
+    for (slot = 0; slot < n; slot++)
+        if (gw_watch_kind(rpc->watch, slot) == GW_WATCH_QUEUE &&
+            strcmp(gw_watch_name(rpc->watch, slot), queue) == 0)
+            return gw_watch_consumers(rpc->watch, slot);
+    return -2;
+}
+
 void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out) {
     out->connected = atomic_load(&rpc->up);
     out->blocked = atomic_load(&rpc->blocked);
-    out->consumers = out->connected ? atomic_load(&rpc->consumers) : -1;
     out->inflight = atomic_load(&rpc->inflight);
     out->node = out->connected ? atomic_load(&rpc->node) : NULL;
     out->max_inflight = rpc->cfg->max_inflight;
+    out->watch = rpc->watch;
 }
 
 void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call) {
@@ -561,5 +1160,7 @@ void gw_rpc_free(gw_rpc_t *rpc) {
     gw_publisher_free(rpc->pub);
     gw_pending_free(rpc->pending);
     gw_mailbox_free(rpc->mailbox);
+    gw_watch_free(rpc->watch);
+    free(rpc->unconfirmed);
     free(rpc);
 }

@@ -10,6 +10,7 @@
 #include "call.h"
 #include "config.h"
 #include "metrics.h"
+#include "watch.h"
 
 typedef struct gw_rpc gw_rpc_t;
 
@@ -24,11 +25,19 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
 /* Starts the AMQP thread.  Returns 0, or -1 (logged). */
 int gw_rpc_start(gw_rpc_t *rpc);
 
-/* gw_rpc_admit: may a new call start now?  Cheap, no I/O.  Returns GW_E_OK
- * and reserves an in-flight slot (the caller must then gw_rpc_submit), or
- * the error to answer at once: SHUTTING_DOWN, BROKER_UNAVAILABLE, NO_SERVER
- * or OVERLOADED. */
-gw_err_t gw_rpc_admit(gw_rpc_t *rpc);
+/* gw_rpc_admit: may a new call start now?  Cheap, no I/O.  watch is the
+ * call's queue's slot (gw_rpc_watch), or -1 for a call that needs no
+ * consumer.  Returns GW_E_OK and reserves an in-flight slot (the caller
+ * must then gw_rpc_submit), or the error to answer at once: SHUTTING_DOWN,
+ * BROKER_UNAVAILABLE, NO_SERVER or OVERLOADED. */
+gw_err_t gw_rpc_admit(gw_rpc_t *rpc, int watch);
+/* Watches a queue's consumers (or whether an exchange exists) from now
+ * on (any thread).  Returns its watch slot for gw_rpc_admit, or -1 when
+ * too many are watched. */
+int gw_rpc_watch(gw_rpc_t *rpc, gw_watch_kind_t kind, const char *name);
+/* The last consumer count read of queue (-1: unknown yet; -2: not
+ * watched).  Any thread. */
+int gw_rpc_consumers(gw_rpc_t *rpc, const char *queue);
 /* The link's state right now (any thread; atomics only). */
 void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out);
 /* Hands an admitted call to the AMQP thread; done will be called once. */

@@ -59,10 +59,10 @@ port_free() {
     fi
 }
 
-# Prints three distinct free ports.
+# pick_ports [COUNT]: prints COUNT (default 3) distinct free ports.
 pick_ports() {
-    local picked=() p tries=0
-    while [ "${#picked[@]}" -lt 3 ]; do
+    local count=${1:-3} picked=() p tries=0
+    while [ "${#picked[@]}" -lt "$count" ]; do
         tries=$((tries + 1))
         [ "$tries" -lt 500 ] || die "no free port found in $PORT_MIN-$PORT_MAX"
         p=$((PORT_MIN + (RANDOM * 32768 + RANDOM) % (PORT_MAX - PORT_MIN)))
@@ -200,26 +200,17 @@ make_trimmed_home() {
 
 # ---------------------------------------------------------------- start
 
-# start_once DIR SBIN [reuse]: with reuse, starts the node DIR already
-# describes (broker.env, cookie, config, data) on its recorded ports.
-start_once() {
-    local dir=$1 sbin=$2 reuse=${3:-} ports amqp dist epmd cookie
-    if [ -n "$reuse" ]; then
-        # shellcheck source=/dev/null
-        read -r amqp epmd < <(. "$dir/broker.env"; echo "$AMQP_PORT $EPMD_PORT")
-        rm -f "$dir"/amqp_url "$dir"/*.pid
-        launch_node "$dir" "$sbin" "$amqp" "$epmd"
-        return
-    fi
-    ports=$(pick_ports) || return 1
-    read -r amqp dist epmd <<<"$ports"
-
+# write_node DIR AMQP DIST EPMD COOKIE [SHARED_EPMD]: a fresh node's files
+# in DIR (data, logs, cookie, config, broker.env); any old state goes.
+# With SHARED_EPMD=1 the node uses an epmd someone else runs on EPMD (a
+# cluster's, scripts/cluster.sh) instead of starting its own.
+write_node() {
+    local dir=$1 amqp=$2 dist=$3 epmd=$4 cookie=$5 shared=${6:-}
     rm -rf "${dir:?}/home" "$dir/mnesia" "$dir/log" "$dir/rmq"
     rm -f "$dir"/rabbitmq.conf "$dir"/enabled_plugins "$dir"/rabbitmq-env.conf \
           "$dir"/broker.env "$dir"/amqp_url "$dir"/*.pid
     mkdir -p "$dir/home" "$dir/mnesia" "$dir/log"
 
-    cookie=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
     (umask 077; printf '%s' "$cookie" >"$dir/home/.erlang.cookie")
     chmod 400 "$dir/home/.erlang.cookie"
     echo '[].' >"$dir/enabled_plugins"
@@ -236,29 +227,63 @@ NODENAME=fibrpc-$amqp@localhost
 AMQP_PORT=$amqp
 DIST_PORT=$dist
 EPMD_PORT=$epmd
+SHARED_EPMD=$shared
 EOF
+}
+
+new_cookie() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
+
+# start_once DIR SBIN [reuse]: with reuse, starts the node DIR already
+# describes (broker.env, cookie, config, data) on its recorded ports.
+start_once() {
+    local dir=$1 sbin=$2 reuse=${3:-} ports amqp dist epmd
+    if [ -n "$reuse" ]; then
+        # shellcheck source=/dev/null
+        read -r amqp epmd < <(. "$dir/broker.env"; echo "$AMQP_PORT $EPMD_PORT")
+        rm -f "$dir"/amqp_url "$dir"/*.pid
+        launch_node "$dir" "$sbin" "$amqp" "$epmd"
+        return
+    fi
+    ports=$(pick_ports) || return 1
+    read -r amqp dist epmd <<<"$ports"
+    write_node "$dir" "$amqp" "$dist" "$epmd" "$(new_cookie)"
     launch_node "$dir" "$sbin" "$amqp" "$epmd"
+}
+
+# start_epmd DIR PORT: an epmd of DIR's own on 127.0.0.1:PORT, in the
+# foreground (no -daemon) so that its pid (DIR/epmd.pid) is known, marked
+# as DIR's like a node.  Fails when it cannot listen (port taken).
+start_epmd() {
+    local dir=$1 epmd=$2
+    mkdir -p "$dir/log"
+    (
+        export FIBRPC_BROKER_DIR="$dir"
+        export ERL_EPMD_PORT="$epmd" ERL_EPMD_ADDRESS=127.0.0.1
+        cd "$dir"
+        setsid epmd -port "$epmd" -address 127.0.0.1 </dev/null >"$dir/log/epmd.log" 2>&1 &
+        echo $! >"$dir/epmd.pid"
+    )
+    for _ in $(seq 100); do
+        tcp_open "$epmd" && return 0
+        alive "$(cat "$dir/epmd.pid")" || { cat "$dir/log/epmd.log" >&2; return 1; }
+        sleep 0.02
+    done
+    tcp_open "$epmd"
 }
 
 # launch_node DIR SBIN AMQP_PORT EPMD_PORT: starts epmd and the node that
 # DIR's files describe, and waits until it accepts AMQP.  Returns 3 when a
 # port was taken, 1 on any other failure.
 launch_node() {
-    local dir=$1 sbin=$2 amqp=$3 epmd=$4 server_sbin trimmed
+    local dir=$1 sbin=$2 amqp=$3 epmd=$4 server_sbin trimmed shared
     mkdir -p "$dir/log"
-    (
-        load_env "$dir"
-        export FIBRPC_BROKER_DIR="$dir"
-        cd "$dir"
-        # Our own epmd, in the foreground (no -daemon) so that its pid is known.
-        setsid epmd -port "$epmd" -address 127.0.0.1 </dev/null >"$dir/log/epmd.log" 2>&1 &
-        echo $! >"$dir/epmd.pid"
-    )
-    for _ in $(seq 100); do
-        tcp_open "$epmd" && break
-        alive "$(cat "$dir/epmd.pid")" || { cat "$dir/log/epmd.log" >&2; return 3; }
-        sleep 0.02
-    done
+    # shellcheck source=/dev/null
+    shared=$(. "$dir/broker.env"; echo "${SHARED_EPMD:-}")
+    if [ "$shared" = 1 ]; then
+        tcp_open "$epmd" || { log "the shared epmd on port $epmd is not running"; return 1; }
+    else
+        start_epmd "$dir" "$epmd" || return 3
+    fi
 
     server_sbin=$sbin
     if [ "${BROKER_FULL_PLUGIN_PATH:-0}" != 1 ]; then
@@ -412,12 +437,19 @@ cmd_status() {
     alive "$(cat "$dir/rabbit.pid" 2>/dev/null || true)" && amqp_ready "$amqp"
 }
 
-[ $# -ge 2 ] || usage
-case $1 in
-ctl) shift; cmd_ctl "$@" ;;
-start) [ $# -eq 2 ] || usage; cmd_start "$2" ;;
-stop) [ $# -eq 2 ] || usage; cmd_stop "$2" ;;
-status) [ $# -eq 2 ] || usage; cmd_status "$2" ;;
-restart) [ $# -eq 2 ] || usage; cmd_restart "$2" ;;
-*) usage ;;
-esac
+broker_main() {
+    [ $# -ge 2 ] || usage
+    case $1 in
+    ctl) shift; cmd_ctl "$@" ;;
+    start) [ $# -eq 2 ] || usage; cmd_start "$2" ;;
+    stop) [ $# -eq 2 ] || usage; cmd_stop "$2" ;;
+    status) [ $# -eq 2 ] || usage; cmd_status "$2" ;;
+    restart) [ $# -eq 2 ] || usage; cmd_restart "$2" ;;
+    *) usage ;;
+    esac
+}
+
+# Sourced (scripts/cluster.sh does so): the functions only.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    broker_main "$@"
+fi

@@ -5,7 +5,11 @@
 # prefixed with the program's name.  Ctrl-C (or SIGTERM) stops all it started.
 #
 # Environment:
-#   AMQP_URL          use this broker instead of starting a private node
+#   AMQP_URL          use this broker (or comma-separated list of a cluster's
+#                     nodes) instead of starting a private node
+#   BROKER_NODES      N > 1: start a private N-node cluster instead
+#                     (scripts/cluster.sh); the workers declare a quorum
+#                     queue, every program gets every node's URL
 #   GATEWAY_LISTEN    where the gateway listens, default 0.0.0.0:8080
 #   WORKERS           how many fib-workers, default 2
 #   FIBRPC_STATE_DIR  the private node's data and logs, default build/run
@@ -18,6 +22,8 @@ cd "$ROOT"
 
 LISTEN=${GATEWAY_LISTEN:-0.0.0.0:8080}
 WORKERS=${WORKERS:-2}
+NODES=${BROKER_NODES:-1}
+[[ $NODES =~ ^[1-9]$ ]] || { echo "run.sh: BROKER_NODES must be 1-9, not $NODES" >&2; exit 2; }
 STATE=${FIBRPC_STATE_DIR:-$ROOT/build/run}
 
 if [ -t 2 ]; then
@@ -34,6 +40,7 @@ cmake --build build -j "$(nproc)"
 pids=()
 names=()
 broker_dir=
+cluster_dir=
 
 cleanup() {
     local i deadline
@@ -60,6 +67,10 @@ cleanup() {
         say "stopping the private RabbitMQ node"
         bash scripts/broker.sh stop "$broker_dir" || true
     fi
+    if [ -n "$cluster_dir" ]; then
+        say "stopping the private RabbitMQ cluster"
+        bash scripts/cluster.sh stop "$cluster_dir" || true
+    fi
 }
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
@@ -82,9 +93,19 @@ start() {
     names+=("$name")
 }
 
+worker_args=()
 if [ -n "${AMQP_URL:-}" ]; then
     url=$AMQP_URL
     say "using the broker named by AMQP_URL"
+elif [ "$NODES" -gt 1 ]; then
+    cluster_dir=$STATE/cluster
+    say "starting a private $NODES-node RabbitMQ cluster in $cluster_dir"
+    url=$(bash scripts/cluster.sh start "$cluster_dir" "$NODES")
+    # Replicated on every node: the queue outlives any one node.
+    worker_args=(--queue-type quorum)
+    say "nodes: $url"
+    say "  kill -9 one:  bash scripts/cluster.sh kill $cluster_dir 1"
+    say "  and back:     bash scripts/cluster.sh restart $cluster_dir 1"
 else
     broker_dir=$STATE/broker
     say "starting a private RabbitMQ node in $broker_dir"
@@ -92,7 +113,7 @@ else
 fi
 
 for i in $(seq "$WORKERS"); do
-    start "worker-$i" build/bin/fib-worker --amqp-url "$url"
+    start "worker-$i" build/bin/fib-worker --amqp-url "$url" "${worker_args[@]}"
 done
 start gateway build/bin/rpc-gateway --amqp-url "$url" --listen "$LISTEN"
 

@@ -45,6 +45,10 @@ FAMILIES = {
     "fibgw_amqp_connected": "gauge",
     "fibgw_amqp_blocked": "gauge",
     "fibgw_queue_consumers": "gauge",
+    "fibgw_queue_no_server": "gauge",
+    "fibgw_route_requests_total": "counter",
+    "fibgw_route_problems_total": "counter",
+    "fibgw_route_request_duration_seconds": "histogram",
 }
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
@@ -87,11 +91,11 @@ class Scraper:
         assert r.status == 200, harness.show(r)
         return r.body.decode()
 
-    def wait(self, name, value, timeout=harness.READY_TIMEOUT):
+    def wait(self, name, value, timeout=harness.READY_TIMEOUT, **labels):
         deadline = time.monotonic() + timeout
         while True:
             text = self()
-            if parse(text)[0].get(key(name)) == value:
+            if parse(text)[0].get(key(name, **labels)) == value:
                 return text
             if time.monotonic() > deadline:
                 raise AssertionError(f"{name} never became {value}:\n{text}")
@@ -146,7 +150,8 @@ class MetricsTest(unittest.TestCase):
         scrape.wait("fibgw_replies_dropped_total",
                     before[key("fibgw_replies_dropped_total")] + 1, timeout=LATE_S + 10)
         SERVER.stop()  # the queue's only consumer goes away
-        scrape.wait("fibgw_queue_consumers", 0, timeout=10)
+        # no_server once a zero has lasted (reads for 1 s)
+        scrape.wait("fibgw_queue_no_server", 1, timeout=10, queue=QUEUE)
         harness.assert_problem(self, harness.get(GW.port, "/fib/10"), 504, "no_server")
 
         scrapes = scrape.count
@@ -189,6 +194,22 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(moved, {"invalid_n": 3, "n_out_of_range": 1, "timeout": 1,
                                  "no_server": 1})
 
+        # Per route: the fib route counts its own calls, labelled by the
+        # route's name (never by a raw path): the problems above, and the
+        # 200s that were calls (not the scrapes).
+        route_problems = {dict(k[1])["code"]: v - before.get(k, 0)
+                          for k, v in after.items()
+                          if k[0] == "fibgw_route_problems_total"
+                          and dict(k[1])["route"] == "fib" and v != before.get(k, 0)}
+        self.assertEqual(route_problems, moved)
+        self.assertEqual({dict(k[1])["route"] for k in after
+                          if k[0].startswith("fibgw_route_")}, {"fib"})
+        self.assertEqual(delta("fibgw_route_requests_total", route="fib", code="504"), 2)
+        self.assertEqual(delta("fibgw_route_requests_total", route="fib", code="400"), 4)
+        self.assertEqual(delta("fibgw_route_request_duration_seconds_count", route="fib"),
+                         sum(delta("fibgw_route_requests_total", route="fib", code=c)
+                             for c in ("200", "400", "504")))
+
         # The duration histogram: cumulative buckets ending in +Inf == _count,
         # which counts every request; the timeout took >= 200 ms.
         h = "fibgw_http_request_duration_seconds"
@@ -214,7 +235,8 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(after[key("fibgw_amqp_reconnects_total")], 0)
         self.assertEqual(after[key("fibgw_amqp_connected")], 1)
         self.assertEqual(after[key("fibgw_amqp_blocked")], 0)
-        self.assertEqual(after[key("fibgw_queue_consumers")], 0)
+        self.assertEqual(after[key("fibgw_queue_consumers", queue=QUEUE)], 0)
+        self.assertEqual(after[key("fibgw_queue_no_server", queue=QUEUE)], 1)
         build = [k for k in after if k[0] == "fibgw_build_info"]
         self.assertEqual(len(build), 1)
         self.assertRegex(dict(build[0][1]).get("version", ""), r"^\d+\.\d+\.\d+")

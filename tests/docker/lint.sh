@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # lint.sh - quick static checks of docker/ (seconds; no container engine):
-#   docker-compose -f docker/compose.yaml config -q   the compose file is valid
+#   docker-compose -f docker/compose*.yaml config -q  the compose files are valid
 #   dockerfilelint                                    on every Dockerfile here
 #   bash -n, and shellcheck                           on the scripts here
 # Installs what is missing: docker-compose and shellcheck with apt-get,
@@ -43,7 +43,9 @@ if ! command -v dockerfilelint >/dev/null 2>&1; then
     npm install -g --no-audit --no-fund "dockerfilelint@$DOCKERFILELINT_VERSION" >/dev/null
 fi
 
-check "docker-compose config -q" docker-compose -f docker/compose.yaml config -q
+for f in docker/compose.yaml docker/compose.cluster.yaml; do
+    check "docker-compose -f $f config -q" docker-compose -f "$f" config -q
+done
 for f in "${dockerfiles[@]}"; do
     check "dockerfilelint $f" dockerfilelint "$f"
 done

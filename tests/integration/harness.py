@@ -1,5 +1,7 @@
 """harness.py - what every integration test needs: a private RabbitMQ node
-(scripts/broker.sh), fib-worker and rpc-gateway subprocesses, HTTP helpers.
+(scripts/broker.sh) or cluster (Cluster, scripts/cluster.sh), fib-worker
+and rpc-gateway subprocesses, HTTP helpers, and a load of checked HTTP
+calls (Load).
 
 Python stdlib plus pika (Debian's python3-pika).  One Env per test file,
 created in setUpModule; every process it starts is stopped again, also when a
@@ -10,6 +12,7 @@ Main thread only, except where a function says otherwise.
 
 import atexit
 import collections
+import contextlib
 import ctypes
 import http.client
 import json
@@ -50,6 +53,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("FIBRPC_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
 BIN_DIR = os.environ.get("FIBRPC_BIN_DIR") or os.path.join(SOURCE_DIR, "build", "bin")
 BROKER_SH = os.path.join(SOURCE_DIR, "scripts", "broker.sh")
+CLUSTER_SH = os.path.join(SOURCE_DIR, "scripts", "cluster.sh")
 TUTORIAL_DIR = os.path.join(HERE, "tutorial")
 
 # Generous bounds: the suite also runs under ASan on a loaded 2-core machine.
@@ -259,7 +263,72 @@ def wait_events(procs, msg, count=1, timeout=10.0, **match):
 # --------------------------------------------------------------------- broker
 
 
-class Broker:
+class _Queues:
+    """Queue helpers for Broker and Cluster: one short-lived connection per
+    call (self.connect()), main thread."""
+
+    def queue_info(self, queue):
+        """(message_count, consumer_count), or None when the queue does not exist."""
+        conn = self.connect()
+        try:
+            ok = conn.channel().queue_declare(queue, passive=True)
+            return ok.method.message_count, ok.method.consumer_count
+        except pika.exceptions.ChannelClosedByBroker as e:
+            if e.reply_code == 404:
+                return None
+            raise
+        finally:
+            if conn.is_open:
+                conn.close()
+
+    def declare_queue(self, queue, durable=True):
+        """Declares `queue` as fib-worker does (durable by default)."""
+        conn = self.connect()
+        try:
+            conn.channel().queue_declare(queue, durable=durable)
+        finally:
+            conn.close()
+
+    def delete_queue(self, queue):
+        conn = self.connect()
+        try:
+            conn.channel().queue_delete(queue)
+        finally:
+            if conn.is_open:
+                conn.close()
+
+    def wait_consumers(self, queue, count, timeout=READY_TIMEOUT, procs=()):
+        """Waits until `queue` exists with at least `count` consumers.  Fails
+        early, with their logs, when one of `procs` exits meanwhile."""
+        deadline = time.monotonic() + timeout
+        info = None
+        while time.monotonic() < deadline:
+            info = self.queue_info(queue)
+            if info is not None and info[1] >= count:
+                return
+            for p in procs:
+                if not p.running():
+                    raise RuntimeError(f"{p.describe()} exited with status "
+                                       f"{p.popen.returncode} while starting:\n{p.log_tail()}")
+            time.sleep(0.05)
+        logs = "".join(f"--- {p.name}:\n{p.log_tail()}" for p in procs)
+        raise RuntimeError(f"queue {queue!r} did not get {count} consumer(s) within "
+                           f"{timeout:.0f} s (now: {info} = (messages, consumers))\n{logs}")
+
+    def wait_consumers_gone(self, queue, timeout=READY_TIMEOUT):
+        """Waits until `queue` has no consumer (or does not exist)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.queue_info(queue)
+            if info is None or info[1] == 0:
+                return
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"queue {queue!r} still has consumers {timeout:.0f} s "
+                                   f"later: {info} = (messages, consumers)")
+            time.sleep(0.05)
+
+
+class Broker(_Queues):
     """A private RabbitMQ node started with scripts/broker.sh in `state_dir`."""
 
     def __init__(self, state_dir):
@@ -359,65 +428,249 @@ class Broker:
         params.retry_delay = 0.5
         return pika.BlockingConnection(params)
 
-    def queue_info(self, queue):
-        """(message_count, consumer_count), or None when the queue does not exist."""
-        conn = self.connect()
+
+class Cluster(_Queues):
+    """A private RabbitMQ cluster of `nodes` nodes on loopback, started with
+    scripts/cluster.sh in `state_dir`.  Nodes are numbered from 0 here (1 in
+    cluster.sh).  .url is the comma-separated list of every node's AMQP URL,
+    as the programs take it; .urls the list.  A node is named in the
+    programs' logs and metrics by its address, "127.0.0.1:PORT" (addr(i));
+    index() maps such an address (or a node name) back to its number."""
+
+    def __init__(self, state_dir, nodes=3):
+        self.dir = state_dir
+        self.nodes = nodes
+        self.urls = []
+        self.url = None
+        self.start_seconds = None
+        self._watchdog = None
+
+    def _run(self, *args, timeout=180):
+        r = subprocess.run(["bash", CLUSTER_SH] + [str(a) for a in args],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError(f"scripts/cluster.sh {' '.join(map(str, args))} failed "
+                               f"({r.returncode}):\n{r.stdout}{r.stderr}")
+        return r.stdout
+
+    def start(self):
+        t0 = time.monotonic()
         try:
-            ok = conn.channel().queue_declare(queue, passive=True)
-            return ok.method.message_count, ok.method.consumer_count
-        except pika.exceptions.ChannelClosedByBroker as e:
-            if e.reply_code == 404:
-                return None
+            out = self._run("start", self.dir, self.nodes, timeout=300)
+        except BaseException:
+            self.stop()
             raise
-        finally:
-            if conn.is_open:
-                conn.close()
+        self.url = out.strip().splitlines()[-1]
+        self.urls = self.url.split(",")
+        self.start_seconds = time.monotonic() - t0
+        # Should this interpreter be killed outright, stop the cluster anyway.
+        self._watchdog = subprocess.Popen(
+            ["bash", "-c", 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; '
+                           'exec bash "$2" stop "$3"', "watchdog",
+             str(os.getpid()), CLUSTER_SH, self.dir],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        return self.url
 
-    def declare_queue(self, queue, durable=True):
-        """Declares `queue` as fib-worker does (durable by default)."""
-        conn = self.connect()
-        try:
-            conn.channel().queue_declare(queue, durable=durable)
-        finally:
-            conn.close()
+    def attach(self):
+        """Uses the cluster already running in state_dir (started by someone
+        else, who also stops it)."""
+        self.url = self._run("urls", self.dir).strip()
+        self.urls = self.url.split(",")
+        self.nodes = len(self.urls)
+        return self.url
 
-    def delete_queue(self, queue):
-        conn = self.connect()
-        try:
-            conn.channel().queue_delete(queue)
-        finally:
-            if conn.is_open:
-                conn.close()
+    def stop(self):
+        """Stops every node; returns a list of problems (empty when all is well)."""
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait()
+            self._watchdog = None
+        r = subprocess.run(["bash", CLUSTER_SH, "stop", self.dir], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            return [f"scripts/cluster.sh stop failed ({r.returncode}): {r.stdout}{r.stderr}"]
+        return []
 
-    def wait_consumers(self, queue, count, timeout=READY_TIMEOUT, procs=()):
-        """Waits until `queue` exists with at least `count` consumers.  Fails
-        early, with their logs, when one of `procs` exits meanwhile."""
+    # ---- nodes
+
+    def port(self, i):
+        return int(self.urls[i].rsplit(":", 1)[1].split("/")[0])
+
+    def addr(self, i):
+        """The node as the programs name it: "127.0.0.1:PORT"."""
+        return f"127.0.0.1:{self.port(i)}"
+
+    def name(self, i):
+        """The node's Erlang name, as rabbitmqctl prints it."""
+        return f"fibrpc-{self.port(i)}@localhost"
+
+    def index(self, node):
+        """The number of the node with this address or Erlang name."""
+        for i in range(self.nodes):
+            if node in (self.addr(i), self.name(i)):
+                return i
+        raise KeyError(f"no node {node!r} in this cluster")
+
+    def running(self, i):
+        r = subprocess.run(["bash", CLUSTER_SH, "status", self.dir, str(i + 1)],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        return r.returncode == 0
+
+    def live(self):
+        """The numbers of the nodes that run."""
+        return [i for i in range(self.nodes) if self.running(i)]
+
+    def kill_node(self, i):
+        """SIGKILLs node i's Erlang VM: a crash.  Returns its pid."""
+        with open(os.path.join(self.dir, f"node{i + 1}", "rabbit.pid")) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def restart_node(self, i):
+        """Starts node i again (same name, ports, data); it rejoins the
+        cluster by itself.  Returns seconds until it accepted AMQP."""
+        t0 = time.monotonic()
+        self._run("restart", self.dir, i + 1)
+        return time.monotonic() - t0
+
+    def stop_node(self, i):
+        """Stops node i cleanly (rabbitmqctl stop), keeping its state."""
+        self._run("stop-node", self.dir, i + 1, timeout=120)
+
+    def ctl(self, i, *args, timeout=60):
+        """rabbitmqctl ARGS against node i; its stdout.  Raises on failure."""
+        return self._run("ctl", self.dir, i + 1, *args, timeout=timeout)
+
+    def queues(self, i, *args, timeout=60):
+        """rabbitmq-queues ARGS against node i; its stdout."""
+        return self._run("queues", self.dir, i + 1, *args, timeout=timeout)
+
+    def rows(self, what, *columns, node=None):
+        """rabbitmqctl list_<what> COLUMNS (cluster-wide) as a list of dicts,
+        asked of `node` or else of the first node that runs."""
+        i = node if node is not None else self.live()[0]
+        out = self.ctl(i, f"list_{what}", *columns, "--formatter", "json")
+        return json.loads(out) if out.strip() else []
+
+    # ---- queues and connections
+
+    def quorum(self, queue):
+        """(leader, members, online) of a quorum queue as node numbers
+        (leader None while there is none), or None when it does not exist."""
+        for row in self.rows("queues", "name", "type", "leader", "members", "online"):
+            if row["name"] == queue:
+                def nums(names):
+                    return sorted(self.index(n) for n in names or [])
+                leader = row.get("leader")
+                return (self.index(leader) if leader and leader != "" else None,
+                        nums(row.get("members")), nums(row.get("online")))
+        return None
+
+    def leader(self, queue):
+        """The node leading quorum queue `queue` (None: none now)."""
+        q = self.quorum(queue)
+        return q[0] if q else None
+
+    def wait_quorum(self, queue, online, leader_not=None, timeout=READY_TIMEOUT):
+        """Waits until quorum queue `queue` has `online` members online and a
+        leader (other than node `leader_not`); returns quorum()."""
         deadline = time.monotonic() + timeout
-        info = None
+        q = None
         while time.monotonic() < deadline:
-            info = self.queue_info(queue)
-            if info is not None and info[1] >= count:
-                return
-            for p in procs:
-                if not p.running():
-                    raise RuntimeError(f"{p.describe()} exited with status "
-                                       f"{p.popen.returncode} while starting:\n{p.log_tail()}")
-            time.sleep(0.05)
-        logs = "".join(f"--- {p.name}:\n{p.log_tail()}" for p in procs)
-        raise RuntimeError(f"queue {queue!r} did not get {count} consumer(s) within "
-                           f"{timeout:.0f} s (now: {info} = (messages, consumers))\n{logs}")
+            try:
+                q = self.quorum(queue)
+            except RuntimeError:  # the node asked went away meanwhile
+                q = None
+            if (q is not None and q[0] is not None and q[0] != leader_not
+                    and len(q[2]) >= online):
+                return q
+            time.sleep(0.2)
+        raise RuntimeError(f"quorum queue {queue!r}: not {online} members online with a "
+                           f"leader within {timeout:.0f} s: {q}")
 
-    def wait_consumers_gone(self, queue, timeout=READY_TIMEOUT):
-        """Waits until `queue` has no consumer (or does not exist)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            info = self.queue_info(queue)
-            if info is None or info[1] == 0:
-                return
-            if time.monotonic() >= deadline:
-                raise RuntimeError(f"queue {queue!r} still has consumers {timeout:.0f} s "
-                                   f"later: {info} = (messages, consumers)")
-            time.sleep(0.05)
+    def connections(self):
+        """Every client connection in the cluster: dicts with node (number),
+        peer_port (the client's port) and connection_name (None when the
+        client gave none; the gateway calls its connection "rpc-gateway")."""
+        out = []
+        for row in self.rows("connections", "name", "peer_port", "client_properties"):
+            # name is "CLIENT:PORT -> 127.0.0.1:NODEPORT"
+            server = row["name"].rsplit("->", 1)[1].strip()
+            props = {p[0]: p[2] for p in row.get("client_properties") or []}
+            out.append({"node": self.index(server), "peer_port": row["peer_port"],
+                        "connection_name": props.get("connection_name")})
+        return out
+
+    def gateway_nodes(self):
+        """The nodes the gateways' connections are on."""
+        return sorted(c["node"] for c in self.connections()
+                      if c["connection_name"] == "rpc-gateway")
+
+    @contextlib.contextmanager
+    def only(self, i):
+        """Within it, only node i accepts new AMQP connections (the others'
+        listeners suspended): a program started meanwhile with the whole
+        list connects to node i (the others refuse it, and it moves on).
+        Connections already open stay as they are."""
+        others = [j for j in self.live() if j != i]
+        self._on_each(others, "suspend_listeners")
+        try:
+            yield
+        finally:
+            self._on_each(others, "resume_listeners")
+
+    def _on_each(self, nodes, command):
+        """rabbitmqctl COMMAND on each of `nodes`, side by side (each call
+        starts a CLI VM: ~0.5 s)."""
+        errors = []
+
+        def run(j):
+            try:
+                self.ctl(j, command)
+            except Exception as e:  # noqa: BLE001 - raised below
+                errors.append(e)
+        threads = [threading.Thread(target=run, args=(j,)) for j in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    def connect(self, node=None):
+        """A pika connection to node `node`, or else to the first that answers."""
+        urls = [self.urls[node]] if node is not None else self.urls
+        params = []
+        for u in urls:
+            p = pika.URLParameters(u)
+            p.connection_attempts = 1
+            p.socket_timeout = 5
+            params.append(p)
+        last = None
+        for _ in range(3):
+            try:
+                return pika.BlockingConnection(params)
+            except pika.exceptions.AMQPConnectionError as e:
+                last = e
+                time.sleep(0.5)
+        raise last
+
+    def log_tail(self, lines=15):
+        """Each node's last warnings and errors."""
+        out = []
+        for i in range(self.nodes):
+            path = os.path.join(self.dir, f"node{i + 1}", "log", "rabbit.log")
+            try:
+                with open(path, "r", errors="replace") as f:
+                    bad = [ln for ln in f if "[error]" in ln or "[warning]" in ln]
+            except OSError as e:
+                bad = [f"<{e}>\n"]
+            out.append(f"node {i} ({self.addr(i)}):\n" + ("".join(bad[-lines:])
+                                                          or "(no warnings or errors)\n"))
+        return "".join(out)
 
 
 # --------------------------------------------------------------------- HTTP
@@ -485,6 +738,189 @@ def show(resp):
             f"body {body!r}{more}")
 
 
+# --------------------------------------------------------------------- load
+
+
+def documented_problems():
+    """{(status, code)} of every error the gateway can answer with, read
+    from gateway/problem.h (its GW_ERRORS list), so that a code added there
+    is known here too."""
+    import re
+    with open(os.path.join(SOURCE_DIR, "gateway", "problem.h")) as f:
+        text = f.read()
+    pairs = {(int(status), code) for code, status in
+             re.findall(r"X\(\s*\w+\s*,\s*(\w+)\s*,\s*(\d{3})\s*,", text)}
+    pairs.discard((200, "ok"))
+    if not pairs:
+        raise RuntimeError("no problem codes found in gateway/problem.h")
+    return pairs
+
+
+# One call of a Load: sent and done are wall-clock times (time.time(), as
+# the programs' ts= are), status None when there was no HTTP answer; error
+# says what was wrong with it (None: a right answer or a documented error).
+LoadCall = collections.namedtuple(
+    "LoadCall", "client seq port n request_id sent done status code retry_after error")
+
+# A call whose answer has not come this long after its own deadline hangs.
+# Generous: the gateway answers at the deadline at the latest, but the test
+# also runs under ASan on a loaded 2-core machine.
+HANG_MARGIN_S = 10.0
+
+
+class Load:
+    """`clients` threads, each calling GET /fib/<n>?timeout_ms=<timeout_ms>
+    in a loop (n random in 0..max_n, `pause_s` between calls) on its own
+    keep-alive connection to one of `ports` (client k uses ports[k % len]),
+    reopened after any failure.  Every answer is checked as it comes: a 200
+    must carry the right F(n); anything else must be a problem+json answer
+    with a (status, code) of gateway/problem.h, and a 503 must have
+    Retry-After.  An answer later than the deadline plus HANG_MARGIN_S is a
+    hang.  Each call carries X-Request-Id <name>-<client>-<seq> (the
+    worker logs it on served).  Thread-safe; start/pause/resume/stop from
+    one thread."""
+
+    def __init__(self, ports, clients=4, timeout_ms=5000, pause_s=0.02, max_n=300,
+                 name="load"):
+        self.ports = list(ports)
+        self.clients = clients
+        self.timeout_ms = timeout_ms
+        self.pause_s = pause_s
+        self.max_n = max_n
+        self.name = name
+        self.documented = documented_problems()
+        self._fib = [fib(n) for n in range(max_n + 1)]
+        self._calls = []
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._go = threading.Event()
+        self._idle = 0
+        self._threads = []
+
+    def start(self):
+        self._go.set()
+        for k in range(self.clients):
+            t = threading.Thread(target=self._client, args=(k,), daemon=True,
+                                 name=f"{self.name}-{k}")
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def pause(self, timeout=None):
+        """Stops sending; returns once every client has its last answer."""
+        timeout = timeout or self.timeout_ms / 1000 + HANG_MARGIN_S + 5
+        self._go.clear()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._idle >= len(self._threads):
+                    return
+            time.sleep(0.01)
+        raise RuntimeError(f"{self.name}: clients still busy {timeout:.0f} s after pause()")
+
+    def resume(self):
+        self._go.set()
+
+    def stop(self):
+        """Stops every client after its current call; returns calls()."""
+        self._halt.set()
+        self._go.set()
+        for t in self._threads:
+            t.join(self.timeout_ms / 1000 + HANG_MARGIN_S + 5)
+        return self.calls()
+
+    def calls(self, since=None):
+        """Every finished call (sent at or after `since`, wall clock)."""
+        with self._lock:
+            return [c for c in self._calls if since is None or c.sent >= since]
+
+    def wait_calls(self, count, ok=True, since=None, timeout=READY_TIMEOUT):
+        """Waits until `count` calls (answered 200 when ok) were sent at or
+        after `since` and are done; returns them (fewer after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = [c for c in self.calls(since) if not ok or c.status == 200]
+            if len(got) >= count or time.monotonic() >= deadline:
+                return got
+            time.sleep(0.02)
+
+    def _check(self, n, resp, body):
+        """(code, retry_after, error) of one HTTP answer."""
+        try:
+            doc = json.loads(body) if body else None
+        except ValueError:
+            doc = None
+        if resp.status == 200:
+            if not isinstance(doc, dict) or doc.get("fib") != str(self._fib[n]):
+                return None, None, f"wrong answer for n={n}: {body[:200]!r}"
+            return None, None, None
+        code = doc.get("code") if isinstance(doc, dict) else None
+        ra = resp.getheader("Retry-After")
+        ctype = (resp.getheader("Content-Type") or "").split(";")[0].strip()
+        if ctype != "application/problem+json" or code is None:
+            return code, ra, f"HTTP {resp.status} without a problem body: {body[:200]!r}"
+        if (resp.status, code) not in self.documented:
+            return code, ra, f"undocumented HTTP {resp.status} {code}"
+        if resp.status == 503 and not ra:
+            return code, ra, f"503 {code} without Retry-After"
+        return code, ra, None
+
+    def _client(self, k):
+        import random
+        rng = random.Random(k)
+        port = self.ports[k % len(self.ports)]
+        conn = None
+        seq = 0
+        sock_timeout = self.timeout_ms / 1000 + HANG_MARGIN_S
+        while not self._halt.is_set():
+            if not self._go.is_set():
+                with self._lock:
+                    self._idle += 1
+                self._go.wait()
+                with self._lock:
+                    self._idle -= 1
+                continue
+            seq += 1
+            n = rng.randint(0, self.max_n)
+            rid = f"{self.name}-{k}-{seq}"
+            status = code = ra = err = None
+            sent = time.time()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=sock_timeout)
+                conn.request("GET", f"/fib/{n}?timeout_ms={self.timeout_ms}",
+                             headers={"X-Request-Id": rid})
+                resp = conn.getresponse()
+                body = resp.read()
+                status = resp.status
+                code, ra, err = self._check(n, resp, body)
+                if resp.will_close:
+                    conn.close()
+                    conn = None
+            except socket.timeout:
+                err = f"hung: no answer within {sock_timeout:g} s"
+            except (OSError, http.client.HTTPException) as e:
+                err = f"no answer: {e!r}"
+            if err is not None and status is None and conn is not None:
+                conn.close()
+                conn = None
+            with self._lock:
+                self._calls.append(LoadCall(k, seq, port, n, rid, sent, time.time(),
+                                            status, code, ra, err))
+            if self.pause_s:
+                time.sleep(self.pause_s)
+        if conn is not None:
+            conn.close()
+
+
+def summary(calls):
+    """'N calls: 200 x A, 503 broker_unavailable x B, ...' for messages."""
+    counts = collections.Counter(
+        "200" if c.status == 200 else
+        f"{c.status} {c.code}" if c.status else "no answer" for c in calls)
+    return f"{len(calls)} calls: " + ", ".join(f"{k} x {v}" for k, v in counts.most_common())
+
+
 # --------------------------------------------------------------------- Env
 
 _ENVS = []
@@ -494,14 +930,17 @@ class Env:
     """Everything one test file runs: a broker, workers, gateways, in one
     temporary directory (kept, with its logs, when something failed)."""
 
-    def __init__(self, name):
+    def __init__(self, name, nodes=1, broker=None):
         self.name = name
         self.dir = tempfile.mkdtemp(prefix=f"fibrpc-{name}-")
-        self.broker = Broker(os.path.join(self.dir, "broker"))
+        # With nodes > 1 a Cluster, and .url lists every node.  A `broker`
+        # given (a running Broker or Cluster) is used, and not stopped.
+        self.broker = broker or (Broker(os.path.join(self.dir, "broker")) if nodes == 1
+                                 else Cluster(os.path.join(self.dir, "cluster"), nodes))
         self.procs = []
         self.problems = []
         self._counts = collections.Counter()
-        self._broker_stopped = False
+        self._broker_stopped = broker is not None
         _ENVS.append(self)
 
     @property
@@ -658,12 +1097,13 @@ def _on_sigterm(signum, frame):
 signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def setup_env(name, start=None):
-    """For setUpModule: an Env with its broker running, then start(env) to
-    start programs.  Stops whatever was started when that fails (unittest
+def setup_env(name, start=None, nodes=1):
+    """For setUpModule: an Env with its broker running (a cluster of `nodes`
+    nodes when more than one: env.broker is then a Cluster), then start(env)
+    to start programs.  Stops whatever was started when that fails (unittest
     does not call tearDownModule when setUpModule raises)."""
     binary("fib-worker"), binary("rpc-gateway")  # fail before the slow part
-    env = Env(name)
+    env = Env(name, nodes)
     try:
         env.start_broker()
         if start is not None:

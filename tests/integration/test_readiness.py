@@ -80,7 +80,8 @@ class ReadyTest(unittest.TestCase):
             r = harness.get(gw.port, "/readyz")
             self.assertEqual(r.status, 200, harness.show(r))
             self.assertEqual(r.json, {"status": "ready", "queue": NOBODY, "consumers": 0,
-                                      "blocked": False, "calls_in_flight": 0})
+                                      "queues": {NOBODY: 0}, "blocked": False,
+                                      "calls_in_flight": 0})
             r = harness.get(gw.port, "/fib/5")
             harness.assert_problem(self, r, 504, "no_server")
             self.assertLess(r.elapsed, 2.0, "no_server is answered at once")

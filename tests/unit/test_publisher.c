@@ -90,11 +90,12 @@ static void round_trip(const gw_request_msg_t *m) {
     long n;
 
     gw_request_props(m, &rp);
-    n = gw_publish_encode(buf, sizeof(buf), 1,
+    n = gw_publish_encode(buf, sizeof(buf), 1, 131072, amqp_empty_bytes,
                           amqp_cstring_bytes(m->routing_key), &rp.props,
                           (amqp_bytes_t){m->body_len, (void *)m->body});
     assert_true(n > 0);
-    assert_int_equal(split(buf, (size_t)n, f, 4), 3);
+    /* an empty body has no body frame */
+    assert_int_equal(split(buf, (size_t)n, f, 4), m->body_len > 0 ? 3 : 2);
     init_amqp_pool(&pool, 4096);
 
     assert_int_equal(f[0].type, AMQP_FRAME_METHOD);
@@ -145,10 +146,12 @@ static void round_trip(const gw_request_msg_t *m) {
         assert_int_equal(p->headers.num_entries, 2);
     }
 
-    assert_int_equal(f[2].type, AMQP_FRAME_BODY);
-    assert_int_equal(f[2].channel, 1);
-    assert_int_equal(f[2].payload.len, m->body_len);
-    assert_memory_equal(f[2].payload.bytes, m->body, m->body_len);
+    if (m->body_len > 0) {
+        assert_int_equal(f[2].type, AMQP_FRAME_BODY);
+        assert_int_equal(f[2].channel, 1);
+        assert_int_equal(f[2].payload.len, m->body_len);
+        assert_memory_equal(f[2].payload.bytes, m->body, m->body_len);
+    }
     empty_amqp_pool(&pool);
 }
 
@@ -192,19 +195,113 @@ static void test_too_little_room(void **state) {
     size_t room;
 
     gw_request_props(&m, &rp);
-    need = gw_publish_encode(buf, sizeof(buf), 1, amqp_cstring_bytes("q"),
-                             &rp.props, amqp_cstring_bytes("99"));
+    need = gw_publish_encode(buf, sizeof(buf), 1, 131072, amqp_empty_bytes,
+                             amqp_cstring_bytes("q"), &rp.props,
+                             amqp_cstring_bytes("99"));
     assert_true(need > 0);
+    assert_true((size_t)need <= gw_publish_room(2, 131072, 1024));
     for (room = 0; room < (size_t)need; room++) {
         memset(buf, 0xa5, sizeof(buf));
-        n = gw_publish_encode(buf, room, 1, amqp_cstring_bytes("q"), &rp.props,
+        n = gw_publish_encode(buf, room, 1, 131072, amqp_empty_bytes,
+                              amqp_cstring_bytes("q"), &rp.props,
                               amqp_cstring_bytes("99"));
         assert_int_equal(n, -1);
         assert_int_equal(buf[room], 0xa5);
     }
-    n = gw_publish_encode(buf, (size_t)need, 1, amqp_cstring_bytes("q"),
-                          &rp.props, amqp_cstring_bytes("99"));
+    n = gw_publish_encode(buf, (size_t)need, 1, 131072, amqp_empty_bytes,
+                          amqp_cstring_bytes("q"), &rp.props,
+                          amqp_cstring_bytes("99"));
     assert_int_equal(n, need);
+}
+
+/* A raw route's message: its exchange, content type and encoding, the
+ * HTTP headers, and a body cut into frames of at most frame_max. */
+static void test_raw_message(void **state) {
+    static uint8_t buf[32768], body[10000];
+    static const gw_msg_header_t extra[] = {
+        {"x-http-method", "POST", 4},
+        {"x-http-path", "/v1/upper", 9},
+        {"x-param-id", "a\0b", 3}, /* any bytes */
+    };
+    gw_request_msg_t m = msg("", body, sizeof(body));
+    gw_request_props_t rp;
+    frame_t f[16];
+    amqp_pool_t pool;
+    amqp_basic_publish_t *pub;
+    amqp_basic_properties_t *p;
+    const amqp_table_entry_t *e;
+    size_t i, nf, got = 0;
+    long n;
+
+    for (i = 0; i < sizeof(body); i++)
+        body[i] = (uint8_t)(i * 7);
+    m.exchange = "images";
+    m.raw = 1;
+    m.content_type = "image/png";
+    m.content_encoding = "gzip";
+    m.headers = extra;
+    m.nheaders = 3;
+    gw_request_props(&m, &rp);
+    n = gw_publish_encode(buf, sizeof(buf), 3, 4096,
+                          amqp_cstring_bytes(m.exchange),
+                          amqp_cstring_bytes("resize.10"), &rp.props,
+                          (amqp_bytes_t){sizeof(body), body});
+    assert_true(n > 0);
+    assert_true((size_t)n <= gw_publish_room(sizeof(body), 4096, 1024 + 64));
+    nf = split(buf, (size_t)n, f, 16);
+    assert_int_equal(nf, 2 + 3); /* 10000 bytes at 4088 a frame */
+    init_amqp_pool(&pool, 4096);
+    assert_int_equal(
+        amqp_decode_method(AMQP_BASIC_PUBLISH_METHOD, &pool,
+                           (amqp_bytes_t){f[0].payload.len - 4,
+                                          (uint8_t *)f[0].payload.bytes + 4},
+                           (void **)&pub),
+        0);
+    assert_bytes(pub->exchange, "images");
+    assert_bytes(pub->routing_key, "resize.10");
+    assert_int_equal(amqp_decode_properties(
+                         AMQP_BASIC_CLASS, &pool,
+                         (amqp_bytes_t){f[1].payload.len - 12,
+                                        (uint8_t *)f[1].payload.bytes + 12},
+                         (void **)&p),
+                     0);
+    assert_bytes(p->content_type, "image/png");
+    assert_bytes(p->content_encoding, "gzip");
+    assert_bytes(p->reply_to, GW_REPLY_TO);
+    e = header(&p->headers, "x-http-path");
+    assert_non_null(e);
+    assert_bytes(e->value.value.bytes, "/v1/upper");
+    e = header(&p->headers, "x-param-id");
+    assert_non_null(e);
+    assert_int_equal(e->value.value.bytes.len, 3);
+    assert_memory_equal(e->value.value.bytes.bytes, "a\0b", 3);
+    assert_int_equal(p->headers.num_entries, 2 + 3);
+    for (i = 2; i < nf; i++) {
+        assert_int_equal(f[i].type, AMQP_FRAME_BODY);
+        assert_true(f[i].payload.len <= 4096 - 8);
+        assert_memory_equal(f[i].payload.bytes, body + got, f[i].payload.len);
+        got += f[i].payload.len;
+    }
+    assert_int_equal(got, sizeof(body));
+    empty_amqp_pool(&pool);
+}
+
+/* A publish-mode message: persistent, no reply_to, no expiration, no
+ * deadline; a raw one without a content type has none. */
+static void test_publish_message(void **state) {
+    gw_request_msg_t m = msg("", "x", 1);
+    gw_request_props_t rp;
+
+    m.publish = 1;
+    m.raw = 1;
+    gw_request_props(&m, &rp);
+    assert_int_equal(rp.props.delivery_mode, 2);
+    assert_false(rp.props._flags & AMQP_BASIC_REPLY_TO_FLAG);
+    assert_false(rp.props._flags & AMQP_BASIC_EXPIRATION_FLAG);
+    assert_false(rp.props._flags & AMQP_BASIC_CONTENT_TYPE_FLAG);
+    assert_true(rp.props._flags & AMQP_BASIC_CORRELATION_ID_FLAG);
+    assert_null(header(&rp.props.headers, FIBRPC_HDR_DEADLINE_MS));
+    assert_non_null(header(&rp.props.headers, FIBRPC_HDR_REQUEST_ID));
 }
 
 int main(void) {
@@ -213,6 +310,8 @@ int main(void) {
         cmocka_unit_test(test_binary_and_large_body),
         cmocka_unit_test(test_expiration_never_negative),
         cmocka_unit_test(test_too_little_room),
+        cmocka_unit_test(test_raw_message),
+        cmocka_unit_test(test_publish_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -322,6 +322,118 @@ static void test_message_truncation(void **state) {
     }
 }
 
+/* --- raw routes ---------------------------------------------------------- */
+
+static gw_hval_t hint(int64_t i) {
+    gw_hval_t v = {GW_HVAL_INT, NULL, 0, i};
+    return v;
+}
+
+static gw_hval_t hstr(const char *s) {
+    gw_hval_t v = {GW_HVAL_STR, s, strlen(s), 0};
+    return v;
+}
+
+static int raw_status(const gw_hval_t *v, gw_err_t *err) {
+    gw_reply_t r;
+    int status = -1;
+
+    gw_reply_parse_raw("text/plain", 10, "\0\1\2", 3, v, &r, &status);
+    *err = r.err;
+    if (r.err == GW_E_OK) {
+        assert_int_equal(r.digits_len, 3);
+        assert_memory_equal(r.digits, "\0\1\2", 3); /* any bytes */
+    }
+    return status;
+}
+
+static void test_raw_status(void **state) {
+    gw_hval_t none = {GW_HVAL_NONE, NULL, 0, 0},
+              other = {GW_HVAL_OTHER, NULL, 0, 0};
+    gw_hval_t v;
+    gw_err_t err;
+    static const char *bad_text[] = {"abc", "",     "99",  "600",  "1000",
+                                     "20 ", " 200", "2e2", "-200", "0200"};
+    static const int64_t bad_int[] = {0, 199, 600, -200, 100000000000LL};
+    size_t i;
+
+    assert_int_equal(raw_status(&none, &err), 200);
+    assert_int_equal(err, GW_E_OK);
+    v = hint(201);
+    assert_int_equal(raw_status(&v, &err), 201);
+    v = hint(599);
+    assert_int_equal(raw_status(&v, &err), 599);
+    v = hstr("404");
+    assert_int_equal(raw_status(&v, &err), 404);
+    for (i = 0; i < sizeof(bad_text) / sizeof(bad_text[0]); i++) {
+        v = hstr(bad_text[i]);
+        raw_status(&v, &err);
+        if (err != GW_E_BAD_REPLY)
+            fail_msg("x-http-status \"%s\" accepted", bad_text[i]);
+    }
+    for (i = 0; i < sizeof(bad_int) / sizeof(bad_int[0]); i++) {
+        v = hint(bad_int[i]);
+        raw_status(&v, &err);
+        assert_int_equal(err, GW_E_BAD_REPLY);
+    }
+    raw_status(&other, &err);
+    assert_int_equal(err, GW_E_BAD_REPLY);
+}
+
+static void test_raw_error_reply(void **state) {
+    static const char body[] =
+        "{\"type\":\"invalid_argument\",\"message\":\"no\"}";
+    gw_hval_t none = {GW_HVAL_NONE, NULL, 0, 0};
+    gw_reply_t r;
+    int status;
+
+    gw_reply_parse_raw(FIBRPC_ERROR_CONTENT_TYPE,
+                       strlen(FIBRPC_ERROR_CONTENT_TYPE), body, strlen(body),
+                       &none, &r, &status);
+    assert_int_equal(r.err, GW_E_WORKER_REJECTED);
+    assert_string_equal(r.type, "invalid_argument");
+    /* an empty body is a body */
+    gw_reply_parse_raw(NULL, 0, NULL, 0, &none, &r, &status);
+    assert_int_equal(r.err, GW_E_OK);
+    assert_int_equal(status, 200);
+    assert_int_equal(r.digits_len, 0);
+}
+
+static void test_raw_header_text(void **state) {
+    char out[16];
+    gw_hval_t v;
+
+    v = hstr("HIT");
+    assert_int_equal(gw_reply_header_text(&v, out, sizeof(out)), 0);
+    assert_string_equal(out, "HIT");
+    v = hint(-7);
+    assert_int_equal(gw_reply_header_text(&v, out, sizeof(out)), 0);
+    assert_string_equal(out, "-7");
+    v = hstr("a\tb\x80");
+    assert_int_equal(gw_reply_header_text(&v, out, sizeof(out)), 0);
+    /* a header of its own, smuggled in */
+    v = hstr("a\r\nSet-Cookie: x");
+    assert_int_equal(gw_reply_header_text(&v, out, sizeof(out)), -1);
+    v = hstr("a\nb");
+    assert_int_equal(gw_reply_header_text(&v, out, sizeof(out)), -1);
+    v = (gw_hval_t){GW_HVAL_STR, "a\0b", 3, 0};
+    assert_int_equal(gw_reply_header_text(&v, out, sizeof(out)), -1);
+    v = hstr("0123456789abcdef"); /* 16: no room for the NUL */
+    assert_int_equal(gw_reply_header_text(&v, out, sizeof(out)), -1);
+    v = (gw_hval_t){GW_HVAL_OTHER, NULL, 0, 0};
+    assert_int_equal(gw_reply_header_text(&v, out, sizeof(out)), -1);
+    v = (gw_hval_t){GW_HVAL_NONE, NULL, 0, 0};
+    assert_int_equal(gw_reply_header_text(&v, out, sizeof(out)), -1);
+}
+
+static void test_raw_content_type(void **state) {
+    assert_true(gw_reply_content_type_ok("text/plain; charset=utf-8", 25));
+    assert_false(gw_reply_content_type_ok("text/plain\r\nX: y", 17));
+    assert_false(gw_reply_content_type_ok("", 0));
+    assert_false(gw_reply_content_type_ok(NULL, 0));
+    assert_false(gw_reply_content_type_ok("caf\xc3\xa9", 5));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_digits_ok),
@@ -335,6 +447,10 @@ int main(void) {
         cmocka_unit_test(test_error_extra_fields_and_empty_message),
         cmocka_unit_test(test_error_malformed),
         cmocka_unit_test(test_message_truncation),
+        cmocka_unit_test(test_raw_status),
+        cmocka_unit_test(test_raw_error_reply),
+        cmocka_unit_test(test_raw_header_text),
+        cmocka_unit_test(test_raw_content_type),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,6 +13,7 @@
 
 #include "fibrpc.h"
 #include "request.h"
+#include "routes.h"
 
 #define MAX_N FIBRPC_DEFAULT_MAX_N
 
@@ -115,29 +116,40 @@ static void test_traceparent(void **state) {
         "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01"));
 }
 
-/* --- gw_request_route ---------------------------------------------------- */
+/* --- gw_request_endpoint ------------------------------------------------- */
 
-static void test_route(void **state) {
-    assert_int_equal(gw_request_route("/fib"), GW_ROUTE_FIB);
-    assert_int_equal(gw_request_route("/fib/"), GW_ROUTE_FIB);
-    assert_int_equal(gw_request_route("/fib/1"), GW_ROUTE_FIB);
-    assert_int_equal(gw_request_route("/fib/x/y"), GW_ROUTE_FIB);
-    assert_int_equal(gw_request_route("/fibx/1"), GW_ROUTE_NONE);
-    assert_int_equal(gw_request_route("/fibx"), GW_ROUTE_NONE);
-    assert_int_equal(gw_request_route("/"), GW_ROUTE_INDEX);
-    assert_int_equal(gw_request_route("/healthz"), GW_ROUTE_HEALTHZ);
-    assert_int_equal(gw_request_route("/readyz"), GW_ROUTE_READYZ);
-    assert_int_equal(gw_request_route("/metrics"), GW_ROUTE_METRICS);
-    assert_int_equal(gw_request_route("/openapi.yaml"), GW_ROUTE_OPENAPI);
-    assert_int_equal(gw_request_route("/healthz/"), GW_ROUTE_NONE);
-    assert_int_equal(gw_request_route("/metrics.txt"), GW_ROUTE_NONE);
-    assert_int_equal(gw_request_route("/index.html"), GW_ROUTE_NONE);
-    assert_int_equal(gw_request_route(""), GW_ROUTE_NONE);
-    assert_int_equal(gw_request_route("/fi"), GW_ROUTE_NONE);
-    assert_int_equal(gw_request_route("/FIB/1"), GW_ROUTE_NONE);
-    assert_int_equal(gw_request_route("fib/1"), GW_ROUTE_NONE);
-    assert_int_equal(gw_request_route("//fib/1"), GW_ROUTE_NONE);
-    assert_int_equal(gw_request_route("/api/fib/1"), GW_ROUTE_NONE);
+static void test_endpoint(void **state) {
+    assert_int_equal(gw_request_endpoint("/fib/1"), GW_EP_ROUTE);
+    assert_int_equal(gw_request_endpoint("/"), GW_EP_INDEX);
+    assert_int_equal(gw_request_endpoint("/healthz"), GW_EP_HEALTHZ);
+    assert_int_equal(gw_request_endpoint("/readyz"), GW_EP_READYZ);
+    assert_int_equal(gw_request_endpoint("/metrics"), GW_EP_METRICS);
+    assert_int_equal(gw_request_endpoint("/openapi.yaml"), GW_EP_OPENAPI);
+    assert_int_equal(gw_request_endpoint("/routes.json"), GW_EP_ROUTES);
+    assert_int_equal(gw_request_endpoint("/healthz/"), GW_EP_ROUTE);
+    assert_int_equal(gw_request_endpoint("/metrics.txt"), GW_EP_ROUTE);
+    assert_int_equal(gw_request_endpoint("/index.html"), GW_EP_ROUTE);
+    assert_int_equal(gw_request_endpoint(""), GW_EP_ROUTE);
+    assert_int_equal(gw_request_endpoint("//healthz"), GW_EP_ROUTE);
+}
+
+/* --- the fib route: the default table's match, then gw_request_parse_n -- */
+
+/* What the gateway does with a GET path: match it against the default
+ * route table, then parse n from what follows /fib. */
+static gw_err_t parse_fib(const char *path, uint32_t max_n, uint32_t *n,
+                          char *detail, size_t detail_size) {
+    static gw_routes_t *table;
+    gw_route_match_t m;
+    char allow[64];
+    gw_err_t err;
+
+    if (table == NULL)
+        table = gw_routes_default("rpc_queue");
+    err = gw_routes_match(table, "GET", path, &m, allow, sizeof(allow));
+    if (err != GW_E_OK)
+        return err;
+    return gw_request_parse_n(m.rest, max_n, n, detail, detail_size);
 }
 
 /* --- gw_request_parse_fib ------------------------------------------------ */
@@ -146,8 +158,8 @@ static void assert_n(const char *path, uint32_t max_n, uint32_t want) {
     char detail[128] = "untouched";
     uint32_t n = 0xdeadbeef;
 
-    assert_int_equal(
-        gw_request_parse_fib(path, max_n, &n, detail, sizeof(detail)), GW_E_OK);
+    assert_int_equal(parse_fib(path, max_n, &n, detail, sizeof(detail)),
+                     GW_E_OK);
     assert_int_equal(n, want);
 }
 
@@ -159,7 +171,7 @@ static const char *assert_fib_err(const char *path, uint32_t max_n,
     gw_err_t err;
 
     memset(detail, 'X', sizeof(detail));
-    err = gw_request_parse_fib(path, max_n, &n, detail, sizeof(detail));
+    err = parse_fib(path, max_n, &n, detail, sizeof(detail));
     if (err != want)
         fail_msg("path \"%s\": err %s, want %s", path, gw_err_code(err),
                  gw_err_code(want));
@@ -238,10 +250,8 @@ static void test_parse_fib_invalid(void **state) {
 static void test_parse_fib_other_paths(void **state) {
     uint32_t n;
 
-    assert_int_not_equal(gw_request_parse_fib("/fibx/1", MAX_N, &n, NULL, 0),
-                         GW_E_OK);
-    assert_int_not_equal(gw_request_parse_fib("/", MAX_N, &n, NULL, 0),
-                         GW_E_OK);
+    assert_int_not_equal(parse_fib("/fibx/1", MAX_N, &n, NULL, 0), GW_E_OK);
+    assert_int_not_equal(parse_fib("/", MAX_N, &n, NULL, 0), GW_E_OK);
 }
 
 static void test_parse_fib_detail_sizes(void **state) {
@@ -249,21 +259,18 @@ static void test_parse_fib_detail_sizes(void **state) {
     uint32_t n;
 
     /* Size 0: the buffer is never written, so NULL is fine. */
-    assert_int_equal(gw_request_parse_fib("/fib/x", MAX_N, &n, NULL, 0),
-                     GW_E_INVALID_N);
-    assert_int_equal(gw_request_parse_fib("/fib/100001", MAX_N, &n, NULL, 0),
+    assert_int_equal(parse_fib("/fib/x", MAX_N, &n, NULL, 0), GW_E_INVALID_N);
+    assert_int_equal(parse_fib("/fib/100001", MAX_N, &n, NULL, 0),
                      GW_E_N_OUT_OF_RANGE);
-    assert_int_equal(gw_request_parse_fib("/fib/", MAX_N, &n, NULL, 0),
-                     GW_E_INVALID_N);
+    assert_int_equal(parse_fib("/fib/", MAX_N, &n, NULL, 0), GW_E_INVALID_N);
     /* A small buffer is truncated and terminated, never overrun. */
     memset(detail, 'X', sizeof(detail));
-    assert_int_equal(gw_request_parse_fib("/fib/x", MAX_N, &n, detail, 1),
-                     GW_E_INVALID_N);
+    assert_int_equal(parse_fib("/fib/x", MAX_N, &n, detail, 1), GW_E_INVALID_N);
     assert_int_equal(detail[0], '\0');
     assert_int_equal(detail[1], 'X');
     memset(detail, 'X', sizeof(detail));
     assert_int_equal(
-        gw_request_parse_fib("/fib/100001", MAX_N, &n, detail, sizeof(detail)),
+        parse_fib("/fib/100001", MAX_N, &n, detail, sizeof(detail)),
         GW_E_N_OUT_OF_RANGE);
     assert_int_equal(strlen(detail), sizeof(detail) - 1);
 }
@@ -276,16 +283,14 @@ static void test_unescape_then_parse(void **state) {
 
     strcpy(path, "/fib/%31%30");
     gw_unescape(path);
-    assert_int_equal(gw_request_parse_fib(path, MAX_N, &n, NULL, 0), GW_E_OK);
+    assert_int_equal(parse_fib(path, MAX_N, &n, NULL, 0), GW_E_OK);
     assert_int_equal(n, 10);
     strcpy(path, "/fib/1%000");
     gw_unescape(path);
-    assert_int_equal(gw_request_parse_fib(path, MAX_N, &n, NULL, 0),
-                     GW_E_INVALID_N);
+    assert_int_equal(parse_fib(path, MAX_N, &n, NULL, 0), GW_E_INVALID_N);
     strcpy(path, "/fib/1%0a");
     gw_unescape(path);
-    assert_int_equal(gw_request_parse_fib(path, MAX_N, &n, NULL, 0),
-                     GW_E_INVALID_N);
+    assert_int_equal(parse_fib(path, MAX_N, &n, NULL, 0), GW_E_INVALID_N);
 }
 
 /* --- gw_request_parse_timeout -------------------------------------------- */
@@ -400,7 +405,7 @@ int main(void) {
         cmocka_unit_test(test_unescape_malformed),
         cmocka_unit_test(test_request_id),
         cmocka_unit_test(test_traceparent),
-        cmocka_unit_test(test_route),
+        cmocka_unit_test(test_endpoint),
         cmocka_unit_test(test_parse_fib_ok),
         cmocka_unit_test(test_parse_fib_out_of_range),
         cmocka_unit_test(test_parse_fib_invalid),
