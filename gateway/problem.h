@@ -21,6 +21,8 @@
     X(NOT_FOUND, not_found, 404, "Not found")                                  \
     X(METHOD_NOT_ALLOWED, method_not_allowed, 405, "Method not allowed")       \
     X(REQUEST_TIMEOUT, request_timeout, 408, "Request head too slow")          \
+    X(URI_TOO_LONG, uri_too_long, 414, "Request target too long")              \
+    X(HEADERS_TOO_LARGE, headers_too_large, 431, "Request head too large")     \
     X(WORKER_REJECTED, worker_rejected, 400, "Request rejected by worker")     \
     X(INTERNAL, internal, 500, "Internal error")                               \
     X(WORKER_ERROR, worker_error, 502, "Worker failed")                        \
