@@ -280,6 +280,14 @@ enum MHD_Result gw_handler_check_head(struct MHD_Connection *c, req_t *r,
     /* RFC 9112 3.2: an HTTP/1.1 request has exactly one Host. */
     else if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && host->count != 1)
         why = host->count == 0 ? "no Host header" : "more than one Host header";
+    /* libmicrohttpd 0.9.75 leaves the request line where it read it: the
+     * target runs from url to the NUL that replaced the space before the
+     * version.  A NUL byte sent inside the target cuts the string short
+     * ("/fib/5<NUL>junk" would read as /fib/5), so the string's length
+     * when the line came in must be all of it. */
+    else if ((uintptr_t)version > (uintptr_t)url &&
+             (uintptr_t)version - (uintptr_t)url - 1 != r->target_len)
+        why = "a NUL byte in the request target";
     if (why == NULL)
         return MHD_YES;
     r->close = 1;

@@ -37,6 +37,8 @@ typedef struct {
     struct gw_conn *conn; /* NULL when the connection is not tracked */
     int seen;             /* the access handler has run once: headers are in */
     int close;            /* the answer closes the connection */
+    int raw;              /* answered on the socket by http.c (answer_raw) */
+    size_t target_len;    /* strlen of the target when its line came in */
     int state;
     int status;
     gw_route_t route;
@@ -50,7 +52,7 @@ void gw_handler_begin(gw_handler_ctx_t *h, struct MHD_Connection *c,
                       gw_call_t *call);
 /* Looks at a head just read: MHD_YES when it may go on, else queues a 400
  * that closes the connection (ambiguous framing, a missing or doubled
- * Host) and returns what queueing returned. */
+ * Host, a NUL byte in the target) and returns what queueing returned. */
 enum MHD_Result gw_handler_check_head(struct MHD_Connection *c, req_t *r,
                                       const char *url, const char *version);
 /* Answers r (headers in, body discarded): at once, or by suspending it for
