@@ -384,7 +384,9 @@ static void check_first_bytes(gw_http_t *h) {
         for (i = 0; i < n; i++) {
             conn_t *k = ev[i].data.ptr;
 
+            /* Unwatched at once: the kernel keeps a record per watch. */
             k->peeking = 0;
+            epoll_ctl(h->peek_fd, EPOLL_CTL_DEL, k->fd, NULL);
             if (starts_tls(k->fd))
                 answer_raw(h, k, NULL, GW_E_BAD_REQUEST,
                            "this port speaks plain HTTP, not TLS: use http://",
