@@ -499,6 +499,9 @@ static int answer_in_place(gw_http_t *h, unsigned status) {
     return 1;
 }
 
+/* fmt is libmicrohttpd's own printf format. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
     gw_http_t *h = cls;
 
@@ -773,6 +776,13 @@ fail:
         close(h->peek_fd);
     free(h);
     return NULL;
+}
+
+unsigned gw_http_port(const gw_http_t *http) {
+    const union MHD_DaemonInfo *di =
+        MHD_get_daemon_info(http->daemon, MHD_DAEMON_INFO_BIND_PORT);
+
+    return di != NULL ? di->port : http->hc.cfg->listen_port;
 }
 
 void gw_http_drain(gw_http_t *http) {

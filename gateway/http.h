@@ -22,6 +22,9 @@ void gw_http_call_done(gw_call_t *call);
  * metrics must outlive it. */
 gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
                          gw_metrics_t *metrics);
+/* The TCP port it listens on (the one the system chose, when the config
+ * asked for port 0). */
+unsigned gw_http_port(const gw_http_t *http);
 /* Starts the graceful stop; returns at once.  New connections are refused,
  * idle kept-alive connections are closed (before anything of a new request
  * is read from them), every request already being read is answered, and
