@@ -38,6 +38,7 @@ typedef struct {
     int seen;             /* the access handler has run once: headers are in */
     int close;            /* the answer closes the connection */
     int raw;              /* answered on the socket by http.c (answer_raw) */
+    int deferred;         /* the fib call waited one turn (start_fib) */
     size_t target_len;    /* strlen of the target when its line came in */
     int state;
     int status;

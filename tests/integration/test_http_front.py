@@ -37,6 +37,8 @@ HEADER_S, IDLE_S = 1, 2  # GW_KA: a kept-alive connection's next head
 ENV = None
 GW = None
 GW_KA = None
+GW_SILENT = None  # its queue's consumer never replies
+SILENT = None
 WORKER = None
 
 MAX_TARGET, MAX_PARAMS, MAX_HEAD, MAX_FIELDS = 2048, 16, 4096, 32
@@ -46,8 +48,11 @@ def setUpModule():
     global ENV
 
     def start(env):
-        global GW, GW_KA, WORKER
+        global GW, GW_KA, GW_SILENT, SILENT, WORKER
         WORKER = env.start_worker()
+        SILENT = harness.FakeConsumer(env.url, "front_silent").start_and_wait()
+        GW_SILENT = env.start_gateway(queue="front_silent", ready_path="/readyz",
+                                      ready_status=200)
         GW = env.start_gateway(args=["--header-timeout-s", str(SLOW_S),
                                      "--idle-timeout-s", str(SLOW_S)])
         GW_KA = env.start_gateway(args=["--header-timeout-s", str(HEADER_S),
@@ -57,6 +62,8 @@ def setUpModule():
 
 
 def tearDownModule():
+    if SILENT is not None:
+        SILENT.stop()
     harness.teardown_env(ENV)
 
 
@@ -224,6 +231,36 @@ class FrontTest(unittest.TestCase):
         self.assertLess(time.monotonic() - t0, AT_ONCE_S)
         # Plain HTTP is unaffected.
         self.assertEqual(harness.get(GW.port, "/healthz").status, 200)
+
+    def test_half_closed_client_gets_its_answer(self):
+        # A client may end its side once the request is sent (HTTP/1.0
+        # tools, `nc -N`): the call's answer must still be written.  The
+        # end may come with the request, or while the call waits for its
+        # reply (GW_SILENT's queue is consumed, never answered).  Another
+        # connection stays open meanwhile, as on any busy gateway:
+        # libmicrohttpd 0.9.75 looked at the one idle longest first, and
+        # when that was not the call's, it read the call's end of input
+        # before its answer and closed it unanswered.
+        idle = [socket.create_connection(("127.0.0.1", gw.port), timeout=SLOW_S)
+                for gw in (GW, GW_SILENT)]
+        self.addCleanup(lambda: [s.close() for s in idle])
+        for gw, target, wait, status in ((GW, "/fib/30", 0, 200), (GW, "/healthz", 0, 200),
+                                         (GW, "/fib/abc", 0, 400),
+                                         (GW_SILENT, "/fib/7?timeout_ms=1000", 0.3, 504),
+                                         (GW_SILENT, "/fib/8?timeout_ms=1000", 0, 504),
+                                         (GW_SILENT, "/fib/9?timeout_ms=1000&junk", 0.3, 504),
+                                         (GW_SILENT, "/fib/9?timeout_ms=1000&junk", 0, 504)):
+            with self.subTest(target=target):
+                s = socket.create_connection(("127.0.0.1", gw.port), timeout=SLOW_S)
+                s.sendall(head(target) + (b"0\r\n\r\n" if "junk" in target else b""))
+                time.sleep(wait)
+                s.shutdown(socket.SHUT_WR)
+                res = harness.raw_exchange(gw.port, None, timeout=SLOW_S + 5, sock=s)
+                s.close()
+                line = harness.parse_raw(res.raw)[0]
+                self.assertTrue(line.startswith(f"HTTP/1.1 {status} "),
+                                f"{target}: {res.raw[:200]!r}")
+                self.assertLess(res.elapsed, AT_ONCE_S)
 
     def test_kept_alive_connection_trickling_its_next_head_gets_408(self):
         s = socket.create_connection(("127.0.0.1", GW_KA.port), timeout=10)
