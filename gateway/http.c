@@ -80,6 +80,7 @@ struct gw_http {
     gw_headq_t heads;      /* request heads due within --header-timeout-s */
     gw_headq_t next_heads; /* kept-alive: the next head due, see conn_t */
     int peek_fd;           /* epoll: new connections' first bytes */
+    unsigned npeeking;     /* connections watched in peek_fd */
     unsigned nconns, nactive;
     unsigned untracked; /* open connections without a conn_t (no memory) */
     int replaced;       /* answered in libmicrohttpd's place this turn */
@@ -350,8 +351,10 @@ static void watch_first_byte(gw_http_t *h, conn_t *k) {
 
     ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
     ev.data.ptr = k;
-    if (k->fd >= 0 && epoll_ctl(h->peek_fd, EPOLL_CTL_ADD, k->fd, &ev) == 0)
+    if (k->fd >= 0 && epoll_ctl(h->peek_fd, EPOLL_CTL_ADD, k->fd, &ev) == 0) {
         k->peeking = 1;
+        h->npeeking++;
+    }
 }
 
 /* Whether fd's first byte opens a TLS handshake.  Only the very first
@@ -379,6 +382,8 @@ static void check_first_bytes(gw_http_t *h) {
     struct epoll_event ev[64];
     int i, n;
 
+    if (h->npeeking == 0) /* kept-alive traffic: no syscall */
+        return;
     do {
         n = epoll_wait(h->peek_fd, ev, 64, 0);
         for (i = 0; i < n; i++) {
@@ -386,6 +391,7 @@ static void check_first_bytes(gw_http_t *h) {
 
             /* Unwatched at once: the kernel keeps a record per watch. */
             k->peeking = 0;
+            h->npeeking--;
             epoll_ctl(h->peek_fd, EPOLL_CTL_DEL, k->fd, NULL);
             if (starts_tls(k->fd))
                 answer_raw(h, k, NULL, GW_E_BAD_REQUEST,
@@ -431,8 +437,10 @@ static void on_connection(void *cls, struct MHD_Connection *c,
     }
     if (k->active) /* cannot happen: the request completes first */
         h->nactive--;
-    if (k->peeking) /* before libmicrohttpd closes the fd */
+    if (k->peeking) { /* before libmicrohttpd closes the fd */
         epoll_ctl(h->peek_fd, EPOLL_CTL_DEL, k->fd, NULL);
+        h->npeeking--;
+    }
     head_done(k);
     if (k->prev != NULL)
         k->prev->next = k->next;
