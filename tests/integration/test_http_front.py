@@ -91,21 +91,26 @@ def query_target(params, length=None):
     return target
 
 
+def read_answer(s):
+    """Reads from s until the first answer is whole (its Content-Length)
+    or the connection ends: harness.parse_raw of it."""
+    raw = b""
+    while True:
+        line, headers, body, _ = harness.parse_raw(raw)
+        if b"\r\n\r\n" in raw and len(body) >= int(headers.get("Content-Length", 0)):
+            return harness.parse_raw(raw[:len(raw) - len(body) +
+                                         int(headers.get("Content-Length", 0))])
+        chunk = s.recv(65536)
+        if not chunk:
+            return harness.parse_raw(raw)
+        raw += chunk
+
+
 def first_answer(port, data, timeout=SLOW_S):
-    """Sends data on a fresh connection and reads the first answer whole
-    (its Content-Length): harness.parse_raw of it."""
+    """Sends data on a fresh connection and reads the first answer whole."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
-        raw = b""
-        while True:
-            line, headers, body, _ = harness.parse_raw(raw)
-            if b"\r\n\r\n" in raw and len(body) >= int(headers.get("Content-Length", 0)):
-                return harness.parse_raw(raw[:len(raw) - len(body) +
-                                             int(headers.get("Content-Length", 0))])
-            chunk = s.recv(65536)
-            if not chunk:
-                return harness.parse_raw(raw)
-            raw += chunk
+        return read_answer(s)
 
 
 def client_hello():
@@ -264,13 +269,40 @@ class FrontTest(unittest.TestCase):
                 s = socket.create_connection(("127.0.0.1", gw.port), timeout=SLOW_S)
                 s.sendall(head(target) + (b"0\r\n\r\n" if "junk" in target else b""))
                 time.sleep(wait)
+                t0 = time.monotonic()
                 s.shutdown(socket.SHUT_WR)
-                res = harness.raw_exchange(gw.port, None, timeout=SLOW_S + 5, sock=s)
+                try:
+                    line, _, body, _ = read_answer(s)
+                except (ConnectionResetError, socket.timeout) as e:
+                    line, body = repr(e), b""
                 s.close()
-                line = harness.parse_raw(res.raw)[0]
-                self.assertTrue(line.startswith(f"HTTP/1.1 {status} "),
-                                f"{target}: {res.raw[:200]!r}")
-                self.assertLess(res.elapsed, AT_ONCE_S)
+                # The answer, at once (its call's timeout is 1 s).  The close
+                # after it may wait for the idle timeout: libmicrohttpd does
+                # not see an end of input that came with the request.
+                self.assertTrue(line.startswith(f"HTTP/1.1 {status} "), f"{target}: {line!r}")
+                self.assertLess(time.monotonic() - t0, AT_ONCE_S)
+
+    def test_pipeline_ending_in_a_refused_request_gets_every_answer(self):
+        # A pipeline whose last request is refused (libmicrohttpd's own 505,
+        # then close) and more bytes behind it that nobody reads.  Closed
+        # with unread bytes, the socket was reset, and the kernel dropped
+        # the answers not yet delivered to a client that reads late (found
+        # by fuzz_http).
+        count = 20  # ~600 KB of answers: more than is delivered at once
+        data = head("/openapi.yaml") * count + b"GET / HTTP/2.0\r\n\r\n" + b"x" * 60000
+        s = socket.create_connection(("127.0.0.1", GW.port), timeout=SLOW_S)
+        s.sendall(data)
+        # Read only once the gateway has refused the last request: it
+        # closes the connection in the same turn of its loop.
+        deadline = time.monotonic() + AT_ONCE_S
+        while not any("code is 505" in e.get("text", "") for e in GW.events("http_error")):
+            self.assertLess(time.monotonic(), deadline, "the 505 was never logged")
+            time.sleep(0.02)
+        res = harness.raw_exchange(GW.port, None, timeout=SLOW_S + 5, sock=s)
+        s.close()
+        self.assertEqual(res.raw.count(b"HTTP/1.1 200 OK"), count,
+                         f"{len(res.raw)} bytes, ends {res.raw[-100:]!r}")
+        self.assertIn(b"HTTP/1.1 505 ", res.raw)
 
     def test_kept_alive_connection_trickling_its_next_head_gets_408(self):
         s = socket.create_connection(("127.0.0.1", GW_KA.port), timeout=10)
