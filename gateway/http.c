@@ -178,8 +178,8 @@ static void answer_raw(gw_http_t *h, conn_t *k, req_t *r, gw_err_t err,
     }
     free(body);
     shutdown(k->fd, SHUT_RDWR);
+    /* It stays in its queue till it closes: answer_in_place counts it. */
     k->closing = 1;
-    head_done(k);
     if (r != NULL) {
         r->raw = 1;
         r->status = status;
@@ -530,7 +530,9 @@ static int answer_in_place(gw_http_t *h, unsigned status) {
         conn_t *k = (conn_t *)n;
         const union MHD_ConnectionInfo *st, *hs;
 
-        if (k->req == NULL || k->req->seen || k->closing)
+        /* One we closed counts too (libmicrohttpd still parses what it
+         * had read): it may be the one refused, and is never answered. */
+        if (k->req == NULL || k->req->seen)
             continue;
         /* NULL: no answer queued yet */
         st = MHD_get_connection_info(k->mhd, MHD_CONNECTION_INFO_HTTP_STATUS);
@@ -540,6 +542,8 @@ static int answer_in_place(gw_http_t *h, unsigned status) {
         hs = MHD_get_connection_info(k->mhd,
                                      MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
         if (hs != NULL && hs->header_size != 0) {
+            if (k->closing)
+                return 0;
             if (status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE)
                 answer_raw(h, k, k->req, GW_E_HEADERS_TOO_LARGE,
                            "the cookies do not fit the connection's memory",
@@ -553,7 +557,7 @@ static int answer_in_place(gw_http_t *h, unsigned status) {
         candidates++;
     }
     if (status != MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE || candidates != 1 ||
-        h->untracked != 0)
+        h->untracked != 0 || only->closing)
         return 0;
     answer_raw(h, only, only->req, GW_E_HEADERS_TOO_LARGE,
                "the request head does not fit the connection's memory", NULL);

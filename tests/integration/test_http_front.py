@@ -176,6 +176,26 @@ class FrontTest(unittest.TestCase):
                                    timeout=SLOW_S + 5)
         self.assert_one_problem(res, 431, "headers_too_large", "150 cookies")
 
+    def test_another_connection_is_never_answered_in_its_place(self):
+        # Y has sent its request line, not yet its whole head; X sends 120
+        # query parameters: 414 from us, then libmicrohttpd, still parsing
+        # them, runs out of memory and logs its own 431.  That 431 is X's:
+        # Y, the only other head in progress, must not get it.
+        y = socket.create_connection(("127.0.0.1", GW.port), timeout=SLOW_S)
+        self.addCleanup(y.close)
+        y.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        deadline = time.monotonic() + AT_ONCE_S
+        # Active: Y, and the /metrics request itself.
+        while 'fibgw_http_connections{state="active"} 2' not in \
+                harness.get(GW.port, "/metrics").body.decode():
+            self.assertLess(time.monotonic(), deadline, "Y's line never came in")
+            time.sleep(0.02)
+        res = harness.raw_exchange(GW.port, head(query_target(120)), timeout=SLOW_S + 5)
+        self.assert_one_problem(res, 414, "uri_too_long", "X")
+        y.sendall(b"\r\n")
+        line, _, body, _ = read_answer(y)
+        self.assertEqual(line, "HTTP/1.1 200 OK", f"Y: {line} {body!r}")
+
     def test_long_target_is_414(self):
         cases = {
             "one byte over": "/healthz?z=" + "z" * (MAX_TARGET - len("/healthz?z=") + 1),
