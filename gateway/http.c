@@ -307,8 +307,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 
     if (r == NULL) /* out of memory at the request line */
         return MHD_NO;
-    if (r->raw) /* answered on the socket; libmicrohttpd will see it shut */
+    if (r->raw) { /* answered on the socket; libmicrohttpd will see it shut */
+        r->seen = 1; /* its headers are in: see answer_in_place */
         return MHD_YES;
+    }
     if (!r->seen) { /* headers are in; the body (if any) is not */
         r->seen = 1;
         if (r->conn != NULL)
@@ -548,7 +550,8 @@ static int answer_in_place(gw_http_t *h, unsigned status) {
         st = MHD_get_connection_info(k->mhd, MHD_CONNECTION_INFO_HTTP_STATUS);
         if (st != NULL && st->http_status != 0)
             continue;
-        /* Not NULL: its headers are all in */
+        /* Not NULL: its headers are all in, and as the access handler has
+         * not seen them, libmicrohttpd is refusing them right now. */
         hs = MHD_get_connection_info(k->mhd,
                                      MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
         if (hs != NULL && hs->header_size != 0) {
