@@ -58,6 +58,7 @@ void cm_log_msg(cm_log_level_t level, const char *msg);
 /* A line whose one value, under key, is a library's printf-style message
  * (libmicrohttpd's error log), trailing newlines dropped, escaped. */
 void cm_log_vtext(cm_log_level_t level, const char *msg, const char *key,
-                  const char *fmt, va_list ap);
+                  const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
 #endif

@@ -91,7 +91,8 @@ static const setting_t settings[] = {
      {OPT_UINT, 1, 3600, CFG(idle_timeout_s)}},
     {{"header-timeout-s", "GATEWAY_HEADER_TIMEOUT_S", "10", "N",
       "a new connection's first request head, and any request head once "
-      "its line is in, must arrive within this; else 408 and close"},
+      "its line is in, must arrive within this (a kept-alive connection's "
+      "next head: within --idle-timeout-s plus this); else 408 and close"},
      {OPT_UINT, 1, 3600, CFG(header_timeout_s)}},
     {{"max-connections-per-ip", "GATEWAY_MAX_CONNECTIONS_PER_IP", "0", "N",
       "open HTTP connections from one address (0: a tenth of "

@@ -63,6 +63,9 @@ typedef struct {
     struct gw_conn *conn; /* NULL when the connection is not tracked */
     int seen;             /* the access handler has run once: headers are in */
     int close;            /* the answer closes the connection */
+    int raw;              /* answered on the socket by http.c (answer_raw) */
+    int deferred;         /* the call waited one turn (start_call) */
+    size_t target_len;    /* strlen of the target when its line came in */
     int state;
     int status;
     gw_endpoint_t endpoint;
@@ -100,7 +103,7 @@ void gw_handler_begin(gw_handler_ctx_t *h, struct MHD_Connection *c,
                       gw_call_t *call);
 /* Looks at a head just read: MHD_YES when it may go on (its body, if
  * any, follows), else queues the answer (a 400 that closes for ambiguous
- * framing or a missing or doubled Host; 404, 405, 413, 415 and the like
+ * framing, a missing or doubled Host or a NUL byte in the target; 404, 405, 413, 415 and the like
  * for a route) and returns what queueing returned. */
 enum MHD_Result gw_handler_check_head(gw_handler_ctx_t *h,
                                       struct MHD_Connection *c, req_t *r,

@@ -44,6 +44,9 @@ void gw_http_set_tokens(gw_http_t *http, gw_auth_t *tokens);
 /* /readyz answers 503 shutting_down from now on; everything else is
  * served as before.  main only, when the stop begins. */
 void gw_http_unready(gw_http_t *http);
+/* The TCP port it listens on (the one the system chose, when the config
+ * asked for port 0). */
+unsigned gw_http_port(const gw_http_t *http);
 /* Starts the graceful stop; returns at once.  New connections are refused,
  * idle kept-alive connections are closed (before anything of a new request
  * is read from them), every request already being read is answered, and

@@ -398,11 +398,12 @@ static json_t *responses(const gw_route_t *r, int *bad) {
     set(resp, "400", ref(RESP, "BadRequest"), bad);
     set(resp, "401", ref(RESP, "Unauthorized"), bad);
     set(resp, "408", ref(RESP, "RequestTimeout"), bad);
-    if (takes_body(r)) {
+    if (takes_body(r))
         set(resp, "413", ref(RESP, "PayloadTooLarge"), bad);
-        if (r->content_types.n > 0)
-            set(resp, "415", ref(RESP, "UnsupportedMediaType"), bad);
-    }
+    set(resp, "414", ref(RESP, "UriTooLong"), bad);
+    if (takes_body(r) && r->content_types.n > 0)
+        set(resp, "415", ref(RESP, "UnsupportedMediaType"), bad);
+    set(resp, "431", ref(RESP, "HeadersTooLarge"), bad);
     set(resp, "500", ref(RESP, "Internal"), bad);
     set(resp, "502", ref(RESP, "BadGateway"), bad);
     set(resp, "503", ref(RESP, "Unavailable"), bad);

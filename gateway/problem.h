@@ -26,6 +26,8 @@
     X(BODY_TOO_LARGE, body_too_large, 413, "Request body too large")           \
     X(UNSUPPORTED_MEDIA_TYPE, unsupported_media_type, 415,                     \
       "Unsupported media type")                                                \
+    X(URI_TOO_LONG, uri_too_long, 414, "Request target too long")              \
+    X(HEADERS_TOO_LARGE, headers_too_large, 431, "Request head too large")     \
     X(WORKER_REJECTED, worker_rejected, 400, "Request rejected by worker")     \
     X(INTERNAL, internal, 500, "Internal error")                               \
     X(WORKER_ERROR, worker_error, 502, "Worker failed")                        \

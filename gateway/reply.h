@@ -14,8 +14,8 @@
 
 typedef struct {
     gw_err_t err;       /* GW_E_OK: digits; WORKER_REJECTED / WORKER_ERROR /
-                           TIMEOUT (the worker's "expired"): type and
-                           message; BAD_REPLY: detail */
+                           WORKER_CRASHED / TIMEOUT (the worker's
+                           "expired"): type and message; BAD_REPLY: detail */
     const char *digits; /* points into the body, not NUL-terminated */
     size_t digits_len;
     char type[32];

@@ -82,6 +82,12 @@ typedef struct {
     gw_routes_t *t;
 } parse_t;
 
+static void add_error(parse_t *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void field_error(parse_t *p, size_t i, const char *name,
+                        const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 static void add_error(parse_t *p, const char *fmt, ...) {
     va_list ap;
     int n;

@@ -3,6 +3,7 @@
 #
 # Idempotent: when every package is already installed it changes nothing and
 # does not touch apt.  Needs root or sudo only when something is missing.
+# Packages named as arguments are installed too (scripts/fuzz.sh: clang).
 # Installing rabbitmq-server or prometheus does not start their system
 # services (we always run a private node, scripts/broker.sh; prometheus is
 # here only for promtool).
@@ -26,6 +27,7 @@ PACKAGES=(
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     PACKAGES+=(nodejs npm)
 fi
+PACKAGES+=("$@")
 
 log() { echo "deps.sh: $*" >&2; }
 

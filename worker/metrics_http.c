@@ -227,6 +227,8 @@ static void *fw_metrics_main(void *arg) {
     return NULL;
 }
 
+static void fw_on_mhd_log(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 static void fw_on_mhd_log(void *cls, const char *fmt, va_list ap) {
     cm_log_vtext(CM_LOG_WARN, "metrics_http_error", "error", fmt, ap);
 }

@@ -313,6 +313,14 @@ class A_WorkerTest(Base):
         self.via("lax", "GET", "/fib/10?timeout_ms=abc", 400, "invalid_timeout")
         self.via("lax", "GET", "/fib/10?timeout_ms=-5", 400, "invalid_timeout")
 
+    def test_fib_414_431(self):
+        # Over the limits: the spec documents only timeout_ms, so the lax
+        # proxy forwards the extra parameters and the padding header.
+        self.via("lax", "GET", "/fib/10?" + "&".join(["timeout_ms=2000"] * 17), 414,
+                 "uri_too_long")
+        self.via("lax", "GET", "/fib/10", 431, "headers_too_large",
+                 headers={"X-Pad": "p" * 5000})
+
     def test_bad_request_id_is_replaced(self):
         r = self.via("lax", "GET", "/healthz", 200, headers={"X-Request-Id": "x" * 65})
         self.assertNotEqual(r.headers["X-Request-Id"], "x" * 65)

@@ -33,7 +33,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 abort();
         break;
     case GW_E_WORKER_REJECTED:
-    case GW_E_WORKER_ERROR: {
+    case GW_E_WORKER_ERROR:
+    case GW_E_WORKER_CRASHED: /* the worker's "worker_crashed" */
+    case GW_E_TIMEOUT: {      /* the worker's "expired" */
         /* what a caller would see must still be valid JSON */
         gw_worker_error_t w = {r.type, r.message};
         json = gw_problem_json(r.err, r.message, "/fib/1", "id", &w, NULL);

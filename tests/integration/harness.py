@@ -1122,6 +1122,49 @@ def teardown_env(env):
         env.check_clean_stop()
 
 
+RawResult = collections.namedtuple("RawResult", "raw closed elapsed")
+
+
+def raw_exchange(port, data, timeout=HTTP_TIMEOUT, sock=None, host="127.0.0.1"):
+    """Sends data as is (on sock, or a fresh connection) and reads until the
+    gateway closes the connection or timeout seconds pass.  Returns
+    RawResult(bytes read, whether it was closed, elapsed seconds)."""
+    s = sock or socket.create_connection((host, port), timeout=timeout)
+    t0 = time.monotonic()
+    raw, closed = b"", False
+    try:
+        if data:
+            s.sendall(data)
+        s.settimeout(timeout)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                closed = True
+                break
+            raw += chunk
+    except socket.timeout:
+        pass
+    except (ConnectionResetError, BrokenPipeError):
+        closed = True
+    finally:
+        if sock is None:
+            s.close()
+    return RawResult(raw, closed, time.monotonic() - t0)
+
+
+def parse_raw(raw):
+    """The first answer in raw: (status line, headers {name: value}, body
+    bytes, body parsed as JSON or None)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        parsed = None
+    return lines[0], headers, body, parsed
+
+
 # --------------------------------------------------------------------- assertions
 
 PROBLEM_FIELDS = {"type": str, "title": str, "status": int, "detail": str, "code": str}

@@ -107,6 +107,7 @@ static void test_long_values_and_lines_are_cut(void **state) {
     assert_non_null(strstr(s, "a... w="));
 }
 
+static void vtext(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void vtext(const char *fmt, ...) {
     va_list ap;
 

@@ -36,6 +36,8 @@ static const struct {
     {GW_E_BAD_REQUEST, "bad_request", 400},
     {GW_E_METHOD_NOT_ALLOWED, "method_not_allowed", 405},
     {GW_E_REQUEST_TIMEOUT, "request_timeout", 408},
+    {GW_E_URI_TOO_LONG, "uri_too_long", 414},
+    {GW_E_HEADERS_TOO_LARGE, "headers_too_large", 431},
     {GW_E_WORKER_REJECTED, "worker_rejected", 400},
     {GW_E_INTERNAL, "internal", 500},
     {GW_E_WORKER_ERROR, "worker_error", 502},
