@@ -154,52 +154,24 @@ static void log_request(const req_t *r) {
  * the request, when the line is in; else a line with msg is logged. */
 static void answer_raw(gw_http_t *h, conn_t *k, req_t *r, gw_err_t err,
                        const char *detail, const char *msg) {
-    char head[320], idbuf[GW_ID_HEX_LEN + 1];
+    char idbuf[GW_ID_HEX_LEN + 1];
     const char *request_id = idbuf;
     int status = gw_err_status(err);
     uint8_t id[GW_ID_LEN];
-    struct iovec iov[2];
-    struct msghdr mh = {0};
-    size_t len = 0;
-    char *body;
-    int off;
 
     if (k->closing || k->fd < 0)
         return;
-    if (h->tls) { /* plain bytes would only garble the TLS stream */
-        shutdown(k->fd, SHUT_RDWR);
-        k->closing = 1;
-        if (r != NULL) {
-            r->raw = 1;
-            r->status = status;
-            r->call.err = err;
-        }
-        return;
-    }
     if (r != NULL && r->call.request_id[0] != '\0') {
         request_id = r->call.request_id;
     } else {
         gw_idgen_next(&h->hc.ids, id);
         gw_id_hex(id, idbuf);
     }
-    body = gw_problem_json(err, detail, NULL, request_id, NULL, &len);
-    off = snprintf(head, sizeof(head),
-                   "HTTP/1.1 %d %s\r\nContent-Type: " GW_PROBLEM_CONTENT_TYPE
-                   "\r\nContent-Length: %zu\r\nX-Request-Id: %s\r\n"
-                   "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                   status, MHD_get_reason_phrase_for((unsigned)status),
-                   body != NULL ? len : 0, request_id);
-    if (off > 0 && (size_t)off < sizeof(head)) {
-        iov[0].iov_base = head;
-        iov[0].iov_len = (size_t)off;
-        iov[1].iov_base = body;
-        iov[1].iov_len = body != NULL ? len : 0;
-        mh.msg_iov = iov;
-        mh.msg_iovlen = 2;
-        /* The send buffer is empty: this small answer goes out whole. */
-        (void)!sendmsg(k->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    }
-    free(body);
+    /* Over TLS, plain bytes would only garble the stream: closed unsaid
+     * (logged and counted all the same).  The send buffer is empty: this
+     * small answer goes out whole. */
+    if (!h->tls)
+        (void)gw_handler_send_problem(k->fd, err, detail, NULL, request_id);
     shutdown(k->fd, SHUT_RDWR);
     /* It stays in its queue till it closes: answer_in_place counts it. */
     k->closing = 1;
