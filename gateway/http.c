@@ -701,7 +701,13 @@ static void expire_heads(gw_http_t *h, cm_headq_t *q, int64_t now) {
 }
 
 /* Sleeps until libmicrohttpd has work, main moved the phase, a request
- * head falls due, or libmicrohttpd's own next timeout. */
+ * head falls due, or libmicrohttpd's own next timeout.  Returns at once,
+ * without a system call, when any of those is due now: libmicrohttpd
+ * says 0 while a connection it is working on has more to do (several
+ * turns per request), and its turn picks up resumed connections by
+ * itself.  The wake-up left unread meanwhile makes the next poll return
+ * at once, so nothing is missed, and the AMQP thread writes no more
+ * while it is pending. */
 static void wait_for_work(gw_http_t *h, int mhd_fd) {
     struct pollfd fds[3] = {
         {mhd_fd, POLLIN, 0}, {h->wake_fd, POLLIN, 0}, {h->peek_fd, POLLIN, 0}};
@@ -722,6 +728,8 @@ static void wait_for_work(gw_http_t *h, int mhd_fd) {
         if (timeout < 0 || head_ms < timeout)
             timeout = (int)head_ms;
     }
+    if (timeout == 0)
+        return;
     if (poll(fds, 3, timeout) > 0 && (fds[1].revents & POLLIN)) {
         (void)!read(h->wake_fd, &v, sizeof(v));
         /* Before MHD_run: a resume after this store writes again. */
