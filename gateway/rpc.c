@@ -921,6 +921,9 @@ static int read_events(gw_rpc_t *rpc, char *why, size_t why_size) {
          * once then), so do not pay for reading it empty. */
         if (i > 0 && !gw_link_has_input(rpc->link)) {
             rpc->sock_ready = 0;
+            /* The read that would have found it empty gave back the last
+             * reply's memory: do it here (a body can be 4 MiB). */
+            gw_link_release(rpc->link);
             return 0;
         }
         rc = gw_link_poll(rpc->link, &ev, why, why_size);
