@@ -5,7 +5,8 @@
 # with 1 and 2 workers, 10,000 calls waiting at once, RSS after 10k vs 1M
 # requests, and a 3-node cluster with a quorum queue against one node
 # (throughput, and the outage when the gateway's node is killed); prints
-# every figure and a summary table.  Loopback only; private RabbitMQ nodes;
+# every figure, a summary table, and the performance targets next to the
+# figures they apply to (met or not).  Loopback only; private RabbitMQ nodes;
 # every process it starts is stopped again, also on Ctrl-C.
 #
 # Environment, with its defaults:
@@ -14,11 +15,12 @@
 #   PREFETCH=64       fib-worker --prefetch for the ceiling and wrk runs
 #   HEAVY_N=100000    n of the heavy calls;  HEAVY_CONNS=8  wrk connections
 #   MANY=10000        connections (= calls in flight) of the many-waiting run
+#   IDLE=10000        kept-alive idle connections of the idle-memory run
 #   LEAK_WARM=10000   requests before the first RSS reading of the leak run
 #   LEAK_REQUESTS=1000000  requests before the second
 #   OUTAGE_REPS=5     kill -9 repetitions of the cluster's outage figure
 #   SKIP_CEILING=1 SKIP_GATEWAY=1 SKIP_RAW=1 SKIP_CONFIRMS=1 SKIP_HEAVY=1
-#   SKIP_MANY=1 SKIP_LEAK=1 SKIP_CLUSTER=1
+#   SKIP_MANY=1 SKIP_IDLE=1 SKIP_LEAK=1 SKIP_CLUSTER=1
 #                     skip that part (ratios need both ceiling and gateway)
 #   PERF=1            perf record the gateway during the 64-connection run
 #   BUILD_DIR=build   where to build (Release);  OUT_DIR=bench/out  logs
@@ -33,6 +35,7 @@ PREFETCH=${PREFETCH:-64}
 HEAVY_N=${HEAVY_N:-100000}
 HEAVY_CONNS=${HEAVY_CONNS:-8}
 MANY=${MANY:-10000}
+IDLE=${IDLE:-10000}
 LEAK_WARM=${LEAK_WARM:-10000}
 LEAK_REQUESTS=${LEAK_REQUESTS:-1000000}
 OUTAGE_REPS=${OUTAGE_REPS:-5}
@@ -276,7 +279,10 @@ cpu_per_call() {
         if (n <= 0) { print "n/a"; exit }
         br = (y[1] - x[1]) / hz * 1e6 / n; wk = (y[2] - x[2]) / hz * 1e6 / n
         gw = (y[3] - x[3]) / hz * 1e6 / n; cl = (y[4] - x[4]) * 1e6 / n
-        printf "broker %.0f, workers %.0f, gateway %.0f, client %.0f; total %.0f", br, wk, gw, cl, br + wk + gw + cl }')
+        printf "broker %.0f, workers %.0f, gateway %.1f, client %.0f; total %.0f", br, wk, gw, cl, br + wk + gw + cl }')
+    R[gwcpu_$1]=$(awk -v a="$CPU_MARK" -v b="$CPU_NOW" -v n="$2" -v hz="$TICK" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        if (n > 0) printf "%.1f", (y[3] - x[3]) / hz * 1e6 / n }')
 }
 
 # ---------------------------------------------------------------- results
@@ -367,7 +373,9 @@ phase_gateway() {
     say "2. gateway: wrk on /fib/10, ${DURATION}s each (load $(load))"
     URL_10=http://127.0.0.1:$GW_PORT/fib/10
     run_child wrk -t2 -c64 -d"$WARMUP"s "$URL_10" >/dev/null 2>&1 || true
+    cpu_mark
     wrk_run wrk-c1 -t1 -c1 -d"$DURATION"s "$URL_10"
+    cpu_per_call gw_1 "$W_REQS"
     R[gw_rps_1]=$W_RPS R[gw_p50_1]=$W_P50 R[gw_p99_1]=$W_P99
     R[gw_bad_1]=$((W_NON2XX + W_SOCKERR)) R[gw_load_1]=$(load)
     say "   c=1:  $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
@@ -403,7 +411,9 @@ phase_raw() {
     local url=http://127.0.0.1:$GW_PORT/raw/fib
     say "3. raw route: wrk POST /raw/fib (body 10), ${DURATION}s each (load $(load))"
     run_child wrk -t2 -c64 -d"$WARMUP"s -s bench/post_raw.lua "$url" >/dev/null 2>&1 || true
+    cpu_mark
     wrk_run wrk-raw-c1 -t1 -c1 -d"$DURATION"s -s bench/post_raw.lua "$url"
+    cpu_per_call raw_1 "$W_REQS"
     R[raw_rps_1]=$W_RPS R[raw_p50_1]=$W_P50 R[raw_p99_1]=$W_P99
     R[raw_bad_1]=$((W_NON2XX + W_SOCKERR)) R[raw_load_1]=$(load)
     say "   c=1:  $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
@@ -427,18 +437,23 @@ phase_confirms() {
     start_gateway gw-noconf "$port" --confirms 0
     wait_200 "$port"
     url=http://127.0.0.1:$port/fib/10
-    say "3b. confirms off: wrk on /fib/10, 64 connections, ${DURATION}s (load $(load))"
+    say "3b. confirms off: wrk on /fib/10, 64 connections then 1, ${DURATION}s each (load $(load))"
     run_child wrk -t2 -c64 -d"$WARMUP"s "$url" >/dev/null 2>&1 || true
     PIDS[gw_saved]=${PIDS[gw]}
     PIDS[gw]=${PIDS[gw-noconf]} # cpu_now reads the gateway as "gw"
     cpu_mark
     wrk_run wrk-noconf-c64 -t2 -c64 -d"$DURATION"s "$url"
     cpu_per_call noconf_64 "$W_REQS"
-    PIDS[gw]=${PIDS[gw_saved]}
-    unset 'PIDS[gw_saved]'
     R[noconf_rps_64]=$W_RPS R[noconf_p50_64]=$W_P50 R[noconf_p99_64]=$W_P99
     R[noconf_bad_64]=$((W_NON2XX + W_SOCKERR)) R[noconf_load_64]=$(load)
-    say "   c=64: $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
+    cpu_mark
+    wrk_run wrk-noconf-c1 -t1 -c1 -d"$DURATION"s "$url"
+    cpu_per_call noconf_1 "$W_REQS"
+    R[noconf_rps_1]=$W_RPS R[noconf_p50_1]=$W_P50
+    PIDS[gw]=${PIDS[gw_saved]}
+    unset 'PIDS[gw_saved]'
+    say "   c=64: ${R[noconf_rps_64]} req/s  p50 ${R[noconf_p50_64]}us  p99 ${R[noconf_p99_64]}us  non-2xx+socket errors ${R[noconf_bad_64]}"
+    say "   c=1:  ${R[noconf_rps_1]} req/s  p50 ${R[noconf_p50_1]}us"
     check_alive gw-noconf || true
     stop gw-noconf
 }
@@ -534,6 +549,42 @@ phase_many() {
     stop sampler
     stop gw-many
     stop slow
+}
+
+# ================================================================ 5b. idle
+
+# What an idle kept-alive connection costs: the gateway's RSS before and
+# after IDLE connections that each had one answer (/healthz: no AMQP call,
+# so nothing but the connection is left behind) and stay open.
+phase_idle() {
+    local gw_pid port
+    say "5b. idle connections: $IDLE kept-alive connections after one answer each (load $(load))"
+    port=$(free_port)
+    start_gateway gw-idle "$port" --max-connections $((IDLE + 1000)) \
+        --max-connections-per-ip $((IDLE + 1000)) --idle-timeout-s 300
+    gw_pid=${PIDS[gw-idle]}
+    curl -s -o /dev/null "http://127.0.0.1:$port/healthz"
+    sleep 1
+    R[idle_rss0]=$(rss_kib "$gw_pid")
+    start idle "$PY" -u bench/many_clients.py --port "$port" --connections "$IDLE" \
+        --path /healthz --expect '"status":"ok"' --keep-open 5
+    for _ in $(seq 1200); do
+        grep -qs '^answered' "$LOGS/idle.log" && break
+        alive idle || break
+        sleep 0.1
+    done
+    if grep -qs '^answered' "$LOGS/idle.log"; then
+        sleep 1
+        R[idle_rss]=$(rss_kib "$gw_pid") R[idle_n]=$IDLE
+        R[idle_kib]=$(awk -v a="${R[idle_rss0]}" -v b="${R[idle_rss]}" -v n="$IDLE" 'BEGIN { printf "%.1f", (b - a) / n }')
+        say "   RSS $(mib "${R[idle_rss0]}") MiB before, $(mib "${R[idle_rss]}") MiB with $IDLE idle connections: ${R[idle_kib]} KiB each"
+    else
+        say "   !!! the idle connections were not all answered (see $LOGS/idle.log)"
+    fi
+    wait "${PIDS[idle]}" || true
+    unset "PIDS[idle]"
+    check_alive gw-idle || true
+    stop gw-idle
 }
 
 # ================================================================ 6. leak
@@ -642,6 +693,38 @@ added_ms() {
         if (g == "" || c == "") print "n/a"; else printf "%.3f", (g - c) / 1000 }'
 }
 
+# target LABEL VALUE OP LIMIT UNIT: one line of the targets table; OP is
+# "<=" or ">=", or "" for a figure only reported.  VALUE n/a (not measured
+# in this run) says so.
+target() {
+    awk -v l="$1" -v v="$2" -v op="$3" -v t="$4" -v u="$5" 'BEGIN {
+        if (v == "" || v == "n/a") { printf "%-60s %10s  %s %s %s  not measured\n", l, "n/a", op, t, u; exit }
+        if (op == "") { printf "%-60s %10s  %s\n", l, v, u; exit }
+        ok = (op == "<=") ? (v + 0 <= t + 0) : (v + 0 >= t + 0)
+        printf "%-60s %10s  %s %s %s  %s\n", l, v, op, t, u, ok ? "met" : "NOT MET" }'
+}
+
+# The performance targets (README "Benchmark"), each beside its figure.
+targets() {
+    local raw_added=n/a
+    [ -n "${R[raw_p50_1]:-}" ] && [ -n "${R[ceil_p50_1]:-}" ] &&
+        raw_added=$(awk -v g="${R[raw_p50_1]}" -v c="${R[ceil_p50_1]}" 'BEGIN { printf "%.3f", (g - c) / 1000 }')
+    echo
+    echo "targets (gateway CPU from /proc over the run's calls; load at start ${R[load_start]})"
+    target "gateway CPU per call, fib, 64 connections" "$(v gwcpu_gw_64)" "<=" 15 us
+    target "gateway CPU per call, fib, 1 connection (reported)" "$(v gwcpu_gw_1)" "" "" us
+    target "gateway/ceiling, fib, 64 connections" "$(ratio gw_rps_64 ceil_cps_64)" ">=" 0.75 ""
+    target "p50 added at 1 connection, fib" "$(added_ms)" "<=" 0.05 ms
+    target "gateway CPU per call, raw route, 64 connections" "$(v gwcpu_raw_64)" "<=" 15 us
+    target "gateway CPU per call, raw route, 1 connection (reported)" "$(v gwcpu_raw_1)" "" "" us
+    target "gateway/ceiling, raw route, 64 connections" "$(ratio raw_rps_64 ceil_cps_64)" ">=" 0.75 ""
+    target "p50 added at 1 connection, raw route" "$raw_added" "<=" 0.05 ms
+    target "gateway CPU per call, confirms off, 64 connections" "$(v gwcpu_noconf_64)" "<=" 15 us
+    target "gateway CPU per call, confirms off, 1 connection (reported)" "$(v gwcpu_noconf_1)" "" "" us
+    target "RSS with $MANY calls in flight (MiB)" "$([ -n "${R[many_rss]:-}" ] && mib "${R[many_rss]}" || echo n/a)" "<=" 60 MiB
+    target "memory per idle kept-alive connection (KiB)" "$(v idle_kib)" "<=" 4 KiB
+}
+
 summary() {
     {
         echo
@@ -660,10 +743,11 @@ summary() {
             printf '%-44s %12s %10s %10s  %s\n' "gateway, 64 connections (wrk /fib/10)" \
                 "$(v gw_rps_64)" "$(ms gw_p50_64)" "$(ms gw_p99_64)" "non-2xx+socket errors $(v gw_bad_64); load ${R[gw_load_64]}"
             printf '%-44s %12s %10s %10s  %s\n' "ratio gateway/ceiling, 1 connection" "$(ratio gw_rps_1 ceil_cps_1)" "" "" ""
-            printf '%-44s %12s %10s %10s  %s\n' "ratio gateway/ceiling, 64 connections" "$(ratio gw_rps_64 ceil_cps_64)" "" "" "target >= 0.6"
-            printf '%-44s %12s %10s %10s  %s\n' "added round trip at 1 connection (p50, ms)" "$(added_ms)" "" "" "target <= 0.15"
+            printf '%-44s %12s %10s %10s  %s\n' "ratio gateway/ceiling, 64 connections" "$(ratio gw_rps_64 ceil_cps_64)" "" "" "target >= 0.75"
+            printf '%-44s %12s %10s %10s  %s\n' "added round trip at 1 connection (p50, ms)" "$(added_ms)" "" "" "target <= 0.05"
         printf '%-44s %s\n' "CPU per call (us), ceiling at 64" "$(v cpu_ceil_64)"
         printf '%-44s %s\n' "CPU per call (us), gateway at 64" "$(v cpu_gw_64)"
+        printf '%-44s %s\n' "CPU per call (us), gateway at 1" "$(v cpu_gw_1)"
         fi
         if [ -n "${R[raw_rps_1]:-}" ]; then
             printf '%-44s %12s %10s %10s  %s\n' "raw route, 1 connection (POST /raw/fib)" \
@@ -673,12 +757,14 @@ summary() {
             printf '%-44s %12s %10s %10s  %s\n' "ratio raw route/fib route, 1 connection" "$(ratio raw_rps_1 gw_rps_1)" "" "" ""
             printf '%-44s %12s %10s %10s  %s\n' "ratio raw route/fib route, 64 connections" "$(ratio raw_rps_64 gw_rps_64)" "" "" "target >= 0.9"
             printf '%-44s %s\n' "CPU per call (us), raw route at 64" "$(v cpu_raw_64)"
+            printf '%-44s %s\n' "CPU per call (us), raw route at 1" "$(v cpu_raw_1)"
         fi
         if [ -n "${R[noconf_rps_64]:-}" ]; then
             printf '%-44s %12s %10s %10s  %s\n' "gateway, 64 connections, confirms off" \
                 "$(v noconf_rps_64)" "$(ms noconf_p50_64)" "$(ms noconf_p99_64)" "non-2xx+socket errors $(v noconf_bad_64); load ${R[noconf_load_64]}"
             printf '%-44s %12s %10s %10s  %s\n' "ratio confirms on/off, 64 connections" "$(ratio gw_rps_64 noconf_rps_64)" "" "" "target >= 0.9"
             printf '%-44s %s\n' "CPU per call (us), confirms off at 64" "$(v cpu_noconf_64)"
+            printf '%-44s %s\n' "CPU per call (us), confirms off at 1" "$(v cpu_noconf_1)"
         fi
         if [ -n "${R[heavy_rps_1]:-}" ]; then
             printf '%-44s %12s %10s %10s  %s\n' "heavy /fib/$HEAVY_N, 1 worker" "$(v heavy_rps_1)" "$(ms heavy_p50_1)" "" "errors $(v heavy_bad_1); load ${R[heavy_load_1]}"
@@ -687,9 +773,13 @@ summary() {
         fi
         if [ -n "${R[many_line]:-}" ]; then
             printf '%-44s %12s  %s\n' "$MANY calls waiting: all answered 200" "$(v many_ok)" "${R[many_line]}"
-            printf '%-44s %12s  %s\n' "  gateway RSS while all wait (MiB)" "$(mib "${R[many_rss]:-0}")" "peak VmHWM $(mib "${R[many_hwm]:-0}") MiB; idle $(mib "${R[many_rss_idle]:-0}") MiB; target < 100"
+            printf '%-44s %12s  %s\n' "  gateway RSS while all wait (MiB)" "$(mib "${R[many_rss]:-0}")" "peak VmHWM $(mib "${R[many_hwm]:-0}") MiB; idle $(mib "${R[many_rss_idle]:-0}") MiB; target <= 60"
             printf '%-44s %12s  %s\n' "  gateway open fds while all wait" "$(v many_fds)" "peak sampled $(v many_peak_fds); idle $(v many_fds_idle)"
             printf '%-44s %12s  %s\n' "  RSS once answered, connections open (MiB)" "$(mib "${R[many_rss_after]:-0}")" "fds $(v many_fds_after)"
+        fi
+        if [ -n "${R[idle_kib]:-}" ]; then
+            printf '%-44s %12s  %s\n' "$(v idle_n) idle kept-alive connections: RSS (MiB)" "$(mib "${R[idle_rss]:-0}")" \
+                "before them $(mib "${R[idle_rss0]:-0}") MiB: $(v idle_kib) KiB each; target <= 4"
         fi
         if [ -n "${R[leak_rss_end]:-}" ]; then
             printf '%-44s %12s  %s\n' "leak: RSS after $(v leak_n_warm) requests (MiB)" "$(mib "${R[leak_rss_warm]}")" ""
@@ -704,6 +794,7 @@ summary() {
             printf '%-44s %12s %10s %10s  %s\n' "ratio 3-node quorum / 1-node classic" "$(ratio cl_quorum_rps cl_single_rps)" "" "" ""
             printf '%-44s %s\n' "outage, kill -9 of the gateway's node (ms)" "${R[cl_outage]:-n/a} (to the first 200)"
         fi
+        targets
         for k in "${!R[@]}"; do
             [[ $k == crash_* ]] && echo "!!! ${k#crash_} died during the run (exit status ${R[$k]})"
         done
@@ -737,6 +828,7 @@ JSON
     if [ "${SKIP_HEAVY:-0}" != 1 ] && alive gw; then phase_heavy; fi
     stop gw
     [ "${SKIP_MANY:-0}" = 1 ] || phase_many
+    [ "${SKIP_IDLE:-0}" = 1 ] || phase_idle
     [ "${SKIP_LEAK:-0}" = 1 ] || phase_leak
     [ "${SKIP_CLUSTER:-0}" = 1 ] || phase_cluster
     summary

@@ -1,7 +1,8 @@
 /* log.c - logfmt lines on stderr, escaped always.  Each line is built in a
- * stack buffer and written with one fwrite, so lines never interleave.  No
- * shared state but stderr (which stdio locks) and the settings of
- * cm_log_init. */
+ * stack buffer and written with one fwrite (or a batch of whole lines with
+ * one fwrite), so lines never interleave.  No shared state but stderr
+ * (which stdio locks) and the settings of cm_log_init; the batch and the
+ * timestamp cache are per thread. */
 #include "log.h"
 
 #include <stdarg.h>
@@ -12,6 +13,13 @@
 static const char *const levels[] = {"debug", "info", "warn", "error"};
 static const char *prog = "-";
 static cm_log_level_t min_level = CM_LOG_INFO;
+/* This thread's batch (cm_log_batch_begin), or NULL: write each line. */
+static _Thread_local cm_log_batch_t *batch;
+/* "ts=YYYY-MM-DDTHH:MM:SS" of ts_sec: formatted once a second, not once a
+ * line (gmtime_r and a printf were a good part of a line's cost). */
+static _Thread_local time_t ts_sec = -1;
+static _Thread_local char ts_text[32];
+static _Thread_local size_t ts_len;
 
 int cm_log_init(const char *name, const char *level) {
     int i;
@@ -52,9 +60,8 @@ static int cm_log_bare_char(unsigned char c) {
 
 void cm_log_begin(cm_log_t *l, cm_log_level_t level, const char *msg) {
     struct timespec now;
-    struct tm tm;
-    char ts[40];
-    int n;
+    char ms[5];
+    long m;
 
     l->len = 0;
     l->cut = 0;
@@ -62,12 +69,26 @@ void cm_log_begin(cm_log_t *l, cm_log_level_t level, const char *msg) {
     if (l->muted)
         return;
     clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    n = snprintf(ts, sizeof(ts), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                 tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
-    if (n > 0)
-        cm_log_append(l, ts, strlen(ts));
+    if (now.tv_sec != ts_sec) {
+        struct tm tm;
+        int n;
+
+        gmtime_r(&now.tv_sec, &tm);
+        n = snprintf(ts_text, sizeof(ts_text),
+                     "ts=%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec);
+        ts_len = n > 0 && (size_t)n < sizeof(ts_text) ? (size_t)n : 0;
+        ts_sec = now.tv_sec;
+    }
+    m = now.tv_nsec / 1000000;
+    ms[0] = '.';
+    ms[1] = (char)('0' + m / 100);
+    ms[2] = (char)('0' + m / 10 % 10);
+    ms[3] = (char)('0' + m % 10);
+    ms[4] = 'Z';
+    cm_log_append(l, ts_text, ts_len);
+    cm_log_append(l, ms, sizeof(ms));
     cm_log_append(l, " level=", 7);
     cm_log_append(l, levels[level], strlen(levels[level]));
     cm_log_append(l, " prog=", 6);
@@ -92,21 +113,31 @@ void cm_log_str(cm_log_t *l, const char *key, const void *val, size_t len) {
     cm_log_append(l, quote ? "=\"" : "=", quote ? 2 : 1);
     for (i = 0; i < shown; i++) {
         unsigned char c = v[i];
+        size_t run;
 
+        /* A run of bytes that need no escape goes in one copy. */
+        for (run = 0;
+             i + run < shown && v[i + run] >= 0x20 && v[i + run] < 0x7f &&
+             v[i + run] != '"' && v[i + run] != '\\';
+             run++)
+            ;
+        if (run > 0) {
+            cm_log_append(l, (const char *)&v[i], run);
+            i += run - 1;
+            continue;
+        }
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
             cm_log_append(l, esc, 2);
         } else if (c == '\n') {
             cm_log_append(l, "\\n", 2);
-        } else if (c < 0x20 || c >= 0x7f) {
+        } else {
             esc[0] = '\\';
             esc[1] = 'x';
             esc[2] = hex[c >> 4];
             esc[3] = hex[c & 15];
             cm_log_append(l, esc, 4);
-        } else {
-            cm_log_append(l, (const char *)&v[i], 1);
         }
     }
     if (shown < len)
@@ -136,7 +167,28 @@ void cm_log_end(cm_log_t *l) {
         l->len += 3;
     }
     l->buf[l->len++] = '\n';
-    (void)fwrite(l->buf, 1, l->len, stderr);
+    if (batch == NULL) {
+        (void)fwrite(l->buf, 1, l->len, stderr);
+        return;
+    }
+    if (sizeof(batch->buf) - batch->len < l->len)
+        cm_log_flush();
+    memcpy(batch->buf + batch->len, l->buf, l->len);
+    batch->len += l->len;
+}
+
+void cm_log_batch_begin(cm_log_batch_t *b) {
+    cm_log_flush();
+    batch = b;
+    if (b != NULL)
+        b->len = 0;
+}
+
+void cm_log_flush(void) {
+    if (batch == NULL || batch->len == 0)
+        return;
+    (void)fwrite(batch->buf, 1, batch->len, stderr);
+    batch->len = 0;
 }
 
 void cm_log_msg(cm_log_level_t level, const char *msg) {

@@ -5,8 +5,10 @@
  * from a client or a peer can never forge a line or a key.
  *
  * Any thread: a line is built in the caller's cm_log_t and written with one
- * fwrite, which locks stderr.  cm_log_init is called once, before threads
- * start. */
+ * fwrite, which locks stderr; or, on a thread that batches its lines
+ * (cm_log_batch_begin), kept in the batch until that thread flushes it, so
+ * one write carries many whole lines.  cm_log_init is called once, before
+ * threads start. */
 #ifndef CM_LOG_H
 #define CM_LOG_H
 
@@ -25,6 +27,10 @@ typedef enum {
     CM_LOG_ERROR
 } cm_log_level_t;
 
+/* The lines one thread keeps before it writes them together (a full batch
+ * is written at once, so a line is never cut). */
+#define CM_LOG_BATCH_MAX 16384
+
 /* One line being built on the stack: begin, add pairs, end. */
 typedef struct {
     char buf[CM_LOG_LINE_MAX];
@@ -32,6 +38,12 @@ typedef struct {
     int cut;
     int muted; /* below the log level: nothing is built or written */
 } cm_log_t;
+
+/* A thread's batch of lines; the caller owns it. */
+typedef struct {
+    char buf[CM_LOG_BATCH_MAX];
+    size_t len;
+} cm_log_batch_t;
 
 /* Names the program (prog=) and sets the lowest level written: "debug",
  * "info", "warn" or "error".  Returns -1 (level unchanged) for another
@@ -52,6 +64,14 @@ void cm_log_kv(cm_log_t *l, const char *key, const char *fmt, ...)
 /* Writes the line and its newline to stderr in one call; a write error is
  * ignored. */
 void cm_log_end(cm_log_t *l);
+
+/* From now on, this thread's lines go into b (emptied) instead of being
+ * written one by one; the thread must call cm_log_flush before it sleeps,
+ * so that no line waits for long.  NULL ends batching (what is in the
+ * batch is written first). */
+void cm_log_batch_begin(cm_log_batch_t *b);
+/* Writes this thread's batch, if any, in one call. */
+void cm_log_flush(void);
 
 /* A line with no pairs: begin and end. */
 void cm_log_msg(cm_log_level_t level, const char *msg);

@@ -790,6 +790,12 @@ int gw_link_fd(const gw_link_t *link) {
     return link->conn != NULL ? amqp_get_sockfd(link->conn) : -1;
 }
 
+void gw_link_release(gw_link_t *link) {
+    cm_amqp_content_release(&link->content);
+    if (link->conn != NULL)
+        amqp_maybe_release_buffers(link->conn);
+}
+
 int gw_link_has_input(const gw_link_t *link) {
     return link->conn != NULL && (amqp_frames_enqueued(link->conn) ||
                                   amqp_data_in_buffer(link->conn));

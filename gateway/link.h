@@ -127,5 +127,10 @@ int gw_link_rotating(const gw_link_t *link);
  * already holds input (then polling would sleep on it). */
 int gw_link_fd(const gw_link_t *link);
 int gw_link_has_input(const gw_link_t *link);
+/* Gives back what the last event pointed into (a reply's body, up to
+ * --max-reply-bytes) and rabbitmq-c's buffers, now rather than at the next
+ * gw_link_poll: for a caller that stops polling before the socket is
+ * read empty. */
+void gw_link_release(gw_link_t *link);
 
 #endif

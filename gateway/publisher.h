@@ -98,9 +98,9 @@ int gw_publisher_flush(gw_publisher_t *pub);
 uint64_t gw_publisher_tag(const gw_publisher_t *pub);
 /* Bytes encoded and not yet written.  0 whenever rabbitmq-c may write. */
 size_t gw_publisher_batched(const gw_publisher_t *pub);
-/* Whether the broker has stopped reading: the socket's send queue is over
- * half full and gets no room within the grace time (a short poll: ask
- * every GW_STALL_CHECK_EVERY publishes, not every one). */
+/* Whether the broker has stopped reading: the socket has no room (its
+ * send queue is two thirds full) and gets none within the grace time (a
+ * short poll: ask every GW_STALL_CHECK_EVERY publishes, not every one). */
 int gw_publisher_stalled(gw_publisher_t *pub);
 
 #endif

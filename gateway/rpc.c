@@ -29,6 +29,10 @@
 
 /* Events read per loop turn before new submissions get a look in. */
 #define READ_BATCH 512
+/* The socket is read at least this often even when poll said nothing came
+ * (see sock_ready): rabbitmq-c sends and checks heartbeats only inside
+ * its own calls. */
+#define READ_AT_LEAST_MS 100
 /* Log lines about dropped replies per second, at most: a worker (or
  * anyone who can publish to our reply queue) must not be able to flood the
  * log.  The rest are counted, and summed up in one line per second. */
@@ -117,6 +121,12 @@ struct gw_rpc {
     int64_t drop_window_ms;  /* when the current second of drop lines began */
     unsigned drop_logged;    /* lines written in it */
     uint64_t drop_quiet;     /* drops not written, since the last summary */
+    /* Whether the socket may hold unread bytes: the last poll said so (or
+     * could not say), or a read filled rabbitmq-c's buffer.  A read of an
+     * empty socket costs rabbitmq-c two system calls (recv, then a poll
+     * with no timeout) for nothing, once per turn of the loop. */
+    int sock_ready;
+    int64_t read_ms; /* when the socket was last read */
 };
 
 /* --- calls --------------------------------------------------------------- */
@@ -338,6 +348,7 @@ static int link_up(gw_rpc_t *rpc) {
         cm_log_end(&l);
     }
     rpc->last_node = node;
+    rpc->sock_ready = 1;
     return 0;
 }
 
@@ -900,8 +911,24 @@ static int read_events(gw_rpc_t *rpc, char *why, size_t why_size) {
     int64_t now = cm_now_ms();
     int i, rc;
 
+    if (!rpc->sock_ready && !gw_link_has_input(rpc->link) &&
+        now - rpc->read_ms < READ_AT_LEAST_MS)
+        return 0;
+    rpc->read_ms = now;
     for (i = 0; i < READ_BATCH; i++) {
+        /* Once rabbitmq-c's buffer is used up, the socket is most likely
+         * empty too: the next poll says whether it is not (and returns at
+         * once then), so do not pay for reading it empty. */
+        if (i > 0 && !gw_link_has_input(rpc->link)) {
+            rpc->sock_ready = 0;
+            /* The read that would have found it empty gave back the last
+             * reply's memory: do it here (a body can be 4 MiB). */
+            gw_link_release(rpc->link);
+            return 0;
+        }
         rc = gw_link_poll(rpc->link, &ev, why, why_size);
+        if (rc == 0)
+            rpc->sock_ready = 0;
         if (rc <= 0)
             return rc;
         switch (ev.kind) {
@@ -949,10 +976,14 @@ static int read_events(gw_rpc_t *rpc, char *why, size_t why_size) {
 static void wait_for(gw_rpc_t *rpc, int timeout_ms) {
     struct pollfd fds[2] = {{gw_mailbox_fd(rpc->mailbox), POLLIN, 0},
                             {gw_link_fd(rpc->link), POLLIN, 0}};
+    int n;
 
     if (gw_link_has_input(rpc->link))
         return;
-    if (poll(fds, 2, timeout_ms) > 0 && (fds[0].revents & POLLIN))
+    n = poll(fds, 2, timeout_ms);
+    if (n <= 0 || fds[1].revents != 0) /* a timeout, or an error: read too */
+        rpc->sock_ready = 1;
+    if (n > 0 && (fds[0].revents & POLLIN))
         gw_mailbox_clear(rpc->mailbox);
 }
 

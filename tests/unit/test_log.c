@@ -146,6 +146,112 @@ static void test_levels(void **state) {
     assert_int_equal(cm_log_init("test", "info"), 0);
 }
 
+static cm_log_batch_t batch;
+static size_t written_before_flush;
+
+/* Lines in a batch reach stderr only when flushed, whole and in order. */
+static void log_batched(void) {
+    int i;
+
+    cm_log_batch_begin(&batch);
+    for (i = 0; i < 3; i++) {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_INFO, "request");
+        cm_log_kv(&l, "i", "%d", i);
+        cm_log_end(&l);
+    }
+    fflush(stderr);
+    written_before_flush = (size_t)lseek(2, 0, SEEK_CUR);
+    cm_log_flush();
+    cm_log_msg(CM_LOG_INFO, "after_flush");
+    cm_log_batch_begin(NULL); /* writes what is left, then unbatched */
+    cm_log_msg(CM_LOG_INFO, "unbatched");
+}
+
+static void test_batch(void **state) {
+    const char *s = captured(log_batched);
+    const char *a = strstr(s, "msg=request i=0\n"),
+               *b = strstr(s, "msg=request i=1\n"),
+               *c = strstr(s, "msg=request i=2\n");
+
+    assert_int_equal(written_before_flush, 0);
+    assert_int_equal(count(s, '\n'), 5);
+    assert_true(a != NULL && b != NULL && c != NULL && a < b && b < c);
+    assert_true(strstr(s, "msg=after_flush\n") > c);
+    assert_true(strstr(s, "msg=unbatched\n") > strstr(s, "msg=after_flush"));
+}
+
+/* A batch that would overflow is written first: no line is ever cut. */
+static void log_batch_full(void) {
+    char big[900];
+    int i;
+
+    memset(big, 'b', sizeof(big));
+    cm_log_batch_begin(&batch);
+    for (i = 0; i < 40; i++) { /* ~40 lines of ~1000 bytes: > the batch */
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_INFO, "big");
+        cm_log_str(&l, "v", big, sizeof(big));
+        cm_log_end(&l);
+    }
+    cm_log_batch_begin(NULL);
+}
+
+static void test_batch_full(void **state) {
+    static char all[64 * 1024];
+    FILE *f = tmpfile();
+    int saved = dup(2);
+    const char *line;
+    size_t n, lines = 0;
+
+    /* captured() keeps 8 KiB; this output is larger */
+    assert_non_null(f);
+    fflush(stderr);
+    dup2(fileno(f), 2);
+    log_batch_full();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(f);
+    n = fread(all, 1, sizeof(all) - 1, f);
+    all[n] = '\0';
+    fclose(f);
+    for (line = all; *line != '\0'; lines++) {
+        const char *end = strchr(line, '\n');
+
+        assert_non_null(end);
+        assert_non_null(strstr(line, " msg=big v="));
+        assert_true(strstr(line, " msg=big v=") < end);
+        line = end + 1;
+    }
+    assert_int_equal(lines, 40);
+}
+
+/* The timestamp, cached per second, still has the milliseconds. */
+static void log_two(void) {
+    cm_log_msg(CM_LOG_INFO, "one");
+    cm_log_msg(CM_LOG_INFO, "two");
+}
+
+static void test_timestamp(void **state) {
+    const char *s = captured(log_two), *line = s;
+    int i, k;
+
+    for (k = 0; k < 2; k++) {
+        /* ts=YYYY-MM-DDTHH:MM:SS.mmmZ */
+        static const char shape[] = "ts=dddd-dd-ddTdd:dd:dd.dddZ ";
+
+        for (i = 0; shape[i] != '\0'; i++)
+            if (shape[i] == 'd')
+                assert_true(line[i] >= '0' && line[i] <= '9');
+            else
+                assert_int_equal(line[i], shape[i]);
+        line = strchr(line, '\n') + 1;
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values_are_escaped),
@@ -153,6 +259,9 @@ int main(void) {
         cmocka_unit_test(test_long_values_and_lines_are_cut),
         cmocka_unit_test(test_library_text),
         cmocka_unit_test(test_levels),
+        cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_batch_full),
+        cmocka_unit_test(test_timestamp),
     };
     cm_log_init("test", "info");
     return cmocka_run_group_tests(tests, NULL, NULL);
