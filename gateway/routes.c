@@ -534,7 +534,7 @@ static unsigned parse_route(parse_t *p, size_t i, json_t *obj, gw_route_t *r) {
         field_error(p, i, name,
                     r->exchange == NULL ? "exchange" : "routing_key",
                     "missing: exchange and routing_key go together");
-    else if (r->routing_key != NULL && r->path != NULL && r->nseg > 0)
+    else if (r->routing_key != NULL)
         check_routing_key(p, i, name, r);
     if (r->queue != NULL) { /* the default exchange, the queue as the key */
         r->exchange = "";
@@ -898,7 +898,8 @@ gw_err_t gw_route_routing_key(const gw_route_match_t *m, char *out,
     size_t len = 0, n;
     int k;
 
-    while ((open = strchr(s, '{')) != NULL) {
+    /* A queue's name is the key as it is: a '{' in it opens nothing. */
+    while (r->queue == NULL && (open = strchr(s, '{')) != NULL) {
         close = strchr(open, '}'); /* validated at load */
         n = (size_t)(open - s);
         if (len + n >= out_size)

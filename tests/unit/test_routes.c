@@ -465,6 +465,39 @@ static void test_routing_key(void **state) {
     gw_routes_free(t);
 }
 
+/* A queue's name is used as it is, braces and all (it crashed the gateway:
+ * the name was read as a template with a {param} no path has). */
+static void test_queue_key_is_verbatim(void **state) {
+    static const char *const queues[] = {"jobs{v1", "jobs{n}", "a}b{", "{}"};
+    char key[GW_AMQP_SHORTSTR_MAX + 1], detail[256], json[512];
+    gw_route_match_t m;
+    gw_routes_t *t;
+    size_t k;
+
+    for (k = 0; k < sizeof(queues) / sizeof(queues[0]); k++) {
+        t = gw_routes_default(queues[k]);
+        assert_non_null(t);
+        assert_non_null(match(t, "GET", "/fib/10", &m));
+        assert_int_equal(
+            gw_route_routing_key(&m, key, sizeof(key), detail, sizeof(detail)),
+            GW_E_OK);
+        assert_string_equal(key, queues[k]);
+        gw_routes_free(t);
+
+        snprintf(json, sizeof(json),
+                 "{\"routes\": [{\"name\": \"r\", \"method\": \"POST\", "
+                 "\"path\": \"/r/{n}\", \"queue\": \"%s\"}]}",
+                 queues[k]);
+        t = parse_ok(json);
+        assert_non_null(match(t, "POST", "/r/10", &m));
+        assert_int_equal(
+            gw_route_routing_key(&m, key, sizeof(key), detail, sizeof(detail)),
+            GW_E_OK);
+        assert_string_equal(key, queues[k]);
+        gw_routes_free(t);
+    }
+}
+
 static void test_accepts(void **state) {
     gw_routes_t *t = parse_ok(example);
     const gw_route_t *upper = gw_routes_at(t, 1), *audit = gw_routes_at(t, 3);
@@ -492,6 +525,7 @@ int main(void) {
         cmocka_unit_test(test_match_fib_prefix),
         cmocka_unit_test(test_many_segments),
         cmocka_unit_test(test_routing_key),
+        cmocka_unit_test(test_queue_key_is_verbatim),
         cmocka_unit_test(test_accepts),
     };
 
