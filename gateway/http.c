@@ -815,11 +815,13 @@ static void wake(gw_http_t *h) {
 }
 
 void gw_http_call_done(gw_call_t *call) {
-    req_t *r = (req_t *)call;
+    gw_http_t *h = (gw_http_t *)((req_t *)call)->h; /* hc comes first */
 
-    /* libmicrohttpd does not wake a loop it does not run: we do. */
+    /* Once resumed, the HTTP thread may answer the request and free it at
+     * any moment: nothing of it may be read after this. */
     MHD_resume_connection(call->http);
-    wake((gw_http_t *)r->h);
+    /* libmicrohttpd does not wake a loop it does not run: we do. */
+    wake(h);
 }
 
 static void set_phase(gw_http_t *h, int phase) {
