@@ -171,16 +171,18 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_t *r, int status,
     if (MHD_get_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL) == NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
                                 "no-store");
-    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+    /* What the gateway's own statuses come with; a worker's status (a raw
+     * reply) comes with what the worker sent (return_headers). */
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED && !r->worker_status)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
                                 r->allow[0] != '\0' ? r->allow
                                                     : ENDPOINT_METHODS);
-    if (status == MHD_HTTP_UNAUTHORIZED)
+    if (status == MHD_HTTP_UNAUTHORIZED && !r->worker_status)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 r->challenge != NULL ? r->challenge
                                                      : AUTH_REALM);
     cors_headers(c, r->h, resp);
-    if (status == MHD_HTTP_SERVICE_UNAVAILABLE &&
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE && !r->worker_status &&
         MHD_get_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER) == NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (r->h->draining || r->close || r->call.err == GW_E_SHUTTING_DOWN)
@@ -279,6 +281,7 @@ static enum MHD_Result raw_outcome(struct MHD_Connection *c, req_t *r) {
     for (i = 0; i < r->call.nreply_headers; i++)
         MHD_add_response_header(resp, r->call.reply_headers[i].name,
                                 r->call.reply_headers[i].value);
+    r->worker_status = 1;
     return queue(
         c, r, r->call.status,
         r->call.body_type != NULL ? r->call.body_type : RAW_DEFAULT_TYPE, resp);

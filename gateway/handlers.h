@@ -64,6 +64,7 @@ typedef struct {
     int seen;             /* the access handler has run once: headers are in */
     int close;            /* the answer closes the connection */
     int raw;              /* answered on the socket by http.c (answer_raw) */
+    int worker_status;    /* the answer's status is a raw route worker's */
     int deferred;         /* the call waited one turn (start_call) */
     size_t target_len;    /* strlen of the target when its line came in */
     int state;

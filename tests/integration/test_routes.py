@@ -249,6 +249,14 @@ class RoundTripTest(unittest.TestCase):
                 # a worker's 404 is the worker's body, not problem JSON
                 self.assertEqual(r.body, b"body " + want.encode())
                 self.assertEqual(r.headers["Content-Type"], "text/x-mine; charset=utf-8")
+        # A worker's status comes with the worker's headers only: not the
+        # Allow, WWW-Authenticate or Retry-After of the gateway's own.
+        for want in ("405", "401", "503"):
+            with self.subTest(worker_status=want):
+                r = post("/v1/echo/s", b"x", {"x-want-status": want})
+                self.assertEqual(r.status, int(want), harness.show(r))
+                for name in ("Allow", "WWW-Authenticate", "Retry-After"):
+                    self.assertNotIn(name, r.headers, harness.show(r))
         # pika sends ints as ints; other clients send digits as text
         r = post("/v1/echo/s", b"x", {"x-want-status-text": "404"})
         self.assertEqual(r.status, 404, harness.show(r))
