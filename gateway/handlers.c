@@ -31,6 +31,8 @@
 #define AUTH_REALM "Bearer realm=\"rpc-gateway\""
 /* What the gateway's own endpoints take. */
 #define ENDPOINT_METHODS "GET, HEAD"
+/* Every method a route may take (routes.c), and HEAD. */
+#define ANY_METHODS "GET, HEAD, POST, PUT, PATCH, DELETE"
 
 /* --- the route table ----------------------------------------------------- */
 
@@ -768,6 +770,10 @@ static enum MHD_Result routes_json(gw_handler_ctx_t *h,
 /* A browser asking whether a page on another origin may make a request:
  * OPTIONS with Access-Control-Request-Method, from a listed origin.  It
  * carries no credentials, so it is answered before the token check. */
+static int tokens_required(const gw_handler_ctx_t *h) {
+    return h->cfg->auth_tokens_file[0] != '\0';
+}
+
 static int is_preflight(gw_handler_ctx_t *h, struct MHD_Connection *c,
                         const char *method) {
     return strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0 &&
@@ -784,9 +790,12 @@ static enum MHD_Result preflight(struct MHD_Connection *c, req_t *r) {
 
     if (resp == NULL)
         return MHD_NO;
-    /* OPTIONS matched no route, so allow holds the path's methods */
+    /* OPTIONS matched no route, so allow holds the path's methods; with
+     * tokens required, the same answer on every path (see check_head) */
     MHD_add_response_header(resp, "Access-Control-Allow-Methods",
-                            r->allow[0] != '\0' ? r->allow : ENDPOINT_METHODS);
+                            tokens_required(r->h)  ? ANY_METHODS
+                            : r->allow[0] != '\0' ? r->allow
+                                                  : ENDPOINT_METHODS);
     MHD_add_response_header(resp, "Access-Control-Allow-Headers",
                             GW_CORS_ALLOW_HEADERS);
     MHD_add_response_header(resp, "Access-Control-Max-Age", GW_CORS_MAX_AGE);
@@ -938,9 +947,12 @@ enum MHD_Result gw_handler_check_head(gw_handler_ctx_t *h,
                                        r->allow, sizeof(r->allow));
     }
     /* A preflight carries no credentials: before the token check; on a
-     * path that exists (OPTIONS matches no route: allow has its methods). */
+     * path that exists (OPTIONS matches no route: allow has its methods).
+     * With tokens required, on any path, so that a preflight tells nobody
+     * which paths exist (the 401 check below is what keeps that secret). */
     if (is_preflight(h, c, method) &&
-        (r->endpoint != GW_EP_ROUTE || r->match_err != GW_E_NOT_FOUND)) {
+        (tokens_required(h) || r->endpoint != GW_EP_ROUTE ||
+         r->match_err != GW_E_NOT_FOUND)) {
         r->preflight = 1;
         return MHD_YES;
     }

@@ -6,9 +6,11 @@ as headers; tests/browser/test_cors.py does it in Chromium.
 With --cors-origins (exact origins) and bearer tokens on:
 - a preflight (OPTIONS with Origin and Access-Control-Request-Method) from
   a listed origin is answered 204 without a token (browsers send none):
-  Access-Control-Allow-Origin with that exact origin, -Allow-Methods (the
-  route's: GET, HEAD), -Allow-Headers (Authorization, Content-Type,
-  X-Request-Id, traceparent), -Max-Age, and Vary: Origin;
+  Access-Control-Allow-Origin with that exact origin, -Allow-Methods
+  (every method the gateway serves: with tokens required, the same answer
+  on every path, so that a preflight tells nobody which paths exist),
+  -Allow-Headers (Authorization, Content-Type, X-Request-Id, traceparent),
+  -Max-Age, and Vary: Origin;
 - answers to listed origins, errors included, carry
   Access-Control-Allow-Origin and -Expose-Headers (X-Request-Id,
   Retry-After), so the page can read them;
@@ -68,14 +70,15 @@ def preflight(port, origin, method="GET", path="/fib/10", headers="authorization
 class CorsTest(unittest.TestCase):
     def test_preflight_from_a_listed_origin_needs_no_token(self):
         for origin in (APP, DEV):
-            for path in ("/fib/10", "/readyz", "/"):
+            for path in ("/fib/10", "/readyz", "/", "/nope", "/fib/10/x"):
                 with self.subTest(origin=origin, path=path):
                     r = preflight(GW.port, origin, path=path)
                     self.assertEqual(r.status, 204, harness.show(r))
                     self.assertEqual(r.body, b"")
                     self.assertIsNone(r.headers.get("Content-Type"))
                     self.assertEqual(r.headers.get("Access-Control-Allow-Origin"), origin)
-                    self.assertEqual(r.headers.get("Access-Control-Allow-Methods"), "GET, HEAD")
+                    self.assertEqual(r.headers.get("Access-Control-Allow-Methods"),
+                                     "GET, HEAD, POST, PUT, PATCH, DELETE")
                     allowed = [h.strip().lower() for h in
                                r.headers.get("Access-Control-Allow-Headers", "").split(",")]
                     for h in ("authorization", "content-type", "x-request-id", "traceparent"):
@@ -141,9 +144,14 @@ class CorsTest(unittest.TestCase):
         harness.assert_problem(self, r, 401, "unauthorized")
         self.assertEqual(r.headers.get("Access-Control-Allow-Origin"), APP)
         self.assertIsNone(r.headers.get("Access-Control-Allow-Methods"))
-        # A preflight for an unknown path: not answered 204.
-        r = preflight(GW.port, APP, path="/nope")
-        self.assertEqual(r.status, 401, harness.show(r))
+        # A preflight for an unknown path gets what one for a known path
+        # gets (tokens are required: nobody learns which paths exist), and
+        # it opens nothing: the request itself needs its token.
+        known, unknown = preflight(GW.port, APP), preflight(GW.port, APP, path="/nope")
+        self.assertEqual((unknown.status, cors_headers(unknown)),
+                         (known.status, cors_headers(known)), harness.show(unknown))
+        r = harness.get(GW.port, "/nope", headers={"Origin": APP})
+        harness.assert_problem(self, r, 401, "unauthorized")
 
     def test_without_cors_origins_nothing_changes(self):
         r = preflight(GW_PLAIN.port, APP)
