@@ -268,11 +268,6 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv) {
                         "or error\n");
         return 2;
     }
-    /* One address gets a small share, so others are still served while it
-     * holds connections open (slowloris). */
-    if (cfg->max_connections_per_ip == 0)
-        cfg->max_connections_per_ip =
-            cfg->max_connections >= 10 ? cfg->max_connections / 10 : 1;
     if (fib_digits(cfg->max_n) > cfg->max_reply_bytes) {
         fprintf(stderr,
                 "rpc-gateway: --max-reply-bytes (%u) cannot hold F(%" PRIu32

@@ -282,6 +282,11 @@ int main(int argc, char **argv) {
         cm_log_end(&l);
         cfg.max_connections = (unsigned)(nofile - 64);
     }
+    /* One address gets a small share of what is left, so others are still
+     * served while it holds connections open (slowloris). */
+    if (cfg.max_connections_per_ip == 0)
+        cfg.max_connections_per_ip =
+            cfg.max_connections >= 10 ? cfg.max_connections / 10 : 1;
 
     /* Signals are taken synchronously by this thread only; the threads
      * started below inherit the blocked mask. */

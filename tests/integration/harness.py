@@ -980,14 +980,14 @@ class Env:
 
     def start_gateway(self, queue=None, timeout_ms=None, max_timeout_ms=None, max_n=None,
                       max_inflight=None, args=(), ready_path="/fib/0", ready_status=200,
-                      ssl_context=None):
+                      ssl_context=None, prefix=()):
         """Starts rpc-gateway on a free loopback port and waits until
         `ready_path` answers `ready_status` (None: any HTTP answer at all),
         over HTTPS with `ssl_context` (give --tls-cert and --tls-key in
         args).  The gateway gets its port as .port, the context as
-        .ssl_context."""
+        .ssl_context.  prefix: a command that execs it (e.g. prlimit)."""
         port = free_port()
-        argv = [binary("rpc-gateway"), "--amqp-url", self.url,
+        argv = list(prefix) + [binary("rpc-gateway"), "--amqp-url", self.url,
                 "--listen", f"127.0.0.1:{port}"]
         for flag, value in (("--queue", queue), ("--timeout-ms", timeout_ms),
                             ("--max-timeout-ms", max_timeout_ms), ("--max-n", max_n),

@@ -192,13 +192,31 @@ class SmugglingTest(unittest.TestCase):
 
 class PerAddressLimitTest(unittest.TestCase):
     def test_one_address_cannot_take_every_connection(self):
+        self.assert_share(GW_CAP, PER_IP)
+
+    def test_the_share_follows_a_lowered_limit(self):
+        # Too few descriptors for --max-connections 20000 (the default): the
+        # gateway lowers it to what it can open (the limit minus 64) and the
+        # share of one address with it (it stayed a tenth of 20000).
+        nofile = 124
+        gw = ENV.start_gateway(args=["--header-timeout-s", "60"],
+                               prefix=["prlimit", f"--nofile={nofile}:{nofile}", "--"])
+        try:
+            ev = gw.wait_events("max_connections_lowered")
+            self.assertTrue(ev, gw.log_tail())
+            self.assertEqual(ev[0]["to"], str(nofile - 64))
+            self.assert_share(gw, (nofile - 64) // 10)
+        finally:
+            ENV.stop_proc(gw)
+
+    def assert_share(self, gw, per_ip):
         held = []
         try:
             # One address opens far more than its share and keeps them busy
             # with half-sent heads (which have 60 s to finish).
-            for _ in range(PER_IP * 3):
+            for _ in range(per_ip * 3):
                 try:
-                    s = socket.create_connection(("127.0.0.1", GW_CAP.port), timeout=5)
+                    s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
                     s.sendall(b"GET /fib/1 HTTP/1.1\r\n")
                     held.append(s)
                 except OSError:
@@ -215,10 +233,10 @@ class PerAddressLimitTest(unittest.TestCase):
                 except OSError:
                     alive = False
                 open_.append(alive)
-            self.assertEqual(sum(open_), PER_IP,
+            self.assertEqual(sum(open_), per_ip,
                              f"{sum(open_)} of {len(held)} connections kept from one address")
             # Another address is still served.
-            c = http.client.HTTPConnection("127.0.0.1", GW_CAP.port, timeout=10,
+            c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10,
                                            source_address=("127.0.0.2", 0))
             c.request("GET", "/fib/12")
             r = c.getresponse()
