@@ -112,6 +112,37 @@ static int check_routes(const char *path) {
     return 0;
 }
 
+/* What a route file may hold depends on the other flags too.  Returns 1,
+ * or 0 with why in errors. */
+static int fits_config(const gw_routes_t *t, const gw_config_t *cfg,
+                       char *errors, size_t size) {
+    size_t i;
+
+    for (i = 0; i < gw_routes_count(t); i++) {
+        const gw_route_t *r = gw_routes_at(t, i);
+
+        if (r->mode == GW_MODE_PUBLISH && !cfg->confirms) {
+            snprintf(errors, size,
+                     "route '%s': mode publish answers 202 once the broker "
+                     "confirms: it needs --confirms 1\n",
+                     r->name);
+            return 0;
+        }
+        /* The caller's token is for the gateway: passed on, every worker
+         * (and a publish route's queue, on disk) would hold it. */
+        if (cfg->auth_tokens_file[0] != '\0' &&
+            gw_route_list_has(&r->forward_headers, "authorization")) {
+            snprintf(errors, size,
+                     "route '%s': forward_headers: 'authorization' carries "
+                     "the gateway's bearer tokens (--auth-tokens-file): it "
+                     "is never passed on then\n",
+                     r->name);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* The route table to start with, or to reload: --routes, or the fib
  * route on --queue.  NULL (every error logged as msg) when the file is
  * bad. */
@@ -123,19 +154,9 @@ static gw_routes_t *load_routes(const gw_config_t *cfg, const char *msg) {
     if (cfg->routes[0] == '\0')
         return gw_routes_default(cfg->queue);
     t = gw_routes_load(cfg->routes, errors, sizeof(errors));
-    if (t != NULL && !cfg->confirms) {
-        size_t i;
-
-        for (i = 0; i < gw_routes_count(t); i++)
-            if (gw_routes_at(t, i)->mode == GW_MODE_PUBLISH) {
-                snprintf(errors, sizeof(errors),
-                         "route '%s': mode publish answers 202 once the "
-                         "broker confirms: it needs --confirms 1\n",
-                         gw_routes_at(t, i)->name);
-                gw_routes_free(t);
-                t = NULL;
-                break;
-            }
+    if (t != NULL && !fits_config(t, cfg, errors, sizeof(errors))) {
+        gw_routes_free(t);
+        t = NULL;
     }
     if (t != NULL)
         return t;

@@ -185,6 +185,7 @@ static const char *const hop_headers[] = {
     "x-request-id",
     "traceparent",
     "content-encoding",
+    "access-control-*", /* CORS is the gateway's (--cors-origins) */
 };
 
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
@@ -265,6 +266,16 @@ static int get_uint(parse_t *p, size_t i, const char *name, json_t *obj,
 
 /* A list of names: each checked by ok, lower-cased when lower.  Returns 0,
  * or -1 after reporting. */
+/* Whether header name (lower case) is pattern: a name, or a prefix
+ * followed by '*'. */
+static int name_is(const char *name, const char *pattern) {
+    size_t n = strlen(pattern);
+
+    if (n > 0 && pattern[n - 1] == '*')
+        return strncmp(name, pattern, n - 1) == 0;
+    return strcmp(name, pattern) == 0;
+}
+
 static int get_list(parse_t *p, size_t i, const char *name, json_t *obj,
                     const char *field, int (*valid)(const char *, size_t),
                     const char *what, const char *const *forbidden,
@@ -300,7 +311,7 @@ static int get_list(parse_t *p, size_t i, const char *name, json_t *obj,
         for (j = 0; j < len; j++)
             low[j] = (char)tolower((unsigned char)low[j]);
         for (j = 0; j < nforbidden; j++)
-            if (strcmp(low, forbidden[j]) == 0) {
+            if (name_is(low, forbidden[j])) {
                 field_error(p, i, name, field,
                             "item %zu: '%s' is the gateway's own and is "
                             "never copied",
@@ -503,6 +514,12 @@ static unsigned parse_route(parse_t *p, size_t i, json_t *obj, gw_route_t *r) {
     else if (r->method != NULL && !IN(r->method, methods))
         field_error(p, i, name, "method",
                     "'%s': must be GET, POST, PUT, PATCH or DELETE", r->method);
+    else if (r->method != NULL && r->mode == GW_MODE_PUBLISH &&
+             strcmp(r->method, "GET") == 0)
+        /* a GET route answers HEAD too, and GET is meant to be safe */
+        field_error(p, i, name, "method",
+                    "mode publish is POST, PUT, PATCH or DELETE: a GET "
+                    "(and its HEAD) would publish");
 
     r->path = get_str(p, i, name, obj, "path", &bad);
     if (r->path == NULL && !bad)

@@ -637,6 +637,26 @@ class BadFileTest(unittest.TestCase):
         self.assertEqual((r.status, r.body), (200, b"ABC"), harness.show(r))
         ENV.stop_proc(gw)
 
+    def test_tokens_are_not_forwarded(self):
+        """With --auth-tokens-file, a route that forwards Authorization
+        (the caller's token for the gateway) is refused: at start, and on
+        SIGHUP the old table stays."""
+        tokens = self.write("tokens", hashlib.sha256(b"fgw_t").hexdigest() + "\n")
+        leaky = self.write("forwards authorization", {"routes": [
+            {"name": "leaky", "method": "POST", "path": "/leaky", "queue": "leaky",
+             "forward_headers": ["Authorization"]}]})
+        p = harness.Proc("rpc-gateway-leaky", [
+            harness.binary("rpc-gateway"), "--amqp-url", ENV.url,
+            "--listen", f"127.0.0.1:{harness.free_port()}",
+            "--auth-tokens-file", tokens, "--routes", leaky], ENV.dir)
+        self.assertEqual(p.wait(30), 1, p.log_tail())
+        self.assertTrue(any("route 'leaky': forward_headers: 'authorization'" in
+                            e.get("error", "") for e in p.events("routes_refused")),
+                        p.log_tail())
+        # Without tokens it is the worker's own business: allowed.
+        gw = ENV.start_gateway(args=["--routes", leaky], ready_path="/healthz")
+        ENV.stop_proc(gw)
+
     def test_a_bad_file_at_start_refuses_to_start(self):
         name, content, want = BAD_FILES[3]
         path = self.write(name, content)

@@ -228,6 +228,17 @@ static void test_route_errors(void **state) {
         {"{\"name\":\"a\",\"method\":\"POST\",\"path\":\"/a\",\"queue\":\"q\","
          "\"return_headers\":[\"x-a\",\"X-A\"]}",
          "'x-a' twice"},
+        /* CORS is the gateway's: a worker's would open what it closes */
+        {"{\"name\":\"a\",\"method\":\"POST\",\"path\":\"/a\",\"queue\":\"q\","
+         "\"return_headers\":[\"Access-Control-Allow-Origin\"]}",
+         "'access-control-allow-origin' is the gateway's own"},
+        {"{\"name\":\"a\",\"method\":\"POST\",\"path\":\"/a\",\"queue\":\"q\","
+         "\"forward_headers\":[\"access-control-request-method\"]}",
+         "'access-control-request-method' is the gateway's own"},
+        /* a GET route answers HEAD too: neither may publish */
+        {"{\"name\":\"a\",\"method\":\"GET\",\"path\":\"/a\",\"queue\":\"q\","
+         "\"mode\":\"publish\"}",
+         "mode publish is POST, PUT, PATCH or DELETE"},
         {"{\"name\":\"a\",\"kind\":\"fib\",\"method\":\"POST\",\"path\":\"/f/"
          "{n}\",\"queue\":\"q\"}",
          "kind fib is GET only"},
