@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "cors.h"
 #include "gwrpc.h"
+#include "limits.h"
 #include "log.h"
 #include "openapi.h"
 #include "problem.h"
@@ -271,10 +272,29 @@ static enum MHD_Result respond_problem(struct MHD_Connection *c, req_t *r,
 
 /* A raw route's answer: the worker's body, status, content type and
  * returned headers. */
-static enum MHD_Result raw_outcome(struct MHD_Connection *c, req_t *r) {
+static enum MHD_Result raw_outcome(struct MHD_Connection *c, req_t *r,
+                                   const char *url) {
+    const char *type =
+        r->call.body_type != NULL ? r->call.body_type : RAW_DEFAULT_TYPE;
+    size_t i, head = sizeof("Content-Type: \r\n") - 1 + strlen(type);
     struct MHD_Response *resp;
-    size_t i;
 
+    /* libmicrohttpd builds the answer's head in what is left of the
+     * connection's block (limits.h): more would leave the caller without
+     * an answer at all. */
+    for (i = 0; i < r->call.nreply_headers; i++)
+        head += strlen(r->call.reply_headers[i].name) + 4 +
+                strlen(r->call.reply_headers[i].value);
+    if (head > GW_REPLY_HEAD_MAX) {
+        char detail[160];
+
+        snprintf(detail, sizeof(detail),
+                 "the reply's content type and returned headers take %zu "
+                 "bytes in the answer; at most %d fit",
+                 head, GW_REPLY_HEAD_MAX);
+        r->call.err = GW_E_BAD_REPLY;
+        return respond_problem(c, r, GW_E_BAD_REPLY, detail, url);
+    }
     resp = MHD_create_response_from_buffer(r->call.body_len, r->call.body,
                                            MHD_RESPMEM_MUST_FREE);
     if (resp == NULL)
@@ -284,9 +304,7 @@ static enum MHD_Result raw_outcome(struct MHD_Connection *c, req_t *r) {
         MHD_add_response_header(resp, r->call.reply_headers[i].name,
                                 r->call.reply_headers[i].value);
     r->worker_status = 1;
-    return queue(
-        c, r, r->call.status,
-        r->call.body_type != NULL ? r->call.body_type : RAW_DEFAULT_TYPE, resp);
+    return queue(c, r, r->call.status, type, resp);
 }
 
 /* A publish-mode route's answer, once the broker confirmed the message. */
@@ -313,7 +331,7 @@ enum MHD_Result gw_handler_outcome(struct MHD_Connection *c, req_t *r,
     if (r->call.route->mode == GW_MODE_PUBLISH)
         return accepted(c, r);
     if (r->call.route->kind == GW_KIND_RAW)
-        return raw_outcome(c, r);
+        return raw_outcome(c, r, url);
     cap = r->call.body_len + 48;
     body = malloc(cap);
     if (body == NULL)

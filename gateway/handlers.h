@@ -17,7 +17,6 @@
 #include "config.h"
 #include "ids.h"
 #include "latest.h"
-#include "latest.h"
 #include "metrics.h"
 #include "request.h"
 #include "routes.h"
@@ -65,6 +64,7 @@ typedef struct {
     int close;            /* the answer closes the connection */
     int raw;              /* answered on the socket by http.c (answer_raw) */
     int worker_status;    /* the answer's status is a raw route worker's */
+    int cut_short;        /* the connection ended before the answer did */
     int deferred;         /* the call waited one turn (start_call) */
     size_t target_len;    /* strlen of the target when its line came in */
     int state;

@@ -153,6 +153,8 @@ static void log_request(const req_t *r) {
     if (r->call.correlation_id[0] != '\0')
         cm_log_str(&l, "corr", r->call.correlation_id,
                    strlen(r->call.correlation_id));
+    if (r->cut_short) /* the status was meant; the answer did not all go */
+        cm_log_str(&l, "sent", "no", 2);
     cm_log_end(&l);
 }
 
@@ -384,6 +386,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
      * logged and counted by answer_raw. */
     if (r->seen && !r->raw) {
         int64_t dur = cm_now_us() - r->start_us;
+
+        r->cut_short = why != MHD_REQUEST_TERMINATED_COMPLETED_OK;
 
         log_request(r);
         /* An unready gateway answering its probe is not a failed call. */

@@ -30,10 +30,15 @@
 /* libmicrohttpd 0.9.75's record per field, parameter or cookie (56 bytes
  * rounded up to 16 on 64-bit). */
 #define GW_FIELD_COST 64
-/* Left for the answer's status line and headers (ours are ~300 bytes).
- * libmicrohttpd first reads into half the block, so at least that much
- * may hold the head and whatever the client sent after it. */
-#define GW_ANSWER_ROOM 768
+/* A raw route's reply may add to the answer's head: its Content-Type
+ * and the headers the route returns, "Name: value\r\n" each, at most
+ * this many bytes in all (more is 502 bad_reply). */
+#define GW_REPLY_HEAD_MAX 256
+/* Left for the answer's status line and headers: ours are at most ~330
+ * bytes and a CORS origin (255), then GW_REPLY_HEAD_MAX.  libmicrohttpd
+ * first reads into half the block, so at least that much may hold the
+ * head and whatever the client sent after it. */
+#define GW_ANSWER_ROOM 896
 
 _Static_assert(GW_MAX_TARGET < GW_MAX_HEAD, "the line is part of the head");
 _Static_assert((GW_MAX_HEAD > GW_CONN_MEMORY / 2 ? GW_MAX_HEAD
@@ -43,6 +48,8 @@ _Static_assert((GW_MAX_HEAD > GW_CONN_MEMORY / 2 ? GW_MAX_HEAD
                        GW_ANSWER_ROOM <=
                    GW_CONN_MEMORY,
                "a head within the limits leaves room for its answer");
+_Static_assert(330 + 255 + GW_REPLY_HEAD_MAX <= GW_ANSWER_ROOM,
+               "an answer's head fits the room left for it");
 
 /* gw_limits_target: checks a request target as sent (NUL-terminated, not
  * decoded).  Returns GW_E_OK or GW_E_URI_TOO_LONG with a reason in detail

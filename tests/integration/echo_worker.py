@@ -11,6 +11,7 @@ request's own headers ask, so that one worker can play every part.
   content type and encoding, body length and a checksum) instead of the
   request's own body.
 - x-want-error: the reply is a worker error of that type.
+- x-want-cache: the value of the reply's x-cache (absent: HIT).
 Every reply carries x-cache: HIT, x-count: 7 (an integer) and x-evil: a
 value with a CR LF in it (which the gateway must never pass on).
 
@@ -34,7 +35,8 @@ def text(v):
 
 def on_request(ch, method, props, body):
     h = {k: text(v) for k, v in (props.headers or {}).items()}
-    out = {"x-cache": "HIT", "x-count": 7, "x-evil": "a\r\nSet-Cookie: pwned=1"}
+    out = {"x-cache": h.get("x-want-cache", "HIT"), "x-count": 7,
+           "x-evil": "a\r\nSet-Cookie: pwned=1"}
     status = h.get("x-want-status")
     if status is not None:
         out["x-http-status"] = int(status) if status.isdigit() else status

@@ -56,7 +56,7 @@ VANISH_X = "fibrpc_routes_vanish"
 VANISH_Q = "fibrpc_routes_vanish_q"
 RESIZE_Q = "fibrpc_routes_resize_200"
 WANT = ["x-want-status", "x-want-status-text", "x-want-type", "x-want-meta",
-        "x-want-error", "accept-language"]
+        "x-want-error", "x-want-cache", "accept-language"]
 
 
 def routes(extra=()):
@@ -306,6 +306,30 @@ class RoundTripTest(unittest.TestCase):
         # the upper route returns x-cache only
         r = post("/v1/upper", b"x", {"Content-Type": "text/plain"})
         self.assertIsNone(r.headers.get("x-count"))
+
+    def test_returned_headers_must_fit_the_answer(self):
+        # The answer's head is built in the connection's fixed block
+        # (gateway/limits.h): the reply's content type and returned headers
+        # get 256 bytes of it.  Here: "Content-Type: application/octet-
+        # stream" (40 with CRLF) + "x-count: 7" (12) + "x-cache: " + value.
+        fits = 256 - 40 - 12 - len("x-cache: \r\n")
+        # A client head at the limits (4096 bytes, 16 query parameters, 32
+        # fields) leaves the least room: the largest reply that fits is
+        # still answered, whole.
+        target = "/v1/echo/h?" + "&".join(f"p{i}=v" for i in range(16))
+        fields = [("Host", "t"), ("Content-Type", "application/octet-stream"),
+                  ("Content-Length", "1"), ("x-want-cache", "c" * fits)]
+        fields += [(f"x-f{i}", "v") for i in range(32 - len(fields) - 1)]
+        lines = [f"POST {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in fields]
+        pad = 4096 - len("\r\n".join(lines + ["x-pad: "]).encode()) - 4
+        data = "\r\n".join(lines + ["x-pad: " + "p" * pad]).encode() + b"\r\n\r\nx"
+        self.assertEqual(len(data), 4096 + 1)
+        status, headers, body = raw_exchange(GW.port, data)
+        self.assertEqual((status, headers.get("x-cache"), body), (200, "c" * fits, b"x"))
+        # One byte more: 502 bad_reply, not a connection closed unanswered.
+        r = post("/v1/echo/h", b"x", {"x-want-cache": "c" * (fits + 1)})
+        harness.assert_problem(self, r, 502, "bad_reply")
+        self.assertIn("at most 256 fit", r.json["detail"])
 
     def test_worker_error_is_problem_json(self):
         r = post("/v1/echo/err", b"x", {"x-want-error": "invalid_argument"})
