@@ -228,8 +228,9 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv) {
         opts[i] = settings[i].opt;
     switch (cm_options_parse("rpc-gateway", GW_VERSION,
                              "Usage: rpc-gateway [OPTION]...\n"
-                             "HTTP gateway: GET /fib/<n> becomes an AMQP RPC "
-                             "to fib workers.\n\n"
+                             "HTTP gateway: each route (GET /fib/<n> by "
+                             "default; --routes FILE) becomes an AMQP call "
+                             "to its workers.\n\n"
                              "Each option falls back to the environment "
                              "variable in brackets, then to its default.\n",
                              NULL, opts, NOPTS, argc, argv, values)) {

@@ -13,6 +13,7 @@
  *   GWRPC_HDR_QUERY       the query string as received, without '?'
  *                         ("" when none)
  *   GWRPC_HDR_PARAM<name> each {name} of the route's path, decoded
+ *                         (but control bytes stay %-encoded: "%0A")
  *   x-request-id, traceparent, x-deadline-ms (int64, RPC only): as for fib
  *   (fibrpc.h)
  *   each header the route lists in forward_headers, under its lower-case
