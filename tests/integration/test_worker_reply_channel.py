@@ -96,6 +96,9 @@ class ReplyChannel(unittest.TestCase):
         worker = ENV.start_worker(queue=QUEUE, args=[
             "--amqp-url", url, "--metrics-listen", f"127.0.0.1:{metrics_port}"])
         gw = ENV.start_gateway(queue=QUEUE, ready_path="/healthz")
+        # /healthz answers before the gateway's AMQP link is up: wait for
+        # it (and the worker's consumer), or the first call is 503.
+        ENV.wait_consumers_seen(gw)
         for i in (1, 2):  # twice: the second goes out on the reopened channel
             r = harness.get(gw.port, "/fib/10?timeout_ms=1500")
             harness.assert_problem(self, r, 504, "timeout", f"refused reply {i}")
