@@ -198,8 +198,10 @@ static void complete(gw_rpc_t *rpc, gw_call_t *call, gw_err_t err,
     }
     if (detail != NULL)
         snprintf(call->detail, sizeof(call->detail), "%s", detail);
-    rpc->done(call); /* the call is not ours any more */
+    /* The slot first: a client that sends its next call as soon as this
+     * answer arrives must find it free (with --max-inflight 1 it got 503). */
     atomic_fetch_sub(&rpc->inflight, 1);
+    rpc->done(call); /* the call is not ours any more */
 }
 
 /* Completes every call in the list (linked through ->next). */

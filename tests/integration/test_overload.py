@@ -26,6 +26,7 @@
    half-sent HTTP connections neither slow live traffic down nor outlive
    --idle-timeout-s."""
 
+import http.client
 import os
 import select
 import socket
@@ -48,13 +49,14 @@ HOLD = None      # never replies
 GW_HOLD = None   # --max-inflight 5, --timeout-ms 3000, on HOLD_QUEUE
 GW_IDLE = None   # --idle-timeout-s 2, real worker
 GW_ALARM = None  # --timeout-ms 10000, real worker
+GW_ONE = None    # --max-inflight 1, real worker
 
 
 def setUpModule():
     global ENV
 
     def start(env):
-        global WORKER, HOLD, GW_HOLD, GW_IDLE, GW_ALARM
+        global WORKER, HOLD, GW_HOLD, GW_IDLE, GW_ALARM, GW_ONE
         HOLD = harness.FakeConsumer(env.url, HOLD_QUEUE).start_and_wait()
         WORKER = env.start_worker(queue=WORK_QUEUE)
         GW_HOLD = env.start_gateway(queue=HOLD_QUEUE, timeout_ms=3000,
@@ -63,6 +65,7 @@ def setUpModule():
         GW_IDLE = env.start_gateway(queue=WORK_QUEUE,
                                     args=["--idle-timeout-s", str(IDLE_TIMEOUT_S)])
         GW_ALARM = env.start_gateway(queue=WORK_QUEUE, timeout_ms=10000)
+        GW_ONE = env.start_gateway(queue=WORK_QUEUE, max_inflight=1)
 
     ENV = harness.setup_env("overload", start)
 
@@ -198,6 +201,22 @@ class MaxInflightTest(unittest.TestCase):
         # The slots are free again: a new call is admitted (and times out).
         r = harness.get(GW_HOLD.port, "/fib/8?timeout_ms=300")
         harness.assert_problem(self, r, 504, "timeout", "call after the slots freed up")
+
+
+    def test_a_slot_is_free_when_its_answer_arrives(self):
+        """With --max-inflight 1, a client that sends each call once the
+        last one's answer is in never gets 503: the slot is given back
+        before the answer goes out (it was given back after, and a busy
+        machine showed the gap)."""
+        conn = http.client.HTTPConnection("127.0.0.1", GW_ONE.port, timeout=30)
+        try:
+            for i in range(300):
+                conn.request("GET", f"/fib/{i % 50}")
+                r = conn.getresponse()
+                body = r.read()
+                self.assertEqual(r.status, 200, f"call {i}: {r.status} {body[:200]!r}")
+        finally:
+            conn.close()
 
 
 class IdleConnectionsTest(unittest.TestCase):
