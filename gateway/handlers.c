@@ -28,6 +28,9 @@
 /* Request bodies held in memory at once, over all requests: past it, new
  * bodies get 503 (each route caps its own with max_body_bytes). */
 #define BODY_MEMORY_MAX ((size_t)256 * 1024 * 1024)
+/* Taken for a body when its head comes in, at most: the rest is taken as
+ * it arrives, so a declared length holds nothing of BODY_MEMORY_MAX. */
+#define BODY_RESERVE ((size_t)64 * 1024)
 /* The realm named in WWW-Authenticate. */
 #define AUTH_REALM "Bearer realm=\"rpc-gateway\""
 /* What the gateway's own endpoints take. */
@@ -552,8 +555,8 @@ static enum MHD_Result start_call(gw_handler_ctx_t *h, struct MHD_Connection *c,
 /* --- request bodies ------------------------------------------------------ */
 
 /* Makes room for at least need bytes of body in r, within the route's cap
- * and the gateway's memory for bodies.  Returns GW_E_OK, BODY_TOO_LARGE
- * or OVERLOADED. */
+ * and the gateway's memory for bodies.  The room doubles, but never past
+ * the declared length.  Returns GW_E_OK, BODY_TOO_LARGE or OVERLOADED. */
 static gw_err_t body_room(req_t *r, size_t need) {
     gw_handler_ctx_t *h = r->h;
     size_t cap = r->body_cap, max = r->match.route->max_body_bytes;
@@ -563,11 +566,15 @@ static gw_err_t body_room(req_t *r, size_t need) {
         return GW_E_BODY_TOO_LARGE;
     if (need <= cap)
         return GW_E_OK;
+    if (r->body_declared != 0 && r->body_declared < max)
+        max = r->body_declared; /* libmicrohttpd passes on no more */
     cap = cap == 0 ? 4096 : cap;
     while (cap < need)
         cap *= 2;
     if (cap > max)
         cap = max;
+    if (cap < need)
+        cap = need;
     if (h->body_bytes - r->body_cap + cap > BODY_MEMORY_MAX)
         return GW_E_OVERLOADED;
     p = realloc(r->body, cap);
@@ -626,9 +633,10 @@ enum MHD_Result gw_handler_body(struct MHD_Connection *c, req_t *r,
                                 const char *url) {
     gw_err_t err;
 
+    /* A body nobody takes is answered at its head and never read. */
     if (r->status != 0 || r->match.route == NULL ||
         r->match.route->kind != GW_KIND_RAW)
-        return MHD_YES; /* answered already, or no body wanted: dropped */
+        return MHD_YES;
     err = body_room(r, r->body_len + size);
     if (err != GW_E_OK) {
         char detail[128];
@@ -654,8 +662,10 @@ enum MHD_Result gw_handler_body(struct MHD_Connection *c, req_t *r,
     return MHD_YES;
 }
 
-/* A raw route's head: the content type it takes, and a Content-Length it
- * can hold (refused before a byte of the body is read). */
+/* A raw route's head: the content type it takes, and a Content-Length
+ * within its cap (refused before a byte of the body is read).  Memory is
+ * taken as the body arrives, not as declared: idle clients declaring
+ * large bodies would otherwise hold every other client's share. */
 static enum MHD_Result route_head(struct MHD_Connection *c, req_t *r,
                                   const char *url) {
     const gw_route_t *route = r->match.route;
@@ -685,8 +695,12 @@ static enum MHD_Result route_head(struct MHD_Connection *c, req_t *r,
         r->close = 1;
         return respond_problem(c, r, GW_E_UNSUPPORTED_MEDIA_TYPE, detail, url);
     }
+    if (length > route->max_body_bytes)
+        return body_refused(c, r, GW_E_BODY_TOO_LARGE, url);
     if (length > 0) {
-        err = body_room(r, length > SIZE_MAX ? SIZE_MAX : (size_t)length);
+        r->body_declared = (size_t)length;
+        err =
+            body_room(r, length < BODY_RESERVE ? (size_t)length : BODY_RESERVE);
         if (err != GW_E_OK)
             return body_refused(c, r, err, url);
     }
@@ -946,12 +960,28 @@ static int has_body(struct MHD_Connection *c) {
                c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
 }
 
+/* A body on a request that takes none: the answer it would get anyway
+ * where that is an error (404, 405), else 400. */
+static enum MHD_Result unwanted_body(struct MHD_Connection *c, req_t *r,
+                                     const char *url, const char *method) {
+    if (r->endpoint == GW_EP_ROUTE && r->match_err != GW_E_OK)
+        return no_route(c, r, url);
+    if (r->endpoint != GW_EP_ROUTE &&
+        strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
+        strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+        return respond_problem(c, r, GW_E_METHOD_NOT_ALLOWED,
+                               "the methods allowed here are " ENDPOINT_METHODS,
+                               url);
+    return respond_problem(c, r, GW_E_BAD_REQUEST,
+                           "this path takes no request body", url);
+}
+
 enum MHD_Result gw_handler_check_head(gw_handler_ctx_t *h,
                                       struct MHD_Connection *c, req_t *r,
                                       const char *url, const char *method,
                                       const char *version) {
     const char *why = framing_problem(c, r, url, version);
-    int body;
+    int body, takes_body;
 
     if (why != NULL) {
         r->close = 1;
@@ -964,6 +994,14 @@ enum MHD_Result gw_handler_check_head(gw_handler_ctx_t *h,
         r->match_err = gw_routes_match(r->table->routes, method, url, &r->match,
                                        r->allow, sizeof(r->allow));
     }
+    /* Without a body an answer waits for the end of the request, so the
+     * connection stays open.  A body is read only for a raw route: any
+     * other is answered now, with the connection closing, and
+     * libmicrohttpd never reads it (else it reads and drops it for as
+     * long as the client sends). */
+    body = has_body(c);
+    takes_body = r->endpoint == GW_EP_ROUTE && r->match_err == GW_E_OK &&
+                 r->match.route->kind == GW_KIND_RAW;
     /* A preflight carries no credentials: before the token check; on a
      * path that exists (OPTIONS matches no route: allow has its methods).
      * With tokens required, on any path, so that a preflight tells nobody
@@ -971,13 +1009,15 @@ enum MHD_Result gw_handler_check_head(gw_handler_ctx_t *h,
     if (is_preflight(h, c, method) &&
         (tokens_required(h) || r->endpoint != GW_EP_ROUTE ||
          r->match_err != GW_E_NOT_FOUND)) {
+        if (body) {
+            r->close = 1;
+            return respond_problem(c, r, GW_E_BAD_REQUEST,
+                                   "a CORS preflight takes no request body",
+                                   url);
+        }
         r->preflight = 1;
         return MHD_YES;
     }
-    /* Without a body an answer waits for the end of the request, so the
-     * connection stays open; a body we do not want is not read at all (an
-     * answer queued now closes the connection). */
-    body = has_body(c);
     /* Before routing: without a token, nobody learns which paths exist. */
     r->denied = unauthorized(h, c, r, url);
     if (r->denied != NULL) {
@@ -986,14 +1026,13 @@ enum MHD_Result gw_handler_check_head(gw_handler_ctx_t *h,
         r->close = 1;
         return respond_problem(c, r, GW_E_UNAUTHORIZED, r->denied, url);
     }
-    if (r->endpoint != GW_EP_ROUTE)
-        return MHD_YES; /* answered once the head and body are in */
-    if (r->match_err == GW_E_OK)
-        return route_head(c, r, url);
-    if (!body)
-        return MHD_YES;
-    r->close = 1;
-    return no_route(c, r, url);
+    if (body && !takes_body) {
+        r->close = 1;
+        return unwanted_body(c, r, url, method);
+    }
+    if (r->endpoint != GW_EP_ROUTE || r->match_err != GW_E_OK)
+        return MHD_YES; /* answered once the head is in */
+    return route_head(c, r, url);
 }
 
 enum MHD_Result gw_handler_route(gw_handler_ctx_t *h, struct MHD_Connection *c,

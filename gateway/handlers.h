@@ -75,8 +75,9 @@ typedef struct {
     gw_err_t match_err;     /* or why none (404, 405) */
     char *body;             /* raw routes: the request body so far */
     size_t body_len, body_cap;
-    void *msg;      /* raw routes: the message's headers (one block) */
-    char allow[64]; /* 405: the methods the path has */
+    size_t body_declared; /* its Content-Length; 0: chunked, or none */
+    void *msg;            /* raw routes: the message's headers (one block) */
+    char allow[64];       /* 405: the methods the path has */
     int64_t start_us;
     const char *challenge; /* WWW-Authenticate of a 401 */
     const char *denied;    /* the 401's detail: no valid token */
@@ -103,9 +104,11 @@ void gw_handler_release(gw_handler_ctx_t *h, gw_table_t *t);
 void gw_handler_begin(gw_handler_ctx_t *h, struct MHD_Connection *c,
                       gw_call_t *call);
 /* Looks at a head just read: MHD_YES when it may go on (its body, if
- * any, follows), else queues the answer (a 400 that closes for ambiguous
- * framing, a missing or doubled Host or a NUL byte in the target; 404, 405, 413, 415 and the like
- * for a route) and returns what queueing returned. */
+ * any, follows), else queues the answer (a
+ * 400 that closes for ambiguous framing, a missing or doubled Host or a
+ * NUL byte in the target; 404, 405, 413, 415 and the like for a route;
+ * for a body on a request that takes none, an answer that closes, so the
+ * body is never read) and returns what queueing returned. */
 enum MHD_Result gw_handler_check_head(gw_handler_ctx_t *h,
                                       struct MHD_Connection *c, req_t *r,
                                       const char *url, const char *method,
@@ -121,8 +124,8 @@ enum MHD_Result gw_handler_route(gw_handler_ctx_t *h, struct MHD_Connection *c,
                                  req_t *r, const char *url, const char *method);
 /* Writes err's problem answer (with Connection: close) straight to the
  * socket fd, for a connection on which libmicrohttpd has queued nothing
- * and takes nothing now (a head too slow, a body too large).  Returns 0,
- * or -1 when it could not all be written at once. */
+ * and takes nothing now (a head too slow, a body too large).
+ * Returns 0, or -1 when it could not all be written at once. */
 int gw_handler_send_problem(int fd, gw_err_t err, const char *detail,
                             const char *instance, const char *request_id);
 /* The socket of http.c's connection record, or -1 (NULL: untracked). */

@@ -8,7 +8,15 @@
   sends nothing.  A head that arrives in time is served as usual.
 - One address may hold at most --max-connections-per-ip connections (by
   default a tenth of --max-connections): while one address holds all of
-  its share, a client from another address (127.0.0.2) is still served."""
+  its share, a client from another address (127.0.0.2) is still served.
+- A request body is read only where a raw route takes one: any other
+  (POST /healthz, GET /metrics, DELETE /readyz, GET /fib/10, a CORS
+  preflight, chunked or with a large Content-Length) is answered at once,
+  before the body, and the connection closed (it was read and dropped for
+  as long as the client sent).  Content-Length: 0 is no body.
+- A declared Content-Length takes no memory before the body arrives: four
+  idle connections declaring 64 MiB each (all of the gateway's 256 MiB
+  for bodies, as reserved before) leave another client's body served."""
 
 import http.client
 import json
@@ -23,12 +31,19 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+ECHO = os.path.join(HERE, "echo_worker.py")
+ECHO_Q = "fibrpc_hardening_echo"
+ORIGIN = "https://app.example.test"
+MIB = 1024 * 1024
+BIG_BODY = 64 * MIB  # a route's largest max_body_bytes; the gateway holds 256 MiB of bodies
 HEADER_TIMEOUT_S = 1
 MAX_CONNECTIONS = 40  # so the per-address share is 4
 PER_IP = MAX_CONNECTIONS // 10
 ENV = None
 GW = None      # --header-timeout-s 1
 GW_CAP = None  # --max-connections 40: 4 per address; heads get 60 s
+GW_BODY = None  # routes: fib, and echo (raw, bodies up to 64 MiB); CORS on
 WORKER = None
 
 
@@ -36,11 +51,21 @@ def setUpModule():
     global ENV
 
     def start(env):
-        global GW, GW_CAP, WORKER
+        global GW, GW_CAP, GW_BODY, WORKER
         WORKER = env.start_worker()
         GW = env.start_gateway(args=["--header-timeout-s", str(HEADER_TIMEOUT_S)])
         GW_CAP = env.start_gateway(args=["--header-timeout-s", "60",
                                          "--max-connections", str(MAX_CONNECTIONS)])
+        routes = os.path.join(env.dir, "routes.json")
+        with open(routes, "w") as f:
+            json.dump({"routes": [
+                {"name": "fib", "kind": "fib", "method": "GET", "path": "/fib/{n}",
+                 "queue": "rpc_queue"},
+                {"name": "echo", "method": "POST", "path": "/v1/echo/{id}", "queue": ECHO_Q,
+                 "max_body_bytes": BIG_BODY}]}, f)
+        env.start_python("echo-worker", ECHO, [env.url, ECHO_Q])
+        env.broker.wait_consumers(ECHO_Q, 1)
+        GW_BODY = env.start_gateway(args=["--routes", routes, "--cors-origins", ORIGIN])
 
     ENV = harness.setup_env("hardening", start)
 
@@ -246,6 +271,158 @@ class PerAddressLimitTest(unittest.TestCase):
         finally:
             for s in held:
                 s.close()
+
+
+def problem_of(raw):
+    """The one answer in raw: (status code, headers, problem body)."""
+    status, headers, body = parse(raw)
+    return int(status.split()[1]), headers, body
+
+
+# What a request that takes no body gets for one, at once.
+UNWANTED = [
+    ("POST", "/healthz", (), 405, "method_not_allowed"),
+    ("GET", "/metrics", (), 400, "bad_request"),
+    ("DELETE", "/readyz", (), 405, "method_not_allowed"),
+    ("GET", "/fib/10", (), 400, "bad_request"),
+    ("HEAD", "/fib/10", (), 400, "bad_request"),
+    ("GET", "/nowhere", (), 404, "not_found"),
+    ("GET", "/v1/echo/x", (), 405, "method_not_allowed"),
+    ("OPTIONS", "/fib/10", (("Origin", ORIGIN), ("Access-Control-Request-Method", "GET")),
+     400, "bad_request"),
+]
+
+
+class UnwantedBodyTest(unittest.TestCase):
+    """A body nobody reads is not read: the answer comes before it, and
+    the connection is closed (it was read and dropped, 19 MB in 3 s, for
+    as long as the client kept sending, and answered only at its end)."""
+
+    def exchange(self, method, path, fields, framing, first):
+        head = f"{method} {path} HTTP/1.1\r\nHost: t\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in fields + framing) + "\r\n"
+        s = socket.create_connection(("127.0.0.1", GW_BODY.port), timeout=10)
+        try:
+            # The head and the body's start; the rest never comes.
+            s.sendall(head.encode() + first)
+            return read_all(s, 10)
+        finally:
+            s.close()
+
+    def test_a_body_nobody_takes_is_answered_before_it_is_read(self):
+        framings = {
+            "chunked": ((("Transfer-Encoding", "chunked"),), b"4000\r\n" + b"x" * 1000),
+            "Content-Length": ((("Content-Length", str(10 ** 12)),), b"x" * 1000),
+        }
+        for method, path, fields, status, code in UNWANTED:
+            for name, (framing, first) in framings.items():
+                with self.subTest(method=method, path=path, framing=name):
+                    raw, closed = self.exchange(method, path, fields, framing, first)
+                    self.assertTrue(closed, f"connection left open; got {raw[:200]!r}")
+                    self.assertEqual(raw.count(b"HTTP/1.1 "), 1, raw[:300])
+                    got, headers, body = problem_of(raw)
+                    self.assertEqual(got, status, raw[:300])
+                    self.assertEqual(headers.get("Connection"), "close")
+                    if status == 405:
+                        self.assertIn("Allow", headers)
+                    if method == "HEAD":
+                        continue  # no body
+                    self.assertEqual(body["code"], code, body)
+                    if status == 400:
+                        self.assertIn("takes no request body", body["detail"])
+        # The gateway goes on serving.
+        r = harness.get(GW_BODY.port, "/fib/12")
+        self.assertEqual(r.json, {"n": 12, "fib": "144"})
+
+    def test_content_length_zero_is_no_body(self):
+        s = socket.create_connection(("127.0.0.1", GW_BODY.port), timeout=10)
+        try:
+            for path in ("/healthz", "/fib/11"):
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+                          .encode())
+                status, headers, _, parsed = read_one(s)
+                self.assertIn(" 200 ", status, (path, parsed))
+                self.assertNotEqual(headers.get("Connection"), "close", path)
+        finally:
+            s.close()
+
+    def test_a_route_that_takes_a_body_still_gets_it(self):
+        r = harness.http_request(GW_BODY.port, "POST", "/v1/echo/b", body=b"payload")
+        self.assertEqual((r.status, r.body), (200, b"payload"), harness.show(r))
+
+
+def read_one(s):
+    """The next answer on s, read whole by its Content-Length."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        raw += chunk
+    status, headers, body, _ = harness.parse_raw(raw)
+    while len(body) < int(headers.get("Content-Length", 0)):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return harness.parse_raw(raw.partition(b"\r\n\r\n")[0] + b"\r\n\r\n" + body)
+
+
+def active_requests(port):
+    """fibgw_http_connections{state="active"}: requests whose line is in
+    and whose answer is not written (the scrape itself among them)."""
+    r = harness.get(port, "/metrics")
+    for line in r.body.decode().splitlines():
+        if line.startswith('fibgw_http_connections{state="active"}'):
+            return int(line.split()[-1])
+    raise AssertionError("no active connection count in /metrics")
+
+
+class BodyMemoryTest(unittest.TestCase):
+    """Memory for a body is taken as it arrives: a declared length alone
+    holds none of the 256 MiB the gateway keeps for bodies.  It was all
+    taken at the head, so four idle clients declaring 64 MiB each made
+    every other body 503 overloaded."""
+
+    def test_declared_lengths_hold_no_body_memory(self):
+        idle = []
+        try:
+            for i in range(4):
+                s = socket.create_connection(("127.0.0.1", GW_BODY.port), timeout=10)
+                s.sendall(f"POST /v1/echo/idle{i} HTTP/1.1\r\nHost: t\r\n"
+                          f"Content-Length: {BIG_BODY}\r\n\r\n".encode())
+                idle.append(s)
+            # Each head is sent in one piece, so a request line in means its
+            # head is in and looked at (same turn of libmicrohttpd's loop).
+            deadline = time.monotonic() + 30
+            while active_requests(GW_BODY.port) < len(idle) + 1:
+                self.assertLess(time.monotonic(), deadline, "the idle heads never came in")
+                time.sleep(0.05)
+            r = harness.http_request(GW_BODY.port, "POST", "/v1/echo/other",
+                                     body=b"x" * 100000)
+            self.assertEqual(r.status, 200, harness.show(r))
+            self.assertEqual(r.body, b"x" * 100000)
+            for s in idle:  # still waiting for their bodies
+                s.settimeout(0.2)
+                with self.assertRaises(socket.timeout):
+                    s.recv(1)
+        finally:
+            for s in idle:
+                s.close()
+        # Over the route's cap is still refused from the head, unread.
+        raw, closed = self.exchange_over_cap()
+        self.assertTrue(closed)
+        status, _, body = problem_of(raw)
+        self.assertEqual((status, body["code"]), (413, "body_too_large"))
+
+    def exchange_over_cap(self):
+        s = socket.create_connection(("127.0.0.1", GW_BODY.port), timeout=10)
+        try:
+            s.sendall(f"POST /v1/echo/big HTTP/1.1\r\nHost: t\r\n"
+                      f"Content-Length: {BIG_BODY + 1}\r\n\r\n".encode())
+            return read_all(s, 10)
+        finally:
+            s.close()
 
 
 if __name__ == "__main__":
