@@ -737,7 +737,12 @@ static void on_return(gw_rpc_t *rpc, const gw_link_event_t *ev) {
                  "exchange '%s' routes key '%s' to no queue: nobody serves "
                  "these calls",
                  call->route->exchange, call->routing_key);
+    /* A queue route's return means its queue is gone: every call to it is
+     * no_server from now on.  An exchange route's return is about this
+     * routing key only (the exchange's other keys may be bound): this
+     * call alone. */
     if (call->watch >= 0 &&
+        gw_watch_kind(rpc->watch, (size_t)call->watch) == GW_WATCH_QUEUE &&
         gw_watch_record(rpc->watch, (size_t)call->watch, 0, 1, cm_now_ms()))
         log_consumers(rpc, call->watch);
     complete(rpc, call, GW_E_NO_SERVER, detail);

@@ -386,6 +386,15 @@ class ExchangeTest(unittest.TestCase):
         r = post("/v1/images/cat.jpg/resize/300", b"x")
         harness.assert_problem(self, r, 504, "no_server")
         self.assertLess(r.elapsed, 2.0)
+        self.assertIn("routes key 'resize.300' to no queue", r.json["detail"])
+        # An unbound key says nothing of the exchange's other keys: they
+        # are served at once, even while a client keeps trying the unbound
+        # one (a return once marked the whole exchange missing).
+        for _ in range(5):
+            harness.assert_problem(self, post("/v1/images/x/resize/300", b"x"),
+                                   504, "no_server")
+            r = post("/v1/images/cat.jpg/resize/200", b"again")
+            self.assertEqual(r.status, 200, harness.show(r))
         # a parameter that would reach other bindings of a topic exchange
         for bad in ("200.secret", "%2A", "%23"):
             with self.subTest(size=bad):
