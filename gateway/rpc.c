@@ -44,6 +44,11 @@
  * once; a failover is then a pause, not a burst of errors.  Only with
  * another node to go to: one node that is gone is not back so soon. */
 #define HOLD_MS 1000
+/* While calls are held, a connection attempt is cut at the earliest held
+ * deadline or the hold's end (link.h), but given at least this long: a
+ * healthy node answers in milliseconds, and one cut too soon is skipped
+ * for the next. */
+#define ATTEMPT_MIN_MS 200
 /* A raw reply's header value is at most this long (the HTTP side's whole
  * header section is smaller). */
 #define REPLY_HEADER_MAX 4096
@@ -316,7 +321,9 @@ static void link_down(gw_rpc_t *rpc, gw_err_t err, const char *detail,
         fail_all(rpc, err, detail);
 }
 
-static int link_up(gw_rpc_t *rpc) {
+/* Connects; deadline_ms bounds the attempt (gw_link_open).  Returns 0,
+ * or -1 (logged). */
+static int link_up(gw_rpc_t *rpc, int64_t deadline_ms) {
     const char *node;
     size_t slot;
 
@@ -324,7 +331,7 @@ static int link_up(gw_rpc_t *rpc) {
      * calls: with the link up and a count still unknown, a call to a
      * queue nobody consumes would wait for its timeout instead of getting
      * no_server. */
-    if (gw_link_open(rpc->link) != 0)
+    if (gw_link_open(rpc->link, deadline_ms) != 0)
         return -1;
     for (slot = 0; slot < gw_watch_count(rpc->watch); slot++)
         log_consumers(rpc, (int)slot);
@@ -1014,6 +1021,17 @@ static int idle(gw_rpc_t *rpc) {
            gw_pending_count(rpc->pending) == 0;
 }
 
+/* How long a connection attempt may take: while calls are held (or may
+ * be, in the hold), until the earliest held deadline or the hold's end,
+ * so that they are answered in time; else each step's own bound. */
+static int64_t attempt_deadline(int64_t now, int64_t hold, int64_t earliest) {
+    int64_t d = earliest < hold ? earliest : hold;
+
+    if (hold <= now)
+        return INT64_MAX; /* nobody waits for it */
+    return d < now + ATTEMPT_MIN_MS ? now + ATTEMPT_MIN_MS : d;
+}
+
 static void *rpc_main(void *arg) {
     gw_rpc_t *rpc = arg;
     char why[320];
@@ -1021,21 +1039,27 @@ static void *rpc_main(void *arg) {
     for (;;) {
         if (!gw_link_is_open(rpc->link)) {
             int64_t now = cm_now_ms(), hold = atomic_load(&rpc->hold_until);
-
             int64_t wake;
 
-            if (atomic_load(&rpc->draining) || now >= hold)
-                fail_all(rpc, GW_E_BROKER_UNAVAILABLE,
-                         "not connected to RabbitMQ");
-            if (atomic_load(&rpc->draining))
-                break;
+            /* A held call whose deadline passed is a timeout (504), also
+             * when the hold is over too. */
             retry_due(rpc, INT64_MAX); /* down: they wait with the rest */
             wake = hold_calls(rpc, now);
+            if (atomic_load(&rpc->draining) || now >= hold) {
+                fail_all(rpc, GW_E_BROKER_UNAVAILABLE,
+                         "not connected to RabbitMQ");
+                wake = INT64_MAX;
+            }
+            if (atomic_load(&rpc->draining))
+                break;
             /* The first attempt after a loss goes at once, to the next
              * node; then the jittered schedule (urls.h), whatever wakes
              * the thread meanwhile. */
-            if (now < rpc->next_attempt_ms || link_up(rpc) != 0) {
+            if (now < rpc->next_attempt_ms ||
+                link_up(rpc, attempt_deadline(now, hold, wake)) != 0) {
                 now = cm_now_ms();
+                /* the attempt may have outlasted some held deadlines */
+                wake = hold_calls(rpc, now);
                 if (now >= rpc->next_attempt_ms)
                     rpc->next_attempt_ms =
                         now + (int64_t)cm_backoff_next(&rpc->backoff);
