@@ -490,6 +490,20 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
     return 0;
 }
 
+/* Answers a call whose route nobody serves (watch.h), as gw_rpc_admit
+ * would have. */
+static void no_server(gw_rpc_t *rpc, gw_call_t *call) {
+    char detail[320];
+
+    if (call->route->queue != NULL)
+        snprintf(detail, sizeof(detail), "no worker consumes queue '%s'",
+                 call->route->queue);
+    else
+        snprintf(detail, sizeof(detail), "no exchange named '%s'",
+                 call->route->exchange);
+    complete(rpc, call, GW_E_NO_SERVER, detail);
+}
+
 /* Publishes every submitted call, or answers it at once. */
 static void start_calls(gw_rpc_t *rpc) {
     gw_call_t *call, *next, *first = rpc->held, **tail = &first;
@@ -528,6 +542,14 @@ static void start_calls(gw_rpc_t *rpc) {
         }
         if (call->deadline_ms <= now) {
             complete(rpc, call, GW_E_TIMEOUT, "timed out before publishing");
+            continue;
+        }
+        /* Admitted while the verdict was unknown (held for a reconnect):
+         * publishing to an exchange that is not there would make the
+         * broker close the channel, with every call waiting on it. */
+        if (call->watch >= 0 &&
+            gw_watch_nobody(rpc->watch, (size_t)call->watch)) {
+            no_server(rpc, call);
             continue;
         }
         if (publish(rpc, call, now) != 0) {

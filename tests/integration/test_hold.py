@@ -7,6 +7,11 @@ the next one instead of getting 503 at once).
   accepts TCP and never speaks AMQP (a silent listener), and calls with
   ?timeout_ms=300 made meanwhile get 504 timeout within about a second,
   not 503 after the 2 s handshake timeout.
+- A held call is published only if its route still has someone to serve
+  it: a call to a route whose exchange does not exist, held during the
+  reconnect, gets 504 no_server; it is not published (which would make
+  the broker close the new publishing channel and fail every call waiting
+  on it with 502).
 
 A gateway's connection is closed with rabbitmqctl close_connection."""
 
@@ -127,6 +132,53 @@ class HoldTest(unittest.TestCase):
         self.assertTrue(GW_SILENT.events("amqp_connect_cut")
                         or GW_SILENT.events("amqp_login_failed"), GW_SILENT.log_tail())
         wait_connected(GW_SILENT)  # and it gets back to the broker
+
+    def test_held_call_to_a_missing_exchange_is_not_published(self):
+        """Clients keep calling a ghost-exchange route and fib while the
+        gateway's connection is closed, a few times: the ghost calls held
+        during the reconnect are answered no_server (or 503), never
+        published, so nothing closes the new publishing channel and no
+        fib call fails with it."""
+        seen = {}
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def client(method, path):
+            while not stop.is_set():
+                r = harness.http_request(GW_TWICE.port, method, path, body=b"x" if method == "POST" else None,
+                                         headers={"Content-Type": "text/plain"} if method == "POST" else {})
+                key = (path, r.status, (r.json or {}).get("code"),
+                       "closed the channel" in ((r.json or {}).get("detail") or ""))
+                with lock:
+                    seen[key] = seen.get(key, 0) + 1
+                time.sleep(0.005)  # busy, not a flood
+
+        for _ in range(3):
+            wait_connected(GW_TWICE)
+            stop.clear()
+            clients = [threading.Thread(target=client, args=("POST", "/ghost"))
+                       for _ in range(3)]
+            clients += [threading.Thread(target=client, args=("GET", "/fib/12"))
+                        for _ in range(3)]
+            for t in clients:
+                t.start()
+            try:
+                close_gateway_connection(GW_TWICE)
+                wait_connected(GW_TWICE)
+                time.sleep(0.2)  # some calls after the reconnect too
+            finally:
+                stop.set()
+                for t in clients:
+                    t.join(60)
+        print(f"\n  answers during 3 reconnects: {seen}", file=sys.stderr)
+        for (path, status, code, closed), n in seen.items():
+            self.assertFalse(closed, f"{n} x {path} failed with the channel: {seen}")
+            if path == "/ghost":
+                self.assertIn(code, ("no_server", "broker_unavailable"), seen)
+            else:  # in flight at the close: 502; held past the hold: 503
+                self.assertIn(status, (200, 502, 503), seen)
+        self.assertEqual(GW_TWICE.events("amqp_channel_closed"), [],
+                         GW_TWICE.log_tail())
 
 
 if __name__ == "__main__":
