@@ -1113,6 +1113,11 @@ static void *rpc_main(void *arg) {
     }
     drop_log_flush(rpc, cm_now_ms(), 1);
     link_down(rpc, GW_E_SHUTTING_DOWN, "gateway stopped", "gateway stopped");
+    /* A call admitted just before draining began may be submitted after
+     * the last look at the mailbox: from now on gw_rpc_submit answers it
+     * itself. */
+    complete_list(rpc, gw_mailbox_close(rpc->mailbox), GW_E_SHUTTING_DOWN,
+                  "the gateway is shutting down");
     return NULL;
 }
 
@@ -1221,7 +1226,15 @@ void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out) {
 }
 
 void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call) {
-    gw_mailbox_put(rpc->mailbox, call);
+    if (gw_mailbox_put(rpc->mailbox, call) == 0)
+        return;
+    /* The AMQP thread is gone (stopping): answered here, on the caller's
+     * thread, as it would have. */
+    call->err = GW_E_SHUTTING_DOWN;
+    snprintf(call->detail, sizeof(call->detail), "%s",
+             "the gateway is shutting down");
+    rpc->done(call);
+    atomic_fetch_sub(&rpc->inflight, 1);
 }
 
 void gw_rpc_shutdown(gw_rpc_t *rpc) {
