@@ -57,14 +57,19 @@
  * for the replies of their calls (link.h, "Publishing channels"). */
 #define CHANNELS_MAX 8
 /* A publish the broker has not confirmed after this long makes us move
- * to a new channel; so does a nack.  The moves are spaced ROTATE_MIN_MS
- * apart at first, doubling to ROTATE_MAX_MS while the new channels are no
- * better (a channel opened too soon after a node died keeps pointing at
- * the dead queue leader until the election is over); a confirm on the
- * channel in use starts over. */
+ * to a new channel; so does a nack, when none of the last CONFIRM_WINDOW
+ * confirms on the channel was an ack (a channel that points at a dead
+ * queue leader nacks everything; a full queue with x-overflow
+ * reject-publish nacks its own messages on a channel that acks the
+ * others: back pressure, not a bad channel).  The moves are spaced
+ * ROTATE_MIN_MS apart at first, doubling to ROTATE_MAX_MS while the new
+ * channels are no better (a channel opened too soon after a node died
+ * keeps pointing at the dead queue leader until the election is over);
+ * acks with no nack among them on the channel in use start over. */
 #define UNCONFIRMED_MAX_MS 1000
 #define ROTATE_MIN_MS      100
 #define ROTATE_MAX_MS      1000
+#define CONFIRM_WINDOW     16
 /* A nacked message was never queued: it is published again, on the
  * channel in use by then, up to this many times in all (spaced
  * RETRY_GAP_MS, doubling), before the caller gets 503 not_queued. */
@@ -118,7 +123,12 @@ struct gw_rpc {
     chan_t chans[CHANNELS_MAX];
     int64_t rotated_ms; /* when the last move to a new channel began */
     int64_t rotate_gap; /* the least time from it to the next move */
-    gw_call_t *retry;   /* nacked calls to publish again, by retry_ms */
+    /* The last confirms on the publishing channel window_ch, newest in
+     * bit 0 (1: an ack); window_n of them (at most CONFIRM_WINDOW). */
+    uint16_t window_ch;
+    uint32_t window;
+    unsigned window_n;
+    gw_call_t *retry; /* nacked calls to publish again, by retry_ms */
     cm_backoff_t backoff;
     int64_t next_attempt_ms; /* down: the next connection attempt */
     gw_call_t *held;         /* down: calls waiting for the connection */
@@ -828,11 +838,36 @@ static int64_t retry_due(gw_rpc_t *rpc, int64_t now) {
     return rpc->retry != NULL ? rpc->retry->retry_ms : INT64_MAX;
 }
 
-static void on_confirm(gw_rpc_t *rpc, const gw_link_event_t *ev, int ack) {
-    size_t i;
+/* Remembers a confirm of a publish on channel, if that is the channel in
+ * use (confirms of older ones say nothing of it). */
+static void window_add(gw_rpc_t *rpc, uint16_t channel, int ack) {
+    if (channel != gw_link_channel(rpc->link))
+        return;
+    if (rpc->window_ch != channel) {
+        rpc->window_ch = channel;
+        rpc->window = 0;
+        rpc->window_n = 0;
+    }
+    rpc->window = (rpc->window << 1) | (ack ? 1u : 0u);
+    if (rpc->window_n < CONFIRM_WINDOW)
+        rpc->window_n++;
+}
 
-    if (ack && ev->channel == gw_link_channel(rpc->link))
-        rpc->rotate_gap = 0; /* this one works */
+/* How many of the last confirms on the channel in use were acks, and how
+ * many nacks. */
+static void window_count(const gw_rpc_t *rpc, unsigned *acks, unsigned *nacks) {
+    uint32_t bits = rpc->window & ((1u << CONFIRM_WINDOW) - 1);
+
+    *acks = *nacks = 0;
+    if (rpc->window_ch != gw_link_channel(rpc->link))
+        return;
+    *acks = (unsigned)__builtin_popcount(bits);
+    *nacks = rpc->window_n - *acks;
+}
+
+static void on_confirm(gw_rpc_t *rpc, const gw_link_event_t *ev, int ack) {
+    unsigned acks, nacks;
+    size_t i;
 
     for (i = 0; i < rpc->unconf_len; i++) {
         unconfirmed_t *u =
@@ -843,10 +878,14 @@ static void on_confirm(gw_rpc_t *rpc, const gw_link_event_t *ev, int ack) {
         if (u->tag > ev->tag)
             break;
         if (!u->settled && (ev->multiple || u->tag == ev->tag)) {
+            window_add(rpc, u->channel, ack);
             settle(rpc, u, ack);
             u->settled = 1;
         }
     }
+    window_count(rpc, &acks, &nacks);
+    if (ack && acks > 0 && nacks == 0)
+        rpc->rotate_gap = 0; /* the channel in use works, for every queue */
     while (rpc->unconf_len > 0 && rpc->unconfirmed[rpc->unconf_head].settled) {
         rpc->unconf_head = (rpc->unconf_head + 1) % rpc->unconf_cap;
         rpc->unconf_len--;
@@ -986,14 +1025,20 @@ static int read_events(gw_rpc_t *rpc, char *why, size_t why_size) {
         case GW_LINK_ACK:
             on_confirm(rpc, &ev, 1);
             break;
-        case GW_LINK_NACK:
+        case GW_LINK_NACK: {
+            unsigned acks, nacks;
+
             on_confirm(rpc, &ev, 0);
-            if (ev.channel == gw_link_channel(rpc->link) &&
+            window_count(rpc, &acks, &nacks);
+            /* Nacks only: the channel may point at a dead queue leader.
+             * With acks among them it works: a queue refuses (full). */
+            if (ev.channel == gw_link_channel(rpc->link) && acks == 0 &&
                 rotate(rpc, "nack", cm_now_ms()) != 0) {
                 snprintf(why, why_size, LOST);
                 return -1;
             }
             break;
+        }
         case GW_LINK_ROTATED:
             on_rotated(rpc, &ev);
             break;

@@ -55,6 +55,8 @@ EXCHANGE = "fibrpc_routes_images"
 VANISH_X = "fibrpc_routes_vanish"
 VANISH_Q = "fibrpc_routes_vanish_q"
 RESIZE_Q = "fibrpc_routes_resize_200"
+FANOUT_X = "fibrpc_routes_fanout"  # key "k" -> FULL_Q and COPY_Q
+COPY_Q = "fibrpc_routes_copy"
 WANT = ["x-want-status", "x-want-status-text", "x-want-type", "x-want-meta",
         "x-want-error", "accept-language"]
 
@@ -84,6 +86,8 @@ def routes(extra=()):
          "exchange": "fibrpc_routes_ghost", "routing_key": "x"},
         {"name": "vanish", "method": "POST", "path": "/v1/vanish",
          "exchange": VANISH_X, "routing_key": "v", "mode": "publish"},
+        {"name": "fanout", "method": "POST", "path": "/v1/fanout",
+         "exchange": FANOUT_X, "routing_key": "k", "mode": "publish"},
     ]
     return {"routes": table + list(extra)}
 
@@ -146,6 +150,10 @@ def setUpModule():
             ch.queue_declare(AUDIT_Q, durable=True)
             ch.queue_declare(FULL_Q, durable=True, arguments={
                 "x-max-length": 1, "x-overflow": "reject-publish"})
+            ch.exchange_declare(FANOUT_X, "direct", durable=True)
+            ch.queue_declare(COPY_Q, durable=True)
+            ch.queue_bind(FULL_Q, FANOUT_X, "k")
+            ch.queue_bind(COPY_Q, FANOUT_X, "k")
         RESIZER = Resizer(env.url)
         RESIZER.start()
         RESIZER.ready.wait(harness.READY_TIMEOUT)
@@ -483,10 +491,19 @@ class PublishTest(unittest.TestCase):
         r = post("/v1/full", b"second")
         harness.assert_problem(self, r, 503, "not_queued")
         self.assertEqual(r.headers["Retry-After"], "1")
-        # A nack moves publishing to a new channel (a channel opened just
-        # after a node died can point at a dead queue leader); the calls
-        # go on there.
-        GW.wait_events("amqp_channel_rotated", timeout=20)
+        self.assertIn("retrying is safe", r.json["detail"])
+        # A full queue is back pressure, not a bad channel: with the
+        # channel acking other messages, its nacks move publishing nowhere
+        # (a channel that nacks everything is replaced: test_cluster).
+        rotations = len(GW.events("amqp_channel_rotating"))
+        for i in range(10):
+            harness.assert_problem(self, post("/v1/full", b"more"), 503, "not_queued")
+            r = post("/v1/audit", b"x")
+            self.assertEqual(r.status, 202, harness.show(r))
+        self.assertEqual(len(GW.events("amqp_channel_rotating")), rotations,
+                         GW.log_tail())
+        with ENV.broker.connect() as conn:
+            conn.channel().queue_purge(AUDIT_Q)
         for n in (10, 11, 12):
             r = harness.get(GW.port, f"/fib/{n}")
             self.assertEqual(r.status, 200, harness.show(r))
