@@ -70,9 +70,12 @@
 #define ROTATE_MIN_MS      100
 #define ROTATE_MAX_MS      1000
 #define CONFIRM_WINDOW     16
-/* A nacked message was never queued: it is published again, on the
- * channel in use by then, up to this many times in all (spaced
- * RETRY_GAP_MS, doubling), before the caller gets 503 not_queued. */
+/* A nacked message of a queue route was never queued: it is published
+ * again, on the channel in use by then, up to this many times in all
+ * (spaced RETRY_GAP_MS, doubling), before the caller gets 503
+ * not_queued.  An exchange route's message may go to several queues, and
+ * a nack says only that one of them refused it: not published again (the
+ * others would get it twice). */
 #define PUBLISH_ATTEMPTS 4
 #define RETRY_GAP_MS     50
 
@@ -788,8 +791,10 @@ static void on_return(gw_rpc_t *rpc, const gw_link_event_t *ev) {
 }
 
 /* The broker confirmed (ack) or refused (nack) publishes up to tag (or
- * just tag).  A refused call never reached a queue: 503 not_queued, safe
- * to retry.  A confirmed publish-mode call is done: 202. */
+ * just tag).  A refused queue-route call never reached its queue: it is
+ * published again, then 503 not_queued, safe to retry; a refused
+ * exchange-route call is 503 not_queued at once.  A confirmed
+ * publish-mode call is done: 202. */
 static void settle(gw_rpc_t *rpc, const unconfirmed_t *u, int ack) {
     gw_call_t *call;
 
@@ -801,6 +806,13 @@ static void settle(gw_rpc_t *rpc, const unconfirmed_t *u, int ack) {
     if (ack) {
         call->status = 202;
         complete(rpc, call, GW_E_OK, NULL);
+        return;
+    }
+    if (call->route->queue == NULL) {
+        complete(rpc, call, GW_E_NOT_QUEUED,
+                 "RabbitMQ refused the message (nack): a queue the exchange "
+                 "routes it to did not take it (others may have; it was not "
+                 "published again)");
         return;
     }
     if (call->attempts < PUBLISH_ATTEMPTS &&

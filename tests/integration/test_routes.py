@@ -508,6 +508,28 @@ class PublishTest(unittest.TestCase):
             r = harness.get(GW.port, f"/fib/{n}")
             self.assertEqual(r.status, 200, harness.show(r))
 
+    def test_an_exchange_route_nack_is_not_published_twice(self):
+        """FANOUT_X routes key k to FULL_Q (full: nacks) and COPY_Q: the
+        nack says one queue refused, and COPY_Q took the message.  Published
+        again, COPY_Q would get it again: 503 at once, one copy."""
+        with ENV.broker.connect() as conn:
+            ch = conn.channel()
+            ch.queue_purge(FULL_Q)
+            ch.queue_purge(COPY_Q)
+        self.assertEqual(post("/v1/full", b"fill").status, 202)
+        r = post("/v1/fanout", b"once")
+        harness.assert_problem(self, r, 503, "not_queued")
+        # the audit route's confirm comes after COPY_Q's copy: then all
+        # the copies there will ever be are there
+        self.assertEqual(post("/v1/audit", b"after").status, 202)
+        self.assertEqual(ENV.broker.queue_info(COPY_Q)[0], 1, "published again")
+        self.assertNotIn("safe", r.json["detail"])
+        self.assertIn("others may have", r.json["detail"])
+        with ENV.broker.connect() as conn:
+            ch = conn.channel()
+            ch.queue_purge(COPY_Q)
+            ch.queue_purge(AUDIT_Q)
+
     def test_no_consumer_needed_but_no_queue_is_no_server(self):
         self.assertEqual(ENV.broker.queue_info(AUDIT_Q)[1], 0)  # nobody consumes
         r = post("/v1/audit", b"x")
