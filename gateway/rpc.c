@@ -24,6 +24,7 @@
 #include "pending.h"
 #include "publisher.h"
 #include "reply.h"
+#include "unconf.h"
 #include "urls.h"
 #include "watch.h"
 
@@ -79,16 +80,6 @@
 #define PUBLISH_ATTEMPTS 4
 #define RETRY_GAP_MS     50
 
-/* A publish the broker has not confirmed yet (publisher confirms). */
-typedef struct {
-    uint64_t tag;
-    int64_t sent_ms;
-    uint8_t id[GW_ID_LEN]; /* its call's correlation id */
-    uint16_t channel;
-    uint8_t publish; /* a publish-mode call: the confirm ends it */
-    uint8_t settled; /* confirmed (or moot), waiting to be popped */
-} unconfirmed_t;
-
 /* A publishing channel and the calls published on it that wait. */
 typedef struct {
     uint16_t channel; /* 0: a free entry */
@@ -121,8 +112,7 @@ struct gw_rpc {
     gw_publisher_t *pub;
     gw_pending_t *pending;
     gw_idgen_t ids;
-    unconfirmed_t *unconfirmed; /* a ring, oldest first */
-    size_t unconf_cap, unconf_head, unconf_len;
+    gw_unconf_t *unconf; /* publishes the broker has not confirmed yet */
     chan_t chans[CHANNELS_MAX];
     int64_t rotated_ms; /* when the last move to a new channel began */
     int64_t rotate_gap; /* the least time from it to the next move */
@@ -158,29 +148,11 @@ static chan_t *chan_find(gw_rpc_t *rpc, uint16_t channel) {
     return NULL;
 }
 
-/* Unconfirmed publishes of a channel that is gone or retired will never
- * be confirmed: out of the ring's way. */
-static void unconfirmed_drop(gw_rpc_t *rpc, uint16_t channel) {
-    size_t i;
-
-    for (i = 0; i < rpc->unconf_len; i++) {
-        unconfirmed_t *u =
-            &rpc->unconfirmed[(rpc->unconf_head + i) % rpc->unconf_cap];
-
-        if (u->channel == channel)
-            u->settled = 1;
-    }
-    while (rpc->unconf_len > 0 && rpc->unconfirmed[rpc->unconf_head].settled) {
-        rpc->unconf_head = (rpc->unconf_head + 1) % rpc->unconf_cap;
-        rpc->unconf_len--;
-    }
-}
-
 /* Closes an old channel once no call waits on it. */
 static void chan_retire_if_idle(gw_rpc_t *rpc, chan_t *c) {
     if (c->n > 0 || c->channel == gw_link_channel(rpc->link))
         return;
-    unconfirmed_drop(rpc, c->channel);
+    gw_unconf_drop(rpc->unconf, c->channel);
     if (gw_link_retire(rpc->link, c->channel) != 0)
         cm_log_msg(CM_LOG_WARN, "amqp_channel_retire_failed");
     c->channel = 0;
@@ -321,7 +293,7 @@ static void link_down(gw_rpc_t *rpc, gw_err_t err, const char *detail,
     }
     gw_watch_reset(rpc->watch);
     atomic_store(&rpc->blocked, 0);
-    rpc->unconf_head = rpc->unconf_len = 0;
+    gw_unconf_clear(rpc->unconf);
     memset(rpc->chans, 0, sizeof(rpc->chans)); /* the calls fail below */
     /* Published calls lose their replies with the connection; the calls
      * not published yet wait for the next one (HOLD_MS), and the first
@@ -374,24 +346,19 @@ static int link_up(gw_rpc_t *rpc, int64_t deadline_ms) {
 
 /* --- publishing ---------------------------------------------------------- */
 
-/* Remembers a publish until the broker confirms it.  Returns -1 when too
- * many are unconfirmed (the broker is not confirming). */
-static int unconfirmed_push(gw_rpc_t *rpc, uint16_t channel, uint64_t tag,
-                            const uint8_t id[GW_ID_LEN], int publish,
-                            int64_t now) {
-    unconfirmed_t *u;
+/* Remembers a publish until the broker confirms it (publish checked
+ * there is room). */
+static void unconfirmed_push(gw_rpc_t *rpc, uint16_t channel, uint64_t tag,
+                             const uint8_t id[GW_ID_LEN], int publish,
+                             int64_t now) {
+    gw_unconf_entry_t e;
 
-    if (rpc->unconf_len == rpc->unconf_cap)
-        return -1;
-    u = &rpc->unconfirmed[(rpc->unconf_head + rpc->unconf_len++) %
-                          rpc->unconf_cap];
-    u->tag = tag;
-    u->sent_ms = now;
-    memcpy(u->id, id, GW_ID_LEN);
-    u->channel = channel;
-    u->publish = (uint8_t)publish;
-    u->settled = 0;
-    return 0;
+    e.tag = tag;
+    e.sent_ms = now;
+    memcpy(e.id, id, GW_ID_LEN);
+    e.channel = channel;
+    e.publish = (uint8_t)publish;
+    (void)gw_unconf_push(rpc->unconf, &e);
 }
 
 /* Remembers that call waits on channel (for its reply, or its confirm). */
@@ -475,7 +442,7 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
         m.body = call->req_body;
         m.body_len = call->req_body_len;
     }
-    if (rpc->unconf_len == rpc->unconf_cap) {
+    if (gw_unconf_full(rpc->unconf)) {
         complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
                  "RabbitMQ is not confirming what we publish");
         return 0;
@@ -795,7 +762,7 @@ static void on_return(gw_rpc_t *rpc, const gw_link_event_t *ev) {
  * published again, then 503 not_queued, safe to retry; a refused
  * exchange-route call is 503 not_queued at once.  A confirmed
  * publish-mode call is done: 202. */
-static void settle(gw_rpc_t *rpc, const unconfirmed_t *u, int ack) {
+static void settle(gw_rpc_t *rpc, const gw_unconf_entry_t *u, int ack) {
     gw_call_t *call;
 
     if (ack && !u->publish)
@@ -877,31 +844,27 @@ static void window_count(const gw_rpc_t *rpc, unsigned *acks, unsigned *nacks) {
     *nacks = rpc->window_n - *acks;
 }
 
+typedef struct {
+    gw_rpc_t *rpc;
+    int ack;
+} confirm_ctx_t;
+
+static void on_settled(void *arg, const gw_unconf_entry_t *e) {
+    confirm_ctx_t *c = arg;
+
+    window_add(c->rpc, e->channel, c->ack);
+    settle(c->rpc, e, c->ack);
+}
+
 static void on_confirm(gw_rpc_t *rpc, const gw_link_event_t *ev, int ack) {
+    confirm_ctx_t ctx = {rpc, ack};
     unsigned acks, nacks;
-    size_t i;
 
-    for (i = 0; i < rpc->unconf_len; i++) {
-        unconfirmed_t *u =
-            &rpc->unconfirmed[(rpc->unconf_head + i) % rpc->unconf_cap];
-
-        if (u->channel != ev->channel)
-            continue;
-        if (u->tag > ev->tag)
-            break;
-        if (!u->settled && (ev->multiple || u->tag == ev->tag)) {
-            window_add(rpc, u->channel, ack);
-            settle(rpc, u, ack);
-            u->settled = 1;
-        }
-    }
+    gw_unconf_confirm(rpc->unconf, ev->channel, ev->tag, ev->multiple,
+                      on_settled, &ctx);
     window_count(rpc, &acks, &nacks);
     if (ack && acks > 0 && nacks == 0)
         rpc->rotate_gap = 0; /* the channel in use works, for every queue */
-    while (rpc->unconf_len > 0 && rpc->unconfirmed[rpc->unconf_head].settled) {
-        rpc->unconf_head = (rpc->unconf_head + 1) % rpc->unconf_cap;
-        rpc->unconf_len--;
-    }
     if (!ack) {
         cm_log_t l;
 
@@ -927,7 +890,7 @@ static void on_rotated(gw_rpc_t *rpc, const gw_link_event_t *ev) {
     if (old != NULL)
         chan_retire_if_idle(rpc, old);
     else if (ev->old_channel != 0) {
-        unconfirmed_drop(rpc, ev->old_channel);
+        gw_unconf_drop(rpc->unconf, ev->old_channel);
         if (gw_link_retire(rpc->link, ev->old_channel) != 0)
             cm_log_msg(CM_LOG_WARN, "amqp_channel_retire_failed");
     }
@@ -940,7 +903,7 @@ static void on_channel_lost(gw_rpc_t *rpc, const gw_link_event_t *ev) {
     gw_call_t *call = NULL, *next;
     uint8_t id[GW_ID_LEN];
 
-    unconfirmed_drop(rpc, ev->channel);
+    gw_unconf_drop(rpc->unconf, ev->channel);
     /* most likely an exchange that went away: look again now */
     gw_watch_recheck(rpc->watch, GW_WATCH_EXCHANGE);
     if (c != NULL) { /* its calls, off the channel's books */
@@ -970,23 +933,16 @@ static void on_channel_lost(gw_rpc_t *rpc, const gw_link_event_t *ev) {
  * (link.h): move to a new one. */
 static int check_confirms(gw_rpc_t *rpc, int64_t now) {
     uint16_t channel = gw_link_channel(rpc->link);
-    size_t i;
+    const gw_unconf_entry_t *u;
 
     if (channel == 0) /* lost, and its replacement failed to open */
         return gw_link_rotating(rpc->link)
                    ? 0
                    : rotate(rpc, "no publishing channel", now);
-    for (i = 0; i < rpc->unconf_len; i++) {
-        const unconfirmed_t *u =
-            &rpc->unconfirmed[(rpc->unconf_head + i) % rpc->unconf_cap];
-
-        if (u->settled || u->channel != channel)
-            continue;
-        if (now - u->sent_ms < UNCONFIRMED_MAX_MS)
-            return 0;
-        return rotate(rpc, "a publish not confirmed within 1 s", now);
-    }
-    return 0;
+    u = gw_unconf_oldest(rpc->unconf, channel);
+    if (u == NULL || now - u->sent_ms < UNCONFIRMED_MAX_MS)
+        return 0;
+    return rotate(rpc, "a publish not confirmed within 1 s", now);
 }
 
 /* Handles what the broker has sent, without blocking.  Returns -1 when the
@@ -1203,10 +1159,9 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     rpc->watch = gw_watch_new();
     /* Every call in flight, and as many again whose confirm is still on
      * its way after their reply. */
-    rpc->unconf_cap = 2 * (size_t)cfg->max_inflight + 64;
-    rpc->unconfirmed = calloc(rpc->unconf_cap, sizeof(*rpc->unconfirmed));
+    rpc->unconf = gw_unconf_new(2 * (size_t)cfg->max_inflight + 64);
     if (rpc->mailbox == NULL || rpc->pending == NULL || rpc->pub == NULL ||
-        rpc->watch == NULL || rpc->unconfirmed == NULL) {
+        rpc->watch == NULL || rpc->unconf == NULL) {
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_ERROR, "rpc_init_failed");
@@ -1313,6 +1268,6 @@ void gw_rpc_free(gw_rpc_t *rpc) {
     gw_pending_free(rpc->pending);
     gw_mailbox_free(rpc->mailbox);
     gw_watch_free(rpc->watch);
-    free(rpc->unconfirmed);
+    gw_unconf_free(rpc->unconf);
     free(rpc);
 }
