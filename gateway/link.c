@@ -51,6 +51,9 @@ struct gw_link {
     uint16_t ch_seq;              /* the last number given to new_ch */
     /* publishing channels open (CH_FIRST_NEW..CH_LAST_NEW), by number */
     uint8_t in_use[(CH_LAST_NEW + 8) / 8];
+    /* gw_link_open: when the attempt must be over (INT64_MAX: each step
+     * has its own CONNECT_TIMEOUT_MS / RPC_TIMEOUT_MS only) */
+    int64_t open_deadline_ms;
     /* Replies and returns, put together with bodies up to
      * cfg->max_reply_bytes; what the last event points into, released on
      * the next poll. */
@@ -81,6 +84,45 @@ static int failed(gw_link_t *link, const char *what) {
 static void assert_no_batch(const gw_link_t *link) {
     assert(gw_publisher_batched(link->pub) == 0);
     (void)link;
+}
+
+static struct timeval ms_timeval(int64_t ms) {
+    return (struct timeval){(time_t)(ms / 1000),
+                            (suseconds_t)(ms % 1000) * 1000};
+}
+
+/* How long the next step of gw_link_open may wait: per_step_ms, or less
+ * when the attempt's deadline is nearer; 0 when it has passed. */
+static int64_t step_ms(const gw_link_t *link, int64_t per_step_ms) {
+    int64_t left;
+
+    if (link->open_deadline_ms == INT64_MAX)
+        return per_step_ms;
+    left = link->open_deadline_ms - cm_now_ms();
+    if (left <= 0)
+        return 0;
+    return left < per_step_ms ? left : per_step_ms;
+}
+
+/* Gives rabbitmq-c's next synchronous step (the handshake, or a method
+ * and its answer) what is left of the attempt.  Returns -1 (logged) when
+ * nothing is. */
+static int step_timeouts(gw_link_t *link, const char *what) {
+    int64_t ms = step_ms(link, RPC_TIMEOUT_MS);
+    struct timeval tv = ms_timeval(ms);
+
+    if (ms == 0) {
+        cm_log_t l;
+
+        cm_log_begin(&l, CM_LOG_WARN, "amqp_connect_cut");
+        cm_log_kv(&l, "op", "%s", what);
+        cm_log_kv(&l, "reason", "%s", "calls wait for this attempt");
+        cm_log_end(&l);
+        return -1;
+    }
+    amqp_set_handshake_timeout(link->conn, &tv);
+    amqp_set_rpc_timeout(link->conn, &tv);
+    return 0;
 }
 
 static void message_event(gw_link_event_t *ev, const cm_amqp_msg_t *m) {
@@ -196,6 +238,8 @@ static int count_one(gw_link_t *link, size_t slot) {
     amqp_bytes_t name = amqp_cstring_bytes(gw_watch_name(link->watch, slot));
     amqp_rpc_reply_t r;
 
+    if (step_timeouts(link, "declare") != 0)
+        return -1;
     if (gw_watch_kind(link->watch, slot) == GW_WATCH_EXCHANGE) {
         if (amqp_exchange_declare(link->conn, CH_CHECK, name,
                                   amqp_cstring_bytes("direct"), 1, 0, 0, 0,
@@ -216,7 +260,7 @@ static int count_one(gw_link_t *link, size_t slot) {
     if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
         r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
         counted(link, (int)slot, 0, 1, NULL);
-        if (check_closed(link) != 0 ||
+        if (check_closed(link) != 0 || step_timeouts(link, "channel.open") ||
             amqp_channel_open(link->conn, CH_CHECK) == NULL) {
             failed(link, "channel.open");
             return -1;
@@ -232,16 +276,19 @@ static int count_one(gw_link_t *link, size_t slot) {
  * connecting: calls are admitted only once each is known.  A zero of a
  * queue that had no consumers before is read again GW_WATCH_CONFIRM_MS
  * later (watch.h), so that a queue nobody consumes answers no_server from
- * the first call on.  A queue that had consumers when the connection went
- * is not waited for: reconnecting during a node's restart, its zero is
- * most likely the election of a new queue leader, and the calls published
- * meanwhile are served once it is over (the watch reads it again later,
- * as always). */
+ * the first call on; but only when the attempt has the time (calls held
+ * for a reconnect must not wait a second for it): else the zero stays
+ * unconfirmed and the watch reads it again later, as always.  A queue
+ * that had consumers when the connection went is not waited for either:
+ * reconnecting during a node's restart, its zero is most likely the
+ * election of a new queue leader, and the calls published meanwhile are
+ * served once it is over. */
 static int count_now(gw_link_t *link) {
     size_t slot, n = gw_watch_count(link->watch);
     int again = 0;
 
-    if (amqp_channel_open(link->conn, CH_CHECK) == NULL) {
+    if (step_timeouts(link, "channel.open") != 0 ||
+        amqp_channel_open(link->conn, CH_CHECK) == NULL) {
         failed(link, "channel.open");
         return -1;
     }
@@ -254,7 +301,8 @@ static int count_now(gw_link_t *link) {
                  !gw_watch_nobody(link->watch, slot) &&
                  !gw_watch_had_some(link->watch, slot);
     }
-    if (!again)
+    if (!again || step_ms(link, GW_WATCH_CONFIRM_MS + RPC_TIMEOUT_MS) <
+                      GW_WATCH_CONFIRM_MS + RPC_TIMEOUT_MS)
         return 0;
     /* counted from the last read: then every zero has lasted long enough */
     poll(NULL, 0, GW_WATCH_CONFIRM_MS);
@@ -388,15 +436,14 @@ static int login(gw_link_t *link) {
     return -1;
 }
 
-int gw_link_open(gw_link_t *link) {
-    struct timeval tv = {CONNECT_TIMEOUT_MS / 1000,
-                         (CONNECT_TIMEOUT_MS % 1000) * 1000};
-    struct timeval rpc_tv = {RPC_TIMEOUT_MS / 1000,
-                             (RPC_TIMEOUT_MS % 1000) * 1000};
+int gw_link_open(gw_link_t *link, int64_t deadline_ms) {
+    struct timeval tv, rpc_tv = ms_timeval(RPC_TIMEOUT_MS);
     const struct amqp_connection_info *url = &node(link)->info;
     amqp_socket_t *sock;
     int status;
 
+    link->open_deadline_ms = deadline_ms;
+    tv = ms_timeval(step_ms(link, CONNECT_TIMEOUT_MS));
     link->conn = amqp_new_connection();
     if (link->conn == NULL)
         return -1;
@@ -422,15 +469,15 @@ int gw_link_open(gw_link_t *link) {
         cm_log_end(&l);
         goto fail;
     }
-    amqp_set_handshake_timeout(link->conn, &tv);
-    amqp_set_rpc_timeout(link->conn, &rpc_tv);
-    if (login(link) != 0)
+    if (step_timeouts(link, "login") != 0 || login(link) != 0)
         goto fail;
-    if (amqp_channel_open(link->conn, CH_RPC) == NULL ||
+    if (step_timeouts(link, "channel.open") != 0 ||
+        amqp_channel_open(link->conn, CH_RPC) == NULL ||
         failed(link, "channel.open"))
         goto fail;
     /* Direct reply-to: consume before the first publish, no-ack. */
-    if (amqp_basic_consume(link->conn, CH_RPC, amqp_cstring_bytes(GW_REPLY_TO),
+    if (step_timeouts(link, "basic.consume") != 0 ||
+        amqp_basic_consume(link->conn, CH_RPC, amqp_cstring_bytes(GW_REPLY_TO),
                            amqp_empty_bytes, 0, 1, 0,
                            amqp_empty_table) == NULL ||
         failed(link, "basic.consume"))
@@ -438,13 +485,17 @@ int gw_link_open(gw_link_t *link) {
     /* Confirms: a refused publish is answered at once (503), and the
      * broker tells us when it has taken each one. */
     if (link->cfg->confirms &&
-        (amqp_confirm_select(link->conn, CH_RPC) == NULL ||
+        (step_timeouts(link, "confirm.select") != 0 ||
+         amqp_confirm_select(link->conn, CH_RPC) == NULL ||
          failed(link, "confirm.select")))
         goto fail;
     link->check = CHECK_CLOSED;
     gw_watch_reset(link->watch);
     if (count_now(link) != 0)
         goto fail;
+    /* Connected: later synchronous calls (a polite close) get the usual
+     * time. */
+    amqp_set_rpc_timeout(link->conn, &rpc_tv);
     link->pub_ch = CH_RPC;
     link->new_ch = 0;
     memset(link->in_use, 0, sizeof(link->in_use));

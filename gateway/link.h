@@ -82,9 +82,11 @@ gw_link_t *gw_link_new(const gw_config_t *cfg, gw_publisher_t *pub,
 void gw_link_free(gw_link_t *link);
 
 /* Connects, logs in, opens the channels and reads every watched queue's
- * first consumer count, waiting for the broker (bounded by rabbitmq-c's
- * timeouts).  Returns 0, or -1 (logged) with the link closed. */
-int gw_link_open(gw_link_t *link);
+ * first consumer count, waiting for the broker: each step up to 2 s, and
+ * the whole attempt over by deadline_ms (cm_now_ms clock; INT64_MAX: no
+ * bound but the steps').  Returns 0, or -1 (logged) with the link
+ * closed. */
+int gw_link_open(gw_link_t *link, int64_t deadline_ms);
 /* Closes the connection: politely (connection.close) or at once. */
 void gw_link_close(gw_link_t *link, int polite);
 int gw_link_is_open(const gw_link_t *link);

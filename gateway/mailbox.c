@@ -12,6 +12,7 @@
 struct gw_mailbox {
     pthread_mutex_t lock;
     gw_call_t *head; /* newest first; guarded by lock */
+    int closed;      /* guarded by lock */
     int fd;
 };
 
@@ -43,24 +44,31 @@ void gw_mailbox_wake(gw_mailbox_t *mb) {
     (void)!write(mb->fd, &one, sizeof(one));
 }
 
-void gw_mailbox_put(gw_mailbox_t *mb, gw_call_t *call) {
+int gw_mailbox_put(gw_mailbox_t *mb, gw_call_t *call) {
     int was_empty;
 
     pthread_mutex_lock(&mb->lock);
+    if (mb->closed) {
+        pthread_mutex_unlock(&mb->lock);
+        return -1;
+    }
     was_empty = mb->head == NULL;
     call->next = mb->head;
     mb->head = call;
     pthread_mutex_unlock(&mb->lock);
     if (was_empty)
         gw_mailbox_wake(mb);
+    return 0;
 }
 
-gw_call_t *gw_mailbox_take_all(gw_mailbox_t *mb) {
+static gw_call_t *take(gw_mailbox_t *mb, int close) {
     gw_call_t *list, *fifo = NULL;
 
     pthread_mutex_lock(&mb->lock);
     list = mb->head;
     mb->head = NULL;
+    if (close)
+        mb->closed = 1;
     pthread_mutex_unlock(&mb->lock);
     while (list != NULL) { /* reverse: oldest first */
         gw_call_t *next = list->next;
@@ -69,6 +77,14 @@ gw_call_t *gw_mailbox_take_all(gw_mailbox_t *mb) {
         list = next;
     }
     return fifo;
+}
+
+gw_call_t *gw_mailbox_take_all(gw_mailbox_t *mb) {
+    return take(mb, 0);
+}
+
+gw_call_t *gw_mailbox_close(gw_mailbox_t *mb) {
+    return take(mb, 1);
 }
 
 int gw_mailbox_empty(gw_mailbox_t *mb) {

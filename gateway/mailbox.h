@@ -4,7 +4,9 @@
  * and libuv's async handle do).
  *
  * gw_mailbox_put and gw_mailbox_wake may be called from any thread; the
- * other functions belong to the one consuming thread. */
+ * other functions belong to the one consuming thread.  Once the consumer
+ * closes it (it exits), a put fails instead of leaving the call to
+ * nobody. */
 #ifndef GW_MAILBOX_H
 #define GW_MAILBOX_H
 
@@ -18,14 +20,18 @@ gw_mailbox_t *gw_mailbox_new(void);
 void gw_mailbox_free(gw_mailbox_t *mb);
 
 /* Appends call (linked through call->next, which the mailbox owns until
- * the call is taken).  Never fails. */
-void gw_mailbox_put(gw_mailbox_t *mb, gw_call_t *call);
+ * the call is taken).  Returns 0, or -1 when the mailbox is closed (the
+ * consumer is gone): the call is not taken, it stays the caller's. */
+int gw_mailbox_put(gw_mailbox_t *mb, gw_call_t *call);
 /* Wakes the consumer even when the list is empty (to look at a flag). */
 void gw_mailbox_wake(gw_mailbox_t *mb);
 
 /* Takes every call, in the order they were put, as a list through ->next;
  * NULL when empty. */
 gw_call_t *gw_mailbox_take_all(gw_mailbox_t *mb);
+/* Closes the mailbox for good (the consumer stops reading it): later
+ * puts fail.  Returns the calls still in it, as gw_mailbox_take_all. */
+gw_call_t *gw_mailbox_close(gw_mailbox_t *mb);
 /* Whether the list is empty right now. */
 int gw_mailbox_empty(gw_mailbox_t *mb);
 /* The descriptor to poll for POLLIN, and the call that resets it. */

@@ -24,6 +24,7 @@
 #include "pending.h"
 #include "publisher.h"
 #include "reply.h"
+#include "unconf.h"
 #include "urls.h"
 #include "watch.h"
 
@@ -44,6 +45,11 @@
  * once; a failover is then a pause, not a burst of errors.  Only with
  * another node to go to: one node that is gone is not back so soon. */
 #define HOLD_MS 1000
+/* While calls are held, a connection attempt is cut at the earliest held
+ * deadline or the hold's end (link.h), but given at least this long: a
+ * healthy node answers in milliseconds, and one cut too soon is skipped
+ * for the next. */
+#define ATTEMPT_MIN_MS 200
 /* A raw reply's header value is at most this long (the HTTP side's whole
  * header section is smaller). */
 #define REPLY_HEADER_MAX 4096
@@ -52,29 +58,27 @@
  * for the replies of their calls (link.h, "Publishing channels"). */
 #define CHANNELS_MAX 8
 /* A publish the broker has not confirmed after this long makes us move
- * to a new channel; so does a nack.  The moves are spaced ROTATE_MIN_MS
- * apart at first, doubling to ROTATE_MAX_MS while the new channels are no
- * better (a channel opened too soon after a node died keeps pointing at
- * the dead queue leader until the election is over); a confirm on the
- * channel in use starts over. */
+ * to a new channel; so does a nack, when none of the last CONFIRM_WINDOW
+ * confirms on the channel was an ack (a channel that points at a dead
+ * queue leader nacks everything; a full queue with x-overflow
+ * reject-publish nacks its own messages on a channel that acks the
+ * others: back pressure, not a bad channel).  The moves are spaced
+ * ROTATE_MIN_MS apart at first, doubling to ROTATE_MAX_MS while the new
+ * channels are no better (a channel opened too soon after a node died
+ * keeps pointing at the dead queue leader until the election is over);
+ * acks with no nack among them on the channel in use start over. */
 #define UNCONFIRMED_MAX_MS 1000
 #define ROTATE_MIN_MS      100
 #define ROTATE_MAX_MS      1000
-/* A nacked message was never queued: it is published again, on the
- * channel in use by then, up to this many times in all (spaced
- * RETRY_GAP_MS, doubling), before the caller gets 503 not_queued. */
+#define CONFIRM_WINDOW     16
+/* A nacked message of a queue route was never queued: it is published
+ * again, on the channel in use by then, up to this many times in all
+ * (spaced RETRY_GAP_MS, doubling), before the caller gets 503
+ * not_queued.  An exchange route's message may go to several queues, and
+ * a nack says only that one of them refused it: not published again (the
+ * others would get it twice). */
 #define PUBLISH_ATTEMPTS 4
 #define RETRY_GAP_MS     50
-
-/* A publish the broker has not confirmed yet (publisher confirms). */
-typedef struct {
-    uint64_t tag;
-    int64_t sent_ms;
-    uint8_t id[GW_ID_LEN]; /* its call's correlation id */
-    uint16_t channel;
-    uint8_t publish; /* a publish-mode call: the confirm ends it */
-    uint8_t settled; /* confirmed (or moot), waiting to be popped */
-} unconfirmed_t;
 
 /* A publishing channel and the calls published on it that wait. */
 typedef struct {
@@ -108,12 +112,16 @@ struct gw_rpc {
     gw_publisher_t *pub;
     gw_pending_t *pending;
     gw_idgen_t ids;
-    unconfirmed_t *unconfirmed; /* a ring, oldest first */
-    size_t unconf_cap, unconf_head, unconf_len;
+    gw_unconf_t *unconf; /* publishes the broker has not confirmed yet */
     chan_t chans[CHANNELS_MAX];
     int64_t rotated_ms; /* when the last move to a new channel began */
     int64_t rotate_gap; /* the least time from it to the next move */
-    gw_call_t *retry;   /* nacked calls to publish again, by retry_ms */
+    /* The last confirms on the publishing channel window_ch, newest in
+     * bit 0 (1: an ack); window_n of them (at most CONFIRM_WINDOW). */
+    uint16_t window_ch;
+    uint32_t window;
+    unsigned window_n;
+    gw_call_t *retry; /* nacked calls to publish again, by retry_ms */
     cm_backoff_t backoff;
     int64_t next_attempt_ms; /* down: the next connection attempt */
     gw_call_t *held;         /* down: calls waiting for the connection */
@@ -140,29 +148,11 @@ static chan_t *chan_find(gw_rpc_t *rpc, uint16_t channel) {
     return NULL;
 }
 
-/* Unconfirmed publishes of a channel that is gone or retired will never
- * be confirmed: out of the ring's way. */
-static void unconfirmed_drop(gw_rpc_t *rpc, uint16_t channel) {
-    size_t i;
-
-    for (i = 0; i < rpc->unconf_len; i++) {
-        unconfirmed_t *u =
-            &rpc->unconfirmed[(rpc->unconf_head + i) % rpc->unconf_cap];
-
-        if (u->channel == channel)
-            u->settled = 1;
-    }
-    while (rpc->unconf_len > 0 && rpc->unconfirmed[rpc->unconf_head].settled) {
-        rpc->unconf_head = (rpc->unconf_head + 1) % rpc->unconf_cap;
-        rpc->unconf_len--;
-    }
-}
-
 /* Closes an old channel once no call waits on it. */
 static void chan_retire_if_idle(gw_rpc_t *rpc, chan_t *c) {
     if (c->n > 0 || c->channel == gw_link_channel(rpc->link))
         return;
-    unconfirmed_drop(rpc, c->channel);
+    gw_unconf_drop(rpc->unconf, c->channel);
     if (gw_link_retire(rpc->link, c->channel) != 0)
         cm_log_msg(CM_LOG_WARN, "amqp_channel_retire_failed");
     c->channel = 0;
@@ -305,7 +295,7 @@ static void link_down(gw_rpc_t *rpc, gw_err_t err, const char *detail,
     }
     gw_watch_reset(rpc->watch);
     atomic_store(&rpc->blocked, 0);
-    rpc->unconf_head = rpc->unconf_len = 0;
+    gw_unconf_clear(rpc->unconf);
     memset(rpc->chans, 0, sizeof(rpc->chans)); /* the calls fail below */
     /* Published calls lose their replies with the connection; the calls
      * not published yet wait for the next one (HOLD_MS), and the first
@@ -318,7 +308,9 @@ static void link_down(gw_rpc_t *rpc, gw_err_t err, const char *detail,
         fail_all(rpc, err, detail);
 }
 
-static int link_up(gw_rpc_t *rpc) {
+/* Connects; deadline_ms bounds the attempt (gw_link_open).  Returns 0,
+ * or -1 (logged). */
+static int link_up(gw_rpc_t *rpc, int64_t deadline_ms) {
     const char *node;
     size_t slot;
 
@@ -326,7 +318,7 @@ static int link_up(gw_rpc_t *rpc) {
      * calls: with the link up and a count still unknown, a call to a
      * queue nobody consumes would wait for its timeout instead of getting
      * no_server. */
-    if (gw_link_open(rpc->link) != 0)
+    if (gw_link_open(rpc->link, deadline_ms) != 0)
         return -1;
     for (slot = 0; slot < gw_watch_count(rpc->watch); slot++)
         log_consumers(rpc, (int)slot);
@@ -356,24 +348,19 @@ static int link_up(gw_rpc_t *rpc) {
 
 /* --- publishing ---------------------------------------------------------- */
 
-/* Remembers a publish until the broker confirms it.  Returns -1 when too
- * many are unconfirmed (the broker is not confirming). */
-static int unconfirmed_push(gw_rpc_t *rpc, uint16_t channel, uint64_t tag,
-                            const uint8_t id[GW_ID_LEN], int publish,
-                            int64_t now) {
-    unconfirmed_t *u;
+/* Remembers a publish until the broker confirms it (publish checked
+ * there is room). */
+static void unconfirmed_push(gw_rpc_t *rpc, uint16_t channel, uint64_t tag,
+                             const uint8_t id[GW_ID_LEN], int publish,
+                             int64_t now) {
+    gw_unconf_entry_t e;
 
-    if (rpc->unconf_len == rpc->unconf_cap)
-        return -1;
-    u = &rpc->unconfirmed[(rpc->unconf_head + rpc->unconf_len++) %
-                          rpc->unconf_cap];
-    u->tag = tag;
-    u->sent_ms = now;
-    memcpy(u->id, id, GW_ID_LEN);
-    u->channel = channel;
-    u->publish = (uint8_t)publish;
-    u->settled = 0;
-    return 0;
+    e.tag = tag;
+    e.sent_ms = now;
+    memcpy(e.id, id, GW_ID_LEN);
+    e.channel = channel;
+    e.publish = (uint8_t)publish;
+    (void)gw_unconf_push(rpc->unconf, &e);
 }
 
 /* Remembers that call waits on channel (for its reply, or its confirm). */
@@ -457,7 +444,7 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
         m.body = call->req_body;
         m.body_len = call->req_body_len;
     }
-    if (rpc->unconf_len == rpc->unconf_cap) {
+    if (gw_unconf_full(rpc->unconf)) {
         complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
                  "RabbitMQ is not confirming what we publish");
         return 0;
@@ -483,6 +470,20 @@ static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
                          route->mode == GW_MODE_PUBLISH, now);
     chan_add(rpc, call, channel);
     return 0;
+}
+
+/* Answers a call whose route nobody serves (watch.h), as gw_rpc_admit
+ * would have. */
+static void no_server(gw_rpc_t *rpc, gw_call_t *call) {
+    char detail[320];
+
+    if (call->route->queue != NULL)
+        snprintf(detail, sizeof(detail), "no worker consumes queue '%s'",
+                 call->route->queue);
+    else
+        snprintf(detail, sizeof(detail), "no exchange named '%s'",
+                 call->route->exchange);
+    complete(rpc, call, GW_E_NO_SERVER, detail);
 }
 
 /* Publishes every submitted call, or answers it at once. */
@@ -523,6 +524,14 @@ static void start_calls(gw_rpc_t *rpc) {
         }
         if (call->deadline_ms <= now) {
             complete(rpc, call, GW_E_TIMEOUT, "timed out before publishing");
+            continue;
+        }
+        /* Admitted while the verdict was unknown (held for a reconnect):
+         * publishing to an exchange that is not there would make the
+         * broker close the channel, with every call waiting on it. */
+        if (call->watch >= 0 &&
+            gw_watch_nobody(rpc->watch, (size_t)call->watch)) {
+            no_server(rpc, call);
             continue;
         }
         if (publish(rpc, call, now) != 0) {
@@ -739,16 +748,23 @@ static void on_return(gw_rpc_t *rpc, const gw_link_event_t *ev) {
                  "exchange '%s' routes key '%s' to no queue: nobody serves "
                  "these calls",
                  call->route->exchange, call->routing_key);
+    /* A queue route's return means its queue is gone: every call to it is
+     * no_server from now on.  An exchange route's return is about this
+     * routing key only (the exchange's other keys may be bound): this
+     * call alone. */
     if (call->watch >= 0 &&
+        gw_watch_kind(rpc->watch, (size_t)call->watch) == GW_WATCH_QUEUE &&
         gw_watch_record(rpc->watch, (size_t)call->watch, 0, 1, cm_now_ms()))
         log_consumers(rpc, call->watch);
     complete(rpc, call, GW_E_NO_SERVER, detail);
 }
 
 /* The broker confirmed (ack) or refused (nack) publishes up to tag (or
- * just tag).  A refused call never reached a queue: 503 not_queued, safe
- * to retry.  A confirmed publish-mode call is done: 202. */
-static void settle(gw_rpc_t *rpc, const unconfirmed_t *u, int ack) {
+ * just tag).  A refused queue-route call never reached its queue: it is
+ * published again, then 503 not_queued, safe to retry; a refused
+ * exchange-route call is 503 not_queued at once.  A confirmed
+ * publish-mode call is done: 202. */
+static void settle(gw_rpc_t *rpc, const gw_unconf_entry_t *u, int ack) {
     gw_call_t *call;
 
     if (ack && !u->publish)
@@ -759,6 +775,13 @@ static void settle(gw_rpc_t *rpc, const unconfirmed_t *u, int ack) {
     if (ack) {
         call->status = 202;
         complete(rpc, call, GW_E_OK, NULL);
+        return;
+    }
+    if (call->route->queue == NULL) {
+        complete(rpc, call, GW_E_NOT_QUEUED,
+                 "RabbitMQ refused the message (nack): a queue the exchange "
+                 "routes it to did not take it (others may have; it was not "
+                 "published again)");
         return;
     }
     if (call->attempts < PUBLISH_ATTEMPTS &&
@@ -796,29 +819,54 @@ static int64_t retry_due(gw_rpc_t *rpc, int64_t now) {
     return rpc->retry != NULL ? rpc->retry->retry_ms : INT64_MAX;
 }
 
+/* Remembers a confirm of a publish on channel, if that is the channel in
+ * use (confirms of older ones say nothing of it). */
+static void window_add(gw_rpc_t *rpc, uint16_t channel, int ack) {
+    if (channel != gw_link_channel(rpc->link))
+        return;
+    if (rpc->window_ch != channel) {
+        rpc->window_ch = channel;
+        rpc->window = 0;
+        rpc->window_n = 0;
+    }
+    rpc->window = (rpc->window << 1) | (ack ? 1u : 0u);
+    if (rpc->window_n < CONFIRM_WINDOW)
+        rpc->window_n++;
+}
+
+/* How many of the last confirms on the channel in use were acks, and how
+ * many nacks. */
+static void window_count(const gw_rpc_t *rpc, unsigned *acks, unsigned *nacks) {
+    uint32_t bits = rpc->window & ((1u << CONFIRM_WINDOW) - 1);
+
+    *acks = *nacks = 0;
+    if (rpc->window_ch != gw_link_channel(rpc->link))
+        return;
+    *acks = (unsigned)__builtin_popcount(bits);
+    *nacks = rpc->window_n - *acks;
+}
+
+typedef struct {
+    gw_rpc_t *rpc;
+    int ack;
+} confirm_ctx_t;
+
+static void on_settled(void *arg, const gw_unconf_entry_t *e) {
+    confirm_ctx_t *c = arg;
+
+    window_add(c->rpc, e->channel, c->ack);
+    settle(c->rpc, e, c->ack);
+}
+
 static void on_confirm(gw_rpc_t *rpc, const gw_link_event_t *ev, int ack) {
-    size_t i;
+    confirm_ctx_t ctx = {rpc, ack};
+    unsigned acks, nacks;
 
-    if (ack && ev->channel == gw_link_channel(rpc->link))
-        rpc->rotate_gap = 0; /* this one works */
-
-    for (i = 0; i < rpc->unconf_len; i++) {
-        unconfirmed_t *u =
-            &rpc->unconfirmed[(rpc->unconf_head + i) % rpc->unconf_cap];
-
-        if (u->channel != ev->channel)
-            continue;
-        if (u->tag > ev->tag)
-            break;
-        if (!u->settled && (ev->multiple || u->tag == ev->tag)) {
-            settle(rpc, u, ack);
-            u->settled = 1;
-        }
-    }
-    while (rpc->unconf_len > 0 && rpc->unconfirmed[rpc->unconf_head].settled) {
-        rpc->unconf_head = (rpc->unconf_head + 1) % rpc->unconf_cap;
-        rpc->unconf_len--;
-    }
+    gw_unconf_confirm(rpc->unconf, ev->channel, ev->tag, ev->multiple,
+                      on_settled, &ctx);
+    window_count(rpc, &acks, &nacks);
+    if (ack && acks > 0 && nacks == 0)
+        rpc->rotate_gap = 0; /* the channel in use works, for every queue */
     if (!ack) {
         cm_log_t l;
 
@@ -844,7 +892,7 @@ static void on_rotated(gw_rpc_t *rpc, const gw_link_event_t *ev) {
     if (old != NULL)
         chan_retire_if_idle(rpc, old);
     else if (ev->old_channel != 0) {
-        unconfirmed_drop(rpc, ev->old_channel);
+        gw_unconf_drop(rpc->unconf, ev->old_channel);
         if (gw_link_retire(rpc->link, ev->old_channel) != 0)
             cm_log_msg(CM_LOG_WARN, "amqp_channel_retire_failed");
     }
@@ -857,7 +905,7 @@ static void on_channel_lost(gw_rpc_t *rpc, const gw_link_event_t *ev) {
     gw_call_t *call = NULL, *next;
     uint8_t id[GW_ID_LEN];
 
-    unconfirmed_drop(rpc, ev->channel);
+    gw_unconf_drop(rpc->unconf, ev->channel);
     /* most likely an exchange that went away: look again now */
     gw_watch_recheck(rpc->watch, GW_WATCH_EXCHANGE);
     if (c != NULL) { /* its calls, off the channel's books */
@@ -887,23 +935,16 @@ static void on_channel_lost(gw_rpc_t *rpc, const gw_link_event_t *ev) {
  * (link.h): move to a new one. */
 static int check_confirms(gw_rpc_t *rpc, int64_t now) {
     uint16_t channel = gw_link_channel(rpc->link);
-    size_t i;
+    const gw_unconf_entry_t *u;
 
     if (channel == 0) /* lost, and its replacement failed to open */
         return gw_link_rotating(rpc->link)
                    ? 0
                    : rotate(rpc, "no publishing channel", now);
-    for (i = 0; i < rpc->unconf_len; i++) {
-        const unconfirmed_t *u =
-            &rpc->unconfirmed[(rpc->unconf_head + i) % rpc->unconf_cap];
-
-        if (u->settled || u->channel != channel)
-            continue;
-        if (now - u->sent_ms < UNCONFIRMED_MAX_MS)
-            return 0;
-        return rotate(rpc, "a publish not confirmed within 1 s", now);
-    }
-    return 0;
+    u = gw_unconf_oldest(rpc->unconf, channel);
+    if (u == NULL || now - u->sent_ms < UNCONFIRMED_MAX_MS)
+        return 0;
+    return rotate(rpc, "a publish not confirmed within 1 s", now);
 }
 
 /* Handles what the broker has sent, without blocking.  Returns -1 when the
@@ -954,14 +995,20 @@ static int read_events(gw_rpc_t *rpc, char *why, size_t why_size) {
         case GW_LINK_ACK:
             on_confirm(rpc, &ev, 1);
             break;
-        case GW_LINK_NACK:
+        case GW_LINK_NACK: {
+            unsigned acks, nacks;
+
             on_confirm(rpc, &ev, 0);
-            if (ev.channel == gw_link_channel(rpc->link) &&
+            window_count(rpc, &acks, &nacks);
+            /* Nacks only: the channel may point at a dead queue leader.
+             * With acks among them it works: a queue refuses (full). */
+            if (ev.channel == gw_link_channel(rpc->link) && acks == 0 &&
                 rotate(rpc, "nack", cm_now_ms()) != 0) {
                 snprintf(why, why_size, LOST);
                 return -1;
             }
             break;
+        }
         case GW_LINK_ROTATED:
             on_rotated(rpc, &ev);
             break;
@@ -1011,6 +1058,17 @@ static int idle(gw_rpc_t *rpc) {
            gw_pending_count(rpc->pending) == 0;
 }
 
+/* How long a connection attempt may take: while calls are held (or may
+ * be, in the hold), until the earliest held deadline or the hold's end,
+ * so that they are answered in time; else each step's own bound. */
+static int64_t attempt_deadline(int64_t now, int64_t hold, int64_t earliest) {
+    int64_t d = earliest < hold ? earliest : hold;
+
+    if (hold <= now)
+        return INT64_MAX; /* nobody waits for it */
+    return d < now + ATTEMPT_MIN_MS ? now + ATTEMPT_MIN_MS : d;
+}
+
 static void *rpc_main(void *arg) {
     gw_rpc_t *rpc = arg;
     char why[320];
@@ -1018,21 +1076,27 @@ static void *rpc_main(void *arg) {
     for (;;) {
         if (!gw_link_is_open(rpc->link)) {
             int64_t now = cm_now_ms(), hold = atomic_load(&rpc->hold_until);
-
             int64_t wake;
 
-            if (atomic_load(&rpc->draining) || now >= hold)
-                fail_all(rpc, GW_E_BROKER_UNAVAILABLE,
-                         "not connected to RabbitMQ");
-            if (atomic_load(&rpc->draining))
-                break;
+            /* A held call whose deadline passed is a timeout (504), also
+             * when the hold is over too. */
             retry_due(rpc, INT64_MAX); /* down: they wait with the rest */
             wake = hold_calls(rpc, now);
+            if (atomic_load(&rpc->draining) || now >= hold) {
+                fail_all(rpc, GW_E_BROKER_UNAVAILABLE,
+                         "not connected to RabbitMQ");
+                wake = INT64_MAX;
+            }
+            if (atomic_load(&rpc->draining))
+                break;
             /* The first attempt after a loss goes at once, to the next
              * node; then the jittered schedule (urls.h), whatever wakes
              * the thread meanwhile. */
-            if (now < rpc->next_attempt_ms || link_up(rpc) != 0) {
+            if (now < rpc->next_attempt_ms ||
+                link_up(rpc, attempt_deadline(now, hold, wake)) != 0) {
                 now = cm_now_ms();
+                /* the attempt may have outlasted some held deadlines */
+                wake = hold_calls(rpc, now);
                 if (now >= rpc->next_attempt_ms)
                     rpc->next_attempt_ms =
                         now + (int64_t)cm_backoff_next(&rpc->backoff);
@@ -1064,6 +1128,11 @@ static void *rpc_main(void *arg) {
     }
     drop_log_flush(rpc, cm_now_ms(), 1);
     link_down(rpc, GW_E_SHUTTING_DOWN, "gateway stopped", "gateway stopped");
+    /* A call admitted just before draining began may be submitted after
+     * the last look at the mailbox: from now on gw_rpc_submit answers it
+     * itself. */
+    complete_list(rpc, gw_mailbox_close(rpc->mailbox), GW_E_SHUTTING_DOWN,
+                  "the gateway is shutting down");
     return NULL;
 }
 
@@ -1092,10 +1161,9 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     rpc->watch = gw_watch_new();
     /* Every call in flight, and as many again whose confirm is still on
      * its way after their reply. */
-    rpc->unconf_cap = 2 * (size_t)cfg->max_inflight + 64;
-    rpc->unconfirmed = calloc(rpc->unconf_cap, sizeof(*rpc->unconfirmed));
+    rpc->unconf = gw_unconf_new(2 * (size_t)cfg->max_inflight + 64);
     if (rpc->mailbox == NULL || rpc->pending == NULL || rpc->pub == NULL ||
-        rpc->watch == NULL || rpc->unconfirmed == NULL) {
+        rpc->watch == NULL || rpc->unconf == NULL) {
         cm_log_t l;
 
         cm_log_begin(&l, CM_LOG_ERROR, "rpc_init_failed");
@@ -1172,7 +1240,15 @@ void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out) {
 }
 
 void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call) {
-    gw_mailbox_put(rpc->mailbox, call);
+    if (gw_mailbox_put(rpc->mailbox, call) == 0)
+        return;
+    /* The AMQP thread is gone (stopping): answered here, on the caller's
+     * thread, as it would have. */
+    call->err = GW_E_SHUTTING_DOWN;
+    snprintf(call->detail, sizeof(call->detail), "%s",
+             "the gateway is shutting down");
+    rpc->done(call);
+    atomic_fetch_sub(&rpc->inflight, 1);
 }
 
 void gw_rpc_shutdown(gw_rpc_t *rpc) {
@@ -1194,6 +1270,6 @@ void gw_rpc_free(gw_rpc_t *rpc) {
     gw_pending_free(rpc->pending);
     gw_mailbox_free(rpc->mailbox);
     gw_watch_free(rpc->watch);
-    free(rpc->unconfirmed);
+    gw_unconf_free(rpc->unconf);
     free(rpc);
 }

@@ -2,7 +2,8 @@
  * calls, matches replies, enforces deadlines and reconnects.
  *
  * gw_rpc_admit/gw_rpc_submit may be called from any thread (the HTTP
- * thread); the done callback runs on the AMQP thread, exactly once per
+ * thread); the done callback runs on the AMQP thread (or in
+ * gw_rpc_submit, once that thread has stopped), exactly once per
  * submitted call.  gw_rpc_new/start/shutdown/free belong to main. */
 #ifndef GW_RPC_H
 #define GW_RPC_H
@@ -40,7 +41,9 @@ int gw_rpc_watch(gw_rpc_t *rpc, gw_watch_kind_t kind, const char *name);
 int gw_rpc_consumers(gw_rpc_t *rpc, const char *queue);
 /* The link's state right now (any thread; atomics only). */
 void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out);
-/* Hands an admitted call to the AMQP thread; done will be called once. */
+/* Hands an admitted call to the AMQP thread; done will be called once:
+ * on the calling thread, before this returns, when the AMQP thread has
+ * already stopped (GW_E_SHUTTING_DOWN). */
 void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call);
 
 /* Graceful stop: new calls are refused, calls in flight run to their reply

@@ -16,6 +16,7 @@ typedef struct {
     int64_t zero_since; /* first of the zero reads in a row; 0: none */
     int64_t next_ms;    /* when to read again */
     int had_some;       /* before the last reset, it had consumers */
+    int had_nobody;     /* ... or was nobody (a zero that lasted) */
 } slot_t;
 
 struct gw_watch {
@@ -100,10 +101,11 @@ int gw_watch_nobody(const gw_watch_t *w, size_t slot) {
 int gw_watch_record(gw_watch_t *w, size_t slot, int consumers, int missing,
                     int64_t now) {
     slot_t *s = &w->slot[slot];
-    int nobody = 0, before_n, before_nobody;
+    int nobody = 0, before_n, before_nobody, had_nobody = s->had_nobody;
 
     if (missing)
         consumers = 0;
+    s->had_nobody = 0; /* said of the first read after a reset only */
     if (s->kind == GW_WATCH_EXCHANGE && !missing) {
         consumers = 1; /* it exists: that is all there is to know */
         s->zero_since = 0;
@@ -116,8 +118,10 @@ int gw_watch_record(gw_watch_t *w, size_t slot, int consumers, int missing,
         s->zero_since = s->zero_since != 0 ? s->zero_since : now;
         s->next_ms = now + GW_WATCH_NOBODY_MS;
     } else {
+        /* Nobody before the connection went, and still 0: it has lasted
+         * (no need to wait again after a reconnect). */
         if (s->zero_since == 0)
-            s->zero_since = now;
+            s->zero_since = had_nobody ? now - GW_WATCH_CONFIRM_MS : now;
         nobody = now - s->zero_since >= GW_WATCH_CONFIRM_MS;
         /* Unconfirmed: read again once it could be confirmed. */
         s->next_ms = nobody ? now + GW_WATCH_NOBODY_MS
@@ -156,8 +160,10 @@ void gw_watch_reset(gw_watch_t *w) {
     for (i = 0; i < n; i++) {
         int c = atomic_load(&w->slot[i].consumers);
 
-        if (c >= 0) /* known: what it was when the connection went */
+        if (c >= 0) { /* known: what it was when the connection went */
             w->slot[i].had_some = c > 0;
+            w->slot[i].had_nobody = atomic_load(&w->slot[i].nobody);
+        }
         atomic_store(&w->slot[i].consumers, -1);
         atomic_store(&w->slot[i].nobody, 0);
         w->slot[i].zero_since = 0;

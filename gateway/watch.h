@@ -61,7 +61,8 @@ int gw_watch_record(gw_watch_t *w, size_t slot, int consumers, int missing,
 int gw_watch_due(gw_watch_t *w, int64_t now, int64_t *next_ms);
 /* Every slot of kind due for a read at once (what is known stays). */
 void gw_watch_recheck(gw_watch_t *w, gw_watch_kind_t kind);
-/* The connection is gone: every count unknown, every read due at once. */
+/* The connection is gone: every count unknown, every read due at once.
+ * A queue that was nobody then is nobody again at its first zero. */
 void gw_watch_reset(gw_watch_t *w);
 /* Whether slot had consumers when the connection went (a zero read right
  * after reconnecting is then most likely a leader election, not nobody). */

@@ -55,6 +55,8 @@ EXCHANGE = "fibrpc_routes_images"
 VANISH_X = "fibrpc_routes_vanish"
 VANISH_Q = "fibrpc_routes_vanish_q"
 RESIZE_Q = "fibrpc_routes_resize_200"
+FANOUT_X = "fibrpc_routes_fanout"  # key "k" -> FULL_Q and COPY_Q
+COPY_Q = "fibrpc_routes_copy"
 WANT = ["x-want-status", "x-want-status-text", "x-want-type", "x-want-meta",
         "x-want-error", "x-want-cache", "accept-language"]
 
@@ -84,6 +86,8 @@ def routes(extra=()):
          "exchange": "fibrpc_routes_ghost", "routing_key": "x"},
         {"name": "vanish", "method": "POST", "path": "/v1/vanish",
          "exchange": VANISH_X, "routing_key": "v", "mode": "publish"},
+        {"name": "fanout", "method": "POST", "path": "/v1/fanout",
+         "exchange": FANOUT_X, "routing_key": "k", "mode": "publish"},
     ]
     return {"routes": table + list(extra)}
 
@@ -146,6 +150,10 @@ def setUpModule():
             ch.queue_declare(AUDIT_Q, durable=True)
             ch.queue_declare(FULL_Q, durable=True, arguments={
                 "x-max-length": 1, "x-overflow": "reject-publish"})
+            ch.exchange_declare(FANOUT_X, "direct", durable=True)
+            ch.queue_declare(COPY_Q, durable=True)
+            ch.queue_bind(FULL_Q, FANOUT_X, "k")
+            ch.queue_bind(COPY_Q, FANOUT_X, "k")
         RESIZER = Resizer(env.url)
         RESIZER.start()
         RESIZER.ready.wait(harness.READY_TIMEOUT)
@@ -427,6 +435,15 @@ class ExchangeTest(unittest.TestCase):
         r = post("/v1/images/cat.jpg/resize/300", b"x")
         harness.assert_problem(self, r, 504, "no_server")
         self.assertLess(r.elapsed, 2.0)
+        self.assertIn("routes key 'resize.300' to no queue", r.json["detail"])
+        # An unbound key says nothing of the exchange's other keys: they
+        # are served at once, even while a client keeps trying the unbound
+        # one (a return once marked the whole exchange missing).
+        for _ in range(5):
+            harness.assert_problem(self, post("/v1/images/x/resize/300", b"x"),
+                                   504, "no_server")
+            r = post("/v1/images/cat.jpg/resize/200", b"again")
+            self.assertEqual(r.status, 200, harness.show(r))
         # a parameter that would reach other bindings of a topic exchange
         for bad in ("200.secret", "%2A", "%23"):
             with self.subTest(size=bad):
@@ -515,13 +532,44 @@ class PublishTest(unittest.TestCase):
         r = post("/v1/full", b"second")
         harness.assert_problem(self, r, 503, "not_queued")
         self.assertEqual(r.headers["Retry-After"], "1")
-        # A nack moves publishing to a new channel (a channel opened just
-        # after a node died can point at a dead queue leader); the calls
-        # go on there.
-        GW.wait_events("amqp_channel_rotated", timeout=20)
+        self.assertIn("retrying is safe", r.json["detail"])
+        # A full queue is back pressure, not a bad channel: with the
+        # channel acking other messages, its nacks move publishing nowhere
+        # (a channel that nacks everything is replaced: test_cluster).
+        rotations = len(GW.events("amqp_channel_rotating"))
+        for i in range(10):
+            harness.assert_problem(self, post("/v1/full", b"more"), 503, "not_queued")
+            r = post("/v1/audit", b"x")
+            self.assertEqual(r.status, 202, harness.show(r))
+        self.assertEqual(len(GW.events("amqp_channel_rotating")), rotations,
+                         GW.log_tail())
+        with ENV.broker.connect() as conn:
+            conn.channel().queue_purge(AUDIT_Q)
         for n in (10, 11, 12):
             r = harness.get(GW.port, f"/fib/{n}")
             self.assertEqual(r.status, 200, harness.show(r))
+
+    def test_an_exchange_route_nack_is_not_published_twice(self):
+        """FANOUT_X routes key k to FULL_Q (full: nacks) and COPY_Q: the
+        nack says one queue refused, and COPY_Q took the message.  Published
+        again, COPY_Q would get it again: 503 at once, one copy."""
+        with ENV.broker.connect() as conn:
+            ch = conn.channel()
+            ch.queue_purge(FULL_Q)
+            ch.queue_purge(COPY_Q)
+        self.assertEqual(post("/v1/full", b"fill").status, 202)
+        r = post("/v1/fanout", b"once")
+        harness.assert_problem(self, r, 503, "not_queued")
+        # the audit route's confirm comes after COPY_Q's copy: then all
+        # the copies there will ever be are there
+        self.assertEqual(post("/v1/audit", b"after").status, 202)
+        self.assertEqual(ENV.broker.queue_info(COPY_Q)[0], 1, "published again")
+        self.assertNotIn("safe", r.json["detail"])
+        self.assertIn("others may have", r.json["detail"])
+        with ENV.broker.connect() as conn:
+            ch = conn.channel()
+            ch.queue_purge(COPY_Q)
+            ch.queue_purge(AUDIT_Q)
 
     def test_no_consumer_needed_but_no_queue_is_no_server(self):
         self.assertEqual(ENV.broker.queue_info(AUDIT_Q)[1], 0)  # nobody consumes

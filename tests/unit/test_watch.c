@@ -137,6 +137,32 @@ static void test_had_some_survives_resets(void **state) {
     gw_watch_free(w);
 }
 
+/* A queue that was nobody when the connection went is nobody at its
+ * first zero after the reconnect (the gateway no longer waits a second
+ * for it while connecting); one that was not must wait as ever. */
+static void test_nobody_before_reset_is_nobody_at_first_zero(void **state) {
+    gw_watch_t *w = gw_watch_new();
+
+    (void)state;
+    gw_watch_add(w, GW_WATCH_QUEUE, "idle");
+    gw_watch_add(w, GW_WATCH_QUEUE, "new");
+    gw_watch_record(w, 0, 0, 0, 100);
+    gw_watch_record(w, 0, 0, 0, 100 + GW_WATCH_CONFIRM_MS);
+    assert_true(gw_watch_nobody(w, 0));
+    gw_watch_reset(w);
+    assert_false(gw_watch_nobody(w, 0));
+    gw_watch_record(w, 0, 0, 0, 5000);
+    assert_true(gw_watch_nobody(w, 0));
+    gw_watch_record(w, 1, 0, 0, 5000);
+    assert_false(gw_watch_nobody(w, 1));
+    /* said of the first read only: a consumer, then a zero waits again */
+    gw_watch_reset(w);
+    gw_watch_record(w, 0, 1, 0, 6000);
+    gw_watch_record(w, 0, 0, 0, 6100);
+    assert_false(gw_watch_nobody(w, 0));
+    gw_watch_free(w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slots),
@@ -145,6 +171,7 @@ int main(void) {
         cmocka_unit_test(test_due_earliest_first_and_reset),
         cmocka_unit_test(test_exchanges),
         cmocka_unit_test(test_had_some_survives_resets),
+        cmocka_unit_test(test_nobody_before_reset_is_nobody_at_first_zero),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
