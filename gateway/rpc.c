@@ -1247,8 +1247,8 @@ void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call) {
     call->err = GW_E_SHUTTING_DOWN;
     snprintf(call->detail, sizeof(call->detail), "%s",
              "the gateway is shutting down");
-    rpc->done(call);
     atomic_fetch_sub(&rpc->inflight, 1);
+    rpc->done(call);
 }
 
 void gw_rpc_shutdown(gw_rpc_t *rpc) {
