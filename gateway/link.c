@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "amqp_read.h"
 #include "amqp_text.h"
@@ -160,7 +161,8 @@ void gw_link_event_header(const gw_link_event_t *ev, const char *name,
         const amqp_table_entry_t *e = &t->entries[i];
         const amqp_field_value_t *v = &e->value;
 
-        if (e->key.len != len || memcmp(e->key.bytes, name, len) != 0)
+        /* header names are case-insensitive (a worker may send X-Cache) */
+        if (e->key.len != len || strncasecmp(e->key.bytes, name, len) != 0)
             continue;
         out->kind = GW_HVAL_INT;
         switch (v->kind) {

@@ -25,10 +25,10 @@
  * application/octet-stream).  Header GWRPC_HDR_STATUS: the HTTP status,
  * an integer or a string of digits from 200 to 599 (absent: 200; anything
  * else: the caller gets 502 bad_reply).  Headers the route lists in
- * return_headers are copied to the response (strings or integers; a value
- * with a control byte is left out); a worker's status comes with those
- * only (no Allow, WWW-Authenticate or Retry-After added by the gateway:
- * list them to pass them on).  A worker that cannot serve the
+ * return_headers (names in any case) are copied to the response (strings
+ * or integers; a value with a control byte is left out); a worker's
+ * status comes with those only (no Allow, WWW-Authenticate or
+ * Retry-After added by the gateway: list them to pass them on).  A worker that cannot serve the
  * request replies with content type FIBRPC_ERROR_CONTENT_TYPE and
  * {"type": "...", "message": "..."}, exactly as a fib worker does: the
  * caller gets problem JSON (400 worker_rejected for invalid_argument and

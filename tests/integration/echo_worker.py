@@ -12,7 +12,8 @@ request's own headers ask, so that one worker can play every part.
   request's own body.
 - x-want-error: the reply is a worker error of that type.
 - x-want-cache: the value of the reply's x-cache (absent: HIT).
-Every reply carries x-cache: HIT, x-count: 7 (an integer) and x-evil: a
+Every reply carries x-cache: HIT, X-Count: 7 (an integer; capitalised:
+return_headers names match in any case) and x-evil: a
 value with a CR LF in it (which the gateway must never pass on).
 
     echo_worker.py AMQP_URL QUEUE"""
@@ -35,7 +36,7 @@ def text(v):
 
 def on_request(ch, method, props, body):
     h = {k: text(v) for k, v in (props.headers or {}).items()}
-    out = {"x-cache": h.get("x-want-cache", "HIT"), "x-count": 7,
+    out = {"x-cache": h.get("x-want-cache", "HIT"), "X-Count": 7,
            "x-evil": "a\r\nSet-Cookie: pwned=1"}
     status = h.get("x-want-status")
     if status is not None:
