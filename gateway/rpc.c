@@ -216,12 +216,22 @@ static void fail_pending(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
 /* Fails every call, published or not. */
 static void fail_all(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
     gw_call_t *held = rpc->held, *retry = rpc->retry;
+    /* A call not published (or nacked: never queued) did not run: 503,
+     * safe to retry, not the 502 of a call that may have. */
+    gw_err_t unsent = err == GW_E_CONNECTION_LOST ? GW_E_BROKER_UNAVAILABLE
+                                                  : err;
+    const char *unsent_detail =
+        err == GW_E_CONNECTION_LOST
+            ? "the connection to RabbitMQ was lost before the call was "
+              "published"
+            : detail;
 
     fail_pending(rpc, err, detail);
     rpc->held = rpc->retry = NULL;
-    complete_list(rpc, held, err, detail);
-    complete_list(rpc, retry, err, detail);
-    complete_list(rpc, gw_mailbox_take_all(rpc->mailbox), err, detail);
+    complete_list(rpc, held, unsent, unsent_detail);
+    complete_list(rpc, retry, unsent, unsent_detail);
+    complete_list(rpc, gw_mailbox_take_all(rpc->mailbox), unsent,
+                  unsent_detail);
 }
 
 /* While down: the submitted calls wait for the next connection (held, in
@@ -537,7 +547,7 @@ static void start_calls(gw_rpc_t *rpc) {
         if (publish(rpc, call, now) != 0) {
             cm_log_msg(CM_LOG_WARN, "amqp_publish_failed");
             complete(rpc, call, GW_E_CONNECTION_LOST, LOST " while publishing");
-            complete_list(rpc, next, GW_E_CONNECTION_LOST, LOST);
+            rpc->held = next; /* never sent: held or 503 (link_down) */
             link_down(rpc, GW_E_CONNECTION_LOST, LOST, LOST);
             return;
         }
