@@ -222,8 +222,34 @@ static int counted(gw_link_t *link, int slot, int n, int missing,
     return 1;
 }
 
-/* A missing queue makes the broker close CH_CHECK (404): answers the
- * close.  Returns -1 when the connection failed. */
+/* The broker closed CH_CHECK over a read of slot: 404 is a missing queue
+ * or exchange (nobody); any other code (403, 405: an exclusive queue of
+ * another connection) says nothing of who consumes, so the count is
+ * unknown and calls are published.  Returns what counted() returns. */
+static int check_refused(gw_link_t *link, int slot, unsigned code,
+                         amqp_bytes_t text, gw_link_event_t *ev) {
+    cm_log_t l;
+
+    if (code == AMQP_NOT_FOUND)
+        return counted(link, slot, 0, 1, ev);
+    cm_log_begin(&l, CM_LOG_WARN, "amqp_check_refused");
+    cm_log_str(&l, "name", gw_watch_name(link->watch, (size_t)slot),
+               strlen(gw_watch_name(link->watch, (size_t)slot)));
+    cm_log_kv(&l, "code", "%u", code);
+    cm_log_str(&l, "reason", text.bytes, text.len);
+    cm_log_end(&l);
+    if (!gw_watch_refused(link->watch, (size_t)slot, cm_now_ms()))
+        return 0;
+    if (ev != NULL) {
+        memset(ev, 0, sizeof(*ev));
+        ev->kind = GW_LINK_CONSUMERS;
+        ev->slot = slot;
+    }
+    return 1;
+}
+
+/* Answers the broker's close of CH_CHECK.  Returns -1 when the connection
+ * failed. */
 static int check_closed(gw_link_t *link) {
     amqp_channel_close_ok_t close_ok = {0};
 
@@ -261,7 +287,9 @@ static int count_one(gw_link_t *link, size_t slot) {
     r = amqp_get_rpc_reply(link->conn);
     if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
         r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        counted(link, (int)slot, 0, 1, NULL);
+        const amqp_channel_close_t *m = r.reply.decoded;
+
+        check_refused(link, (int)slot, m->reply_code, m->reply_text, NULL);
         if (check_closed(link) != 0 || step_timeouts(link, "channel.open") ||
             amqp_channel_open(link->conn, CH_CHECK) == NULL) {
             failed(link, "channel.open");
@@ -640,7 +668,8 @@ static int on_method(gw_link_t *link, const amqp_frame_t *f,
 
         if (f->channel == CH_CHECK) { /* 404: the queue does not exist */
             int changed = link->check == CHECK_WAITING &&
-                          counted(link, link->check_slot, 0, 1, ev);
+                          check_refused(link, link->check_slot, m->reply_code,
+                                        m->reply_text, ev);
 
             return check_closed(link) == 0 ? changed : -1;
         }

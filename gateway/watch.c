@@ -132,6 +132,18 @@ int gw_watch_record(gw_watch_t *w, size_t slot, int consumers, int missing,
     return before_n != consumers || before_nobody != nobody;
 }
 
+int gw_watch_refused(gw_watch_t *w, size_t slot, int64_t now) {
+    slot_t *s = &w->slot[slot];
+    int before_n, before_nobody;
+
+    s->had_nobody = 0;
+    s->zero_since = 0;
+    s->next_ms = now + GW_WATCH_REFUSED_MS;
+    before_n = atomic_exchange(&s->consumers, -1);
+    before_nobody = atomic_exchange(&s->nobody, 0);
+    return before_n != -1 || before_nobody != 0;
+}
+
 int gw_watch_due(gw_watch_t *w, int64_t now, int64_t *next_ms) {
     size_t i, n = atomic_load(&w->count);
     int64_t best = INT64_MAX;

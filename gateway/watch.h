@@ -25,6 +25,7 @@
 #define GW_WATCH_CONFIRM_MS 1000 /* a zero must last this long */
 #define GW_WATCH_SOME_MS    1000 /* re-read a queue with consumers */
 #define GW_WATCH_NOBODY_MS  100  /* re-read a queue without, to see one come */
+#define GW_WATCH_REFUSED_MS 10000 /* re-read one the broker refused to read */
 
 typedef struct gw_watch gw_watch_t;
 
@@ -56,6 +57,13 @@ int gw_watch_nobody(const gw_watch_t *w, size_t slot);
  * Returns 1 when what callers see changed (the count, or the verdict). */
 int gw_watch_record(gw_watch_t *w, size_t slot, int consumers, int missing,
                     int64_t now);
+/* Records a read of slot the broker refused for another reason than a
+ * missing queue (403 access refused, 405 an exclusive queue of another
+ * connection): the count is unknown, nobody is not said (calls are
+ * published and end at their timeout if nobody serves them), and the
+ * next read is GW_WATCH_REFUSED_MS later.  Returns 1 when what callers
+ * see changed. */
+int gw_watch_refused(gw_watch_t *w, size_t slot, int64_t now);
 /* The slot whose next read is due at now, earliest first, or -1; *next_ms
  * gets when the earliest read falls due (INT64_MAX: none). */
 int gw_watch_due(gw_watch_t *w, int64_t now, int64_t *next_ms);

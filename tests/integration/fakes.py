@@ -92,7 +92,9 @@ class FakeServer(threading.Thread):
             params.retry_delay = 0.5
             self._conn = pika.BlockingConnection(params)
             self._ch = self._conn.channel()
-            if self.declare:
+            if self.declare == "exclusive":  # only this connection may read it
+                self._ch.queue_declare(self.queue, exclusive=True)
+            elif self.declare:
                 self._ch.queue_declare(self.queue, durable=True)
             self._ch.basic_consume(self.queue, self._on_message, auto_ack=True)
             self._ready.set()

@@ -84,6 +84,10 @@ def setUpModule():
         env.broker.declare_queue("fibrpc_idle")
         GW["idle"] = env.start_gateway(queue="fibrpc_idle", timeout_ms=3000,
                                        ready_path="/fib/1", ready_status=504)
+        # A worker's own exclusive queue: the gateway may not read it.
+        FAKE["exclusive"] = fakes.FibServer(url, "fibrpc_exclusive",
+                                            declare="exclusive").start_and_wait()
+        GW["exclusive"] = env.start_gateway(queue="fibrpc_exclusive")
         # 2. timeout: a consumer that never replies.
         FAKE["silent"] = fakes.SilentServer(url, "fibrpc_silent").start_and_wait()
         GW["silent"] = env.start_gateway(queue="fibrpc_silent",
@@ -314,6 +318,17 @@ class NoServerTest(Base):
         self.assert_no_server_fast(GW["idle"], "queue without consumers")
         # Nothing was published into the queue for nobody to read.
         self.assertEqual(ENV.broker.queue_info("fibrpc_idle"), (0, 0))
+
+    def test_a_queue_the_gateway_may_not_read_is_not_nobody(self):
+        # A worker's exclusive queue: the gateway's passive declare gets
+        # 405 RESOURCE_LOCKED.  That says nothing of who consumes: calls
+        # are published and answered (it was taken for a missing queue:
+        # every call 504 no_server, though a worker was serving).
+        gw = GW["exclusive"]
+        for n in (10, 20, 30):
+            self.assert_fib(harness.get(gw.port, f"/fib/{n}"), n, "exclusive queue")
+        gw.wait_events("amqp_check_refused", code="405")
+        self.assertEqual(len(FAKE["exclusive"].requests), 4)  # with start's /fib/0
 
     def test_consumer_comes_and_goes(self):
         queue = "fibrpc_comeback"

@@ -163,9 +163,28 @@ static void test_nobody_before_reset_is_nobody_at_first_zero(void **state) {
     gw_watch_free(w);
 }
 
+static void test_a_refused_read_is_not_nobody(void **state) {
+    gw_watch_t *w = gw_watch_new();
+    int64_t next;
+
+    (void)state;
+    gw_watch_add(w, GW_WATCH_QUEUE, "locked");
+    assert_int_equal(gw_watch_record(w, 0, 0, 1, 1000), 1);
+    assert_int_equal(gw_watch_nobody(w, 0), 1);
+    /* 403 or 405: unknown, and calls go on being published */
+    assert_int_equal(gw_watch_refused(w, 0, 2000), 1);
+    assert_int_equal(gw_watch_nobody(w, 0), 0);
+    assert_int_equal(gw_watch_consumers(w, 0), -1);
+    assert_int_equal(gw_watch_due(w, 2000 + GW_WATCH_REFUSED_MS - 1, &next), -1);
+    assert_int_equal(next, 2000 + GW_WATCH_REFUSED_MS);
+    assert_int_equal(gw_watch_refused(w, 0, next), 0); /* nothing changed */
+    gw_watch_free(w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slots),
+        cmocka_unit_test(test_a_refused_read_is_not_nobody),
         cmocka_unit_test(test_a_zero_must_last),
         cmocka_unit_test(test_missing_is_nobody_at_once),
         cmocka_unit_test(test_due_earliest_first_and_reset),
