@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 static int lower_alpha(char c) {
     return c >= 'a' && c <= 'z';
@@ -121,4 +122,22 @@ const char *gw_cors_match(const gw_cors_t *cors, const char *origin) {
         if (strcmp(cors->origin[i], origin) == 0)
             return cors->origin[i];
     return NULL;
+}
+
+int gw_cors_list_add(char *list, size_t size, const char *name) {
+    size_t len = strlen(list), n = strlen(name);
+    const char *p = list;
+
+    while (*p != '\0') {
+        size_t item = strcspn(p, ",");
+
+        if (item == n && strncasecmp(p, name, n) == 0)
+            return 0;
+        p += item;
+        p += strspn(p, ", ");
+    }
+    if (len + (len > 0 ? 2 : 0) + n + 1 > size)
+        return -1;
+    snprintf(list + len, size - len, "%s%s", len > 0 ? ", " : "", name);
+    return 0;
 }

@@ -16,6 +16,10 @@
 /* The response headers a page may read beyond the CORS-safelisted ones
  * (Access-Control-Expose-Headers). */
 #define GW_CORS_EXPOSE_HEADERS "X-Request-Id, Retry-After"
+/* Room for the names a route table adds to either list (the forward and
+ * return headers of its routes): they take the place of a raw reply's
+ * headers in the answer's head (limits.h, GW_REPLY_HEAD_MAX). */
+#define GW_CORS_EXTRA_MAX 256
 /* How long a browser may reuse a preflight's answer, in seconds (Chromium
  * caps it at 7200). */
 #define GW_CORS_MAX_AGE "600"
@@ -32,5 +36,10 @@ int gw_cors_parse(const char *list, gw_cors_t *out, char *why, size_t why_size);
 /* origin (a request's Origin header, may be NULL) when it is listed,
  * exactly; else NULL. */
 const char *gw_cors_match(const gw_cors_t *cors, const char *origin);
+
+/* Appends name to list, a ", "-separated list in a buffer of size bytes,
+ * unless it is there already (in any case).  Returns 0, or -1 when it
+ * would not fit (list unchanged). */
+int gw_cors_list_add(char *list, size_t size, const char *name);
 
 #endif

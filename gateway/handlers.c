@@ -58,6 +58,35 @@ void gw_handler_offer(gw_handler_ctx_t *h, gw_routes_t *routes) {
     gw_routes_free(atomic_exchange(&h->offered, routes));
 }
 
+/* A preflight does not say which route it is for (and must not tell
+ * which exist): it allows what any raw route takes.  Names that do not
+ * fit are left out, and logged. */
+static void cors_allow_headers(gw_table_t *t, const gw_routes_t *routes) {
+    size_t i, j, n = gw_routes_count(routes);
+
+    snprintf(t->cors_allow, sizeof(t->cors_allow), "%s",
+             GW_CORS_ALLOW_HEADERS);
+    for (i = 0; i < n; i++) {
+        const gw_route_t *r = gw_routes_at(routes, i);
+
+        if (r->kind != GW_KIND_RAW)
+            continue;
+        (void)gw_cors_list_add(t->cors_allow, sizeof(t->cors_allow),
+                               MHD_HTTP_HEADER_CONTENT_ENCODING);
+        for (j = 0; j < r->forward_headers.n; j++)
+            if (gw_cors_list_add(t->cors_allow, sizeof(t->cors_allow),
+                                 r->forward_headers.item[j]) != 0) {
+                cm_log_t l;
+
+                cm_log_begin(&l, CM_LOG_WARN, "cors_allow_headers_full");
+                cm_log_kv(&l, "route", "%s", r->name);
+                cm_log_kv(&l, "header", "%s", r->forward_headers.item[j]);
+                cm_log_kv(&l, "max_bytes", "%d", GW_CORS_EXTRA_MAX);
+                cm_log_end(&l);
+            }
+    }
+}
+
 int gw_handler_adopt(gw_handler_ctx_t *h) {
     gw_routes_t *routes = atomic_exchange(&h->offered, NULL);
     gw_openapi_opts_t doc = {h->cfg->timeout_ms, h->cfg->max_timeout_ms,
@@ -88,6 +117,7 @@ int gw_handler_adopt(gw_handler_ctx_t *h) {
         cm_log_end(&l);
         goto fail;
     }
+    cors_allow_headers(t, routes);
     for (i = 0; i < n; i++) {
         const gw_route_t *r = gw_routes_at(routes, i);
 
@@ -147,7 +177,7 @@ void gw_handler_begin(gw_handler_ctx_t *h, struct MHD_Connection *c,
 /* A page on a listed origin may read the answer (and these headers of
  * it); other origins get nothing, so their browsers refuse it. */
 static void cors_headers(struct MHD_Connection *c, const gw_handler_ctx_t *h,
-                         struct MHD_Response *resp) {
+                         const req_t *r, struct MHD_Response *resp) {
     const char *origin;
 
     if (h->cfg->cors.n == 0)
@@ -160,7 +190,8 @@ static void cors_headers(struct MHD_Connection *c, const gw_handler_ctx_t *h,
         return;
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
     MHD_add_response_header(resp, "Access-Control-Expose-Headers",
-                            GW_CORS_EXPOSE_HEADERS);
+                            r->expose != NULL ? r->expose
+                                              : GW_CORS_EXPOSE_HEADERS);
 }
 
 /* Adds the common headers and queues resp (which it releases).  type may
@@ -187,7 +218,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_t *r, int status,
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 r->challenge != NULL ? r->challenge
                                                      : AUTH_REALM);
-    cors_headers(c, r->h, resp);
+    cors_headers(c, r->h, r, resp);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE && !r->worker_status &&
         MHD_get_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER) == NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
@@ -282,12 +313,24 @@ static enum MHD_Result raw_outcome(struct MHD_Connection *c, req_t *r,
     size_t i, head = sizeof("Content-Type: \r\n") - 1 + strlen(type);
     struct MHD_Response *resp;
 
+    char expose[sizeof(GW_CORS_EXPOSE_HEADERS) + GW_CORS_EXTRA_MAX];
+    enum MHD_Result ret;
+    int cors = r->h->cfg->cors.n > 0;
+
     /* libmicrohttpd builds the answer's head in what is left of the
      * connection's block (limits.h): more would leave the caller without
-     * an answer at all. */
-    for (i = 0; i < r->call.nreply_headers; i++)
+     * an answer at all.  With CORS on, a page may read the returned
+     * headers: their names are listed once more (", name"). */
+    snprintf(expose, sizeof(expose), "%s", GW_CORS_EXPOSE_HEADERS);
+    for (i = 0; i < r->call.nreply_headers; i++) {
         head += strlen(r->call.reply_headers[i].name) + 4 +
                 strlen(r->call.reply_headers[i].value);
+        if (cors) {
+            head += strlen(r->call.reply_headers[i].name) + 2;
+            (void)gw_cors_list_add(expose, sizeof(expose),
+                                   r->call.reply_headers[i].name);
+        }
+    }
     if (head > GW_REPLY_HEAD_MAX) {
         char detail[160];
 
@@ -307,7 +350,10 @@ static enum MHD_Result raw_outcome(struct MHD_Connection *c, req_t *r,
         MHD_add_response_header(resp, r->call.reply_headers[i].name,
                                 r->call.reply_headers[i].value);
     r->worker_status = 1;
-    return queue(c, r, r->call.status, type, resp);
+    r->expose = expose; /* copied by libmicrohttpd in queue() */
+    ret = queue(c, r, r->call.status, type, resp);
+    r->expose = NULL;
+    return ret;
 }
 
 /* A publish-mode route's answer, once the broker confirmed the message. */
@@ -829,7 +875,7 @@ static enum MHD_Result preflight(struct MHD_Connection *c, req_t *r) {
                             : r->allow[0] != '\0' ? r->allow
                                                   : ENDPOINT_METHODS);
     MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                            GW_CORS_ALLOW_HEADERS);
+                            r->h->table->cors_allow);
     MHD_add_response_header(resp, "Access-Control-Max-Age", GW_CORS_MAX_AGE);
     return queue(c, r, MHD_HTTP_NO_CONTENT, NULL, resp);
 }

@@ -19,6 +19,7 @@
 #include "latest.h"
 #include "metrics.h"
 #include "request.h"
+#include "cors.h"
 #include "routes.h"
 #include "rpc.h"
 
@@ -32,6 +33,9 @@ typedef struct gw_table {
     unsigned *metrics; /* per route: its metrics slot */
     char *openapi;     /* the document served for it (openapi.h) */
     size_t openapi_len;
+    /* a preflight's Access-Control-Allow-Headers: ours, then what raw
+     * routes take (Content-Encoding, their forward_headers) */
+    char cors_allow[sizeof(GW_CORS_ALLOW_HEADERS) + GW_CORS_EXTRA_MAX];
     unsigned refs; /* HTTP thread only; answers of openapi hold one too */
 } gw_table_t;
 
@@ -80,6 +84,7 @@ typedef struct {
     char allow[64];       /* 405: the methods the path has */
     int64_t start_us;
     const char *challenge; /* WWW-Authenticate of a 401 */
+    const char *expose;    /* Access-Control-Expose-Headers, NULL: ours */
     const char *denied;    /* the 401's detail: no valid token */
     int preflight;         /* a CORS preflight, answered 204 */
     char method[8];

@@ -17,9 +17,13 @@ With --cors-origins (exact origins) and bearer tokens on:
 - an origin not in the list gets no Access-Control-* header at all (its
   preflight is an ordinary OPTIONS: 401 without a token, 405 with one),
   nor does a request without Origin, nor a look-alike origin;
-- without --cors-origins nothing changes: no CORS headers, no Vary."""
+- without --cors-origins nothing changes: no CORS headers, no Vary;
+- raw routes: a preflight also allows Content-Encoding and every route's
+  forward_headers (a page could not send them before), and an answer
+  exposes the headers the worker returned (a page could not read them)."""
 
 import hashlib
+import json
 import os
 import sys
 import unittest
@@ -32,6 +36,8 @@ DEV = "http://localhost:3000"
 ENV = None
 GW = None        # --cors-origins APP,DEV --auth-tokens-file
 GW_PLAIN = None  # neither
+GW_RAW = None    # --cors-origins APP; routes: fib and a raw echo route
+ECHO_Q = "fibrpc_cors_echo"
 TOKEN = "fgw_cors-test-token"
 
 
@@ -39,7 +45,7 @@ def setUpModule():
     global ENV
 
     def start(env):
-        global GW, GW_PLAIN
+        global GW, GW_PLAIN, GW_RAW
         tokens = os.path.join(env.dir, "tokens.txt")
         with open(tokens, "w") as f:
             f.write(hashlib.sha256(TOKEN.encode()).hexdigest() + "\n")
@@ -48,6 +54,18 @@ def setUpModule():
                                      "--auth-tokens-file", tokens], ready_path="/healthz")
         GW_PLAIN = env.start_gateway()
         env.wait_consumers_seen(GW)
+        routes = os.path.join(env.dir, "routes.json")
+        with open(routes, "w") as f:
+            json.dump({"routes": [
+                {"name": "fib", "kind": "fib", "method": "GET", "path": "/fib/{n}",
+                 "queue": "rpc_queue"},
+                {"name": "echo", "method": "POST", "path": "/v1/echo/{id}", "queue": ECHO_Q,
+                 "forward_headers": ["x-tenant"], "return_headers": ["x-cache", "x-count"]}]},
+                f)
+        env.start_python("echo-worker", os.path.join(os.path.dirname(
+            os.path.abspath(__file__)), "echo_worker.py"), [env.url, ECHO_Q])
+        env.broker.wait_consumers(ECHO_Q, 1)
+        GW_RAW = env.start_gateway(args=["--routes", routes, "--cors-origins", APP])
 
     ENV = harness.setup_env("cors", start)
 
@@ -162,6 +180,26 @@ class CorsTest(unittest.TestCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(cors_headers(r), {})
         self.assertIsNone(r.headers.get("Vary"))
+
+    def test_raw_routes_headers_can_be_sent_and_read(self):
+        r = preflight(GW_RAW.port, APP, method="POST", path="/v1/echo/1",
+                      headers="content-type,x-tenant")
+        self.assertEqual(r.status, 204, harness.show(r))
+        allowed = [h.strip().lower() for h in
+                   r.headers.get("Access-Control-Allow-Headers", "").split(",")]
+        for h in ("authorization", "content-type", "x-request-id", "traceparent",
+                  "content-encoding", "x-tenant"):
+            self.assertIn(h, allowed, r.headers)
+        r = harness.http_request(GW_RAW.port, "POST", "/v1/echo/1", body=b"hi",
+                                 headers={"Origin": APP, "x-tenant": "t1"})
+        self.assertEqual((r.status, r.body), (200, b"hi"), harness.show(r))
+        self.assertEqual(r.headers.get("x-cache"), "HIT")
+        self.assertEqual(r.headers.get("Access-Control-Expose-Headers"),
+                         "X-Request-Id, Retry-After, x-cache, x-count")
+        # Answers of the gateway's own expose what they always did.
+        r = harness.get(GW_RAW.port, "/fib/5", headers={"Origin": APP})
+        self.assertEqual(r.headers.get("Access-Control-Expose-Headers"),
+                         "X-Request-Id, Retry-After")
 
     def test_bad_origin_lists_are_usage_errors(self):
         for value, want in (("*", "list each origin exactly"),

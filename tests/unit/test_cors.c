@@ -93,11 +93,33 @@ static void test_match(void **state) {
     assert_null(gw_cors_match(&c, "http://localhost:30000"));
 }
 
+static void test_list_add(void **state) {
+    char list[46] = "Authorization, X-Request-Id";
+
+    (void)state;
+    assert_int_equal(gw_cors_list_add(list, sizeof(list), "x-tenant"), 0);
+    assert_string_equal(list, "Authorization, X-Request-Id, x-tenant");
+    /* there already, in any case: unchanged */
+    assert_int_equal(gw_cors_list_add(list, sizeof(list), "authorization"), 0);
+    assert_int_equal(gw_cors_list_add(list, sizeof(list), "X-TENANT"), 0);
+    assert_string_equal(list, "Authorization, X-Request-Id, x-tenant");
+    /* a prefix of a name is another name */
+    assert_int_equal(gw_cors_list_add(list, sizeof(list), "x-t"), 0);
+    assert_string_equal(list, "Authorization, X-Request-Id, x-tenant, x-t");
+    /* too long for the buffer: -1, unchanged (47 bytes of 46) */
+    assert_int_equal(gw_cors_list_add(list, sizeof(list), "ab"), -1);
+    assert_string_equal(list, "Authorization, X-Request-Id, x-tenant, x-t");
+    list[0] = '\0';
+    assert_int_equal(gw_cors_list_add(list, sizeof(list), "x-cache"), 0);
+    assert_string_equal(list, "x-cache");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_match),
+        cmocka_unit_test(test_list_add),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
