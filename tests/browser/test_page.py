@@ -14,7 +14,10 @@ test_routes.py runs them:
 - after some traffic the live panel, fed by /metrics, shows calls per
   second above zero (tile and chart), latency, and errors by code;
 - the page asks the gateway itself and nothing elsewhere, and links to
-  /openapi.yaml and /metrics.
+  /openapi.yaml and /metrics;
+- behind bearer tokens (the page itself exempt): the page says it needs a
+  token; once one is typed in, the routes are listed and F(n) is
+  computed with it (the page sent none before, so nothing worked).
 
 Debian's chromium driven through chromedriver, spoken to in W3C WebDriver
 (JSON over HTTP) with urllib: no other packages.  Screenshots (page-*.png)
@@ -22,6 +25,7 @@ are kept in <build>/test-output/browser/ (or $FIBRPC_SCREENSHOT_DIR); the
 test prints where ("screenshot: PATH")."""
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -47,6 +51,8 @@ WAIT_S = 20
 
 CHROMIUM = CHROMEDRIVER = None
 ENV = GW = DRIVER = None
+GW_AUTH = None  # tokens required; the page, /metrics and the probes exempt
+TOKEN = "fgw_page-test-token"
 
 
 class WebDriver:
@@ -155,7 +161,7 @@ def setUpModule():
     global ENV, GW, DRIVER
 
     def start(env):
-        global GW, DRIVER
+        global GW, GW_AUTH, DRIVER
         routes_file = os.path.join(env.dir, "routes.json")
         with open(routes_file, "w") as f:
             json.dump(ROUTES, f)
@@ -167,6 +173,13 @@ def setUpModule():
         env.broker.wait_consumers(UPPER_Q, 1)
         env.broker.wait_consumers(ECHO_Q, 1)
         GW = env.start_gateway(args=["--routes", routes_file])
+        tokens = os.path.join(env.dir, "tokens.txt")
+        with open(tokens, "w") as f:
+            f.write(hashlib.sha256(TOKEN.encode()).hexdigest() + "\n")
+        GW_AUTH = env.start_gateway(args=["--routes", routes_file,
+                                          "--auth-tokens-file", tokens,
+                                          "--auth-exempt", "/,/healthz,/readyz,/metrics"],
+                                    ready_path="/healthz")
         DRIVER = WebDriver(env, CHROMEDRIVER, CHROMIUM)
 
     ENV = harness.setup_env("browser", start)
@@ -397,6 +410,25 @@ class PageTest(unittest.TestCase):
         self.open_route("upper")
         DRIVER.script("window.scrollTo(0, 0);")
         screenshot("page-live.png")
+
+    def test_8_a_gateway_behind_tokens(self):
+        base = f"http://127.0.0.1:{GW_AUTH.port}"
+        DRIVER.get(base + "/")
+        note = DRIVER.find("#routes-note")
+        self.wait_for("the page to ask for a token",
+                      lambda: "bearer token" in DRIVER.text(note), shows="#routes-note")
+        self.assertEqual(DRIVER.find_all("#routes details.route"), [])
+        self.fill("#token", TOKEN)
+        DRIVER.click(DRIVER.find("#n"))  # leaving the field commits it
+        self.wait_for("the route list",
+                      lambda: len(DRIVER.find_all("#routes details.route"))
+                      == len(ROUTES["routes"]), shows="#routes-note")
+        self.submit("30")
+        self.wait_for("the result of F(30)",
+                      lambda: DRIVER.text(DRIVER.find("#value")) == "832040")
+        self.assertTrue(GW_AUTH.wait_events("request", method="GET", path="/fib/30",
+                                            status="200"), GW_AUTH.log_tail(10))
+        screenshot("page-token.png")
 
 
 if __name__ == "__main__":
