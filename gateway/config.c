@@ -94,6 +94,10 @@ static const setting_t settings[] = {
       "its line is in, must arrive within this (a kept-alive connection's "
       "next head: within --idle-timeout-s plus this); else 408 and close"},
      {OPT_UINT, 1, 3600, CFG(header_timeout_s)}},
+    {{"body-timeout-s", "GATEWAY_BODY_TIMEOUT_S", "60", "N",
+      "a request body (raw routes) must arrive whole within this of its "
+      "head; else 408 and close"},
+     {OPT_UINT, 1, 3600, CFG(body_timeout_s)}},
     {{"max-connections-per-ip", "GATEWAY_MAX_CONNECTIONS_PER_IP", "0", "N",
       "open HTTP connections from one address (0: a tenth of "
       "--max-connections)"},

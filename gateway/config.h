@@ -27,6 +27,7 @@ typedef struct {
     unsigned max_connections;
     unsigned idle_timeout_s;         /* HTTP connection idle timeout */
     unsigned header_timeout_s;       /* a request head must arrive within */
+    unsigned body_timeout_s;         /* ... and its body within this after */
     unsigned max_connections_per_ip; /* 0: a tenth of the limit (main) */
     unsigned heartbeat_s;            /* AMQP heartbeat */
     unsigned confirms;               /* publisher confirms: 1 on, 0 off */

@@ -86,6 +86,7 @@ struct gw_http {
     conn_t *conns;         /* every open connection */
     cm_headq_t heads;      /* request heads due within --header-timeout-s */
     cm_headq_t next_heads; /* kept-alive: the next head due, see conn_t */
+    cm_headq_t bodies;     /* request bodies due within --body-timeout-s */
     int peek_fd;           /* epoll: new connections' first bytes */
     unsigned npeeking;     /* connections watched in peek_fd */
     unsigned nconns, nactive;
@@ -315,6 +316,18 @@ static int head_fits(gw_http_t *h, struct MHD_Connection *c, req_t *r,
     return 0;
 }
 
+/* Whether a body follows the head (chunked, or a Content-Length above
+ * 0; the framing is checked already: gw_handler_check_head). */
+static int body_follows(struct MHD_Connection *c) {
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                    MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL)
+        return 1;
+    return cl != NULL && cl[strspn(cl, "0")] != '\0';
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -329,6 +342,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         return MHD_YES;
     }
     if (!r->seen) { /* headers are in; the body (if any) is not */
+        enum MHD_Result ret;
+
         r->seen = 1;
         if (r->conn != NULL)
             head_done(r->conn);
@@ -337,7 +352,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         gw_handler_begin(&h->hc, c, &r->call);
         if (!head_fits(h, c, r, method))
             return r->raw ? MHD_YES : MHD_NO;
-        return gw_handler_check_head(&h->hc, c, r, url, method, version);
+        ret = gw_handler_check_head(&h->hc, c, r, url, method, version);
+        /* A body to be read (a raw route's): it too has a deadline, as a
+         * head has (libmicrohttpd's idle timeout restarts with each byte). */
+        if (ret == MHD_YES && r->status == 0 && r->conn != NULL &&
+            !r->conn->closing && body_follows(c))
+            head_due_in(r->conn, &h->bodies, h->hc.cfg->body_timeout_s);
+        return ret;
     }
     if (*upload_size != 0) { /* a piece of the body */
         size_t size = *upload_size;
@@ -345,6 +366,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         *upload_size = 0;
         return gw_handler_body(c, r, upload, size, url);
     }
+    if (r->conn != NULL && r->conn->due_in == &h->bodies)
+        head_done(r->conn); /* the body is all in */
     if (r->status != 0) /* answered when the head came in */
         return MHD_YES;
     if (r->state == ST_WAITING) { /* resumed by the AMQP thread */
@@ -670,6 +693,18 @@ static void expire_heads(gw_http_t *h, cm_headq_t *q, int64_t now) {
     cm_headq_node_t *n;
     char detail[96];
 
+    if (q == &h->bodies) {
+        snprintf(detail, sizeof(detail),
+                 "the request body did not arrive within %u s",
+                 cfg->body_timeout_s);
+        while ((n = cm_headq_pop_due(q, now)) != NULL) {
+            conn_t *k = (conn_t *)n;
+
+            k->due_in = NULL;
+            answer_raw(h, k, k->req, GW_E_REQUEST_TIMEOUT, detail, NULL);
+        }
+        return;
+    }
     if (q == &h->heads)
         snprintf(detail, sizeof(detail),
                  "the request head did not arrive within %u s",
@@ -699,7 +734,8 @@ static void wait_for_work(gw_http_t *h, int mhd_fd) {
     struct pollfd fds[3] = {
         {mhd_fd, POLLIN, 0}, {h->wake_fd, POLLIN, 0}, {h->peek_fd, POLLIN, 0}};
     int64_t head_ms = cm_headq_next_due(&h->heads),
-            next_ms = cm_headq_next_due(&h->next_heads);
+            next_ms = cm_headq_next_due(&h->next_heads),
+            body_ms = cm_headq_next_due(&h->bodies);
     MHD_UNSIGNED_LONG_LONG mhd_ms;
     int timeout = -1;
     uint64_t v;
@@ -708,6 +744,8 @@ static void wait_for_work(gw_http_t *h, int mhd_fd) {
         timeout = mhd_ms > INT32_MAX ? INT32_MAX : (int)mhd_ms;
     if (next_ms < head_ms)
         head_ms = next_ms;
+    if (body_ms < head_ms)
+        head_ms = body_ms;
     if (head_ms != INT64_MAX) {
         head_ms -= cm_now_ms();
         if (head_ms < 0)
@@ -793,6 +831,7 @@ static void *http_main(void *arg) {
         MHD_run(h->daemon);
         expire_heads(h, &h->heads, cm_now_ms());
         expire_heads(h, &h->next_heads, cm_now_ms());
+        expire_heads(h, &h->bodies, cm_now_ms());
     }
     cm_log_batch_begin(NULL); /* written at once from here on */
     if (h->nactive > 0) {

@@ -22,7 +22,7 @@
     X(INVALID_PARAM, invalid_param, 400, "Invalid path parameter")             \
     X(NOT_FOUND, not_found, 404, "Not found")                                  \
     X(METHOD_NOT_ALLOWED, method_not_allowed, 405, "Method not allowed")       \
-    X(REQUEST_TIMEOUT, request_timeout, 408, "Request head too slow")          \
+    X(REQUEST_TIMEOUT, request_timeout, 408, "Request too slow")               \
     X(BODY_TOO_LARGE, body_too_large, 413, "Request body too large")           \
     X(UNSUPPORTED_MEDIA_TYPE, unsupported_media_type, 415,                     \
       "Unsupported media type")                                                \

@@ -402,6 +402,78 @@ def active_requests(port):
     raise AssertionError("no active connection count in /metrics")
 
 
+class SlowBodyTest(unittest.TestCase):
+    """A raw route's body must arrive whole within --body-timeout-s of its
+    head: one trickled a byte at a time gets 408 and is closed (it held
+    the connection for as long as the client kept sending, as a slow head
+    did before --header-timeout-s)."""
+
+    BODY_TIMEOUT_S = 2
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = ENV.start_gateway(args=["--routes", os.path.join(ENV.dir, "routes.json"),
+                                         "--body-timeout-s", str(cls.BODY_TIMEOUT_S)])
+
+    @classmethod
+    def tearDownClass(cls):
+        ENV.stop_proc(cls.gw)
+
+    def test_a_trickled_body_gets_408(self):
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        try:
+            s.sendall(b"POST /v1/echo/slow HTTP/1.1\r\nHost: t\r\n"
+                      b"Content-Length: 1000\r\n\r\n" + b"x" * 10)
+            sent = time.monotonic()
+            s.settimeout(0.2)
+            raw = b""
+            while time.monotonic() - sent < 30:
+                try:
+                    s.sendall(b"x")
+                    chunk = s.recv(65536)
+                except socket.timeout:
+                    continue
+                except OSError:  # closed under our feet: read what came
+                    break
+                if not chunk:
+                    break
+                raw += chunk
+            elapsed = time.monotonic() - sent
+            more, _ = read_all(s, 5)
+            raw += more
+        finally:
+            s.close()
+        status, headers, body = parse(raw)
+        self.assertEqual(status, "HTTP/1.1 408 Request Timeout", raw[:300])
+        self.assertEqual(body["code"], "request_timeout", body)
+        self.assertEqual(body["detail"],
+                         f"the request body did not arrive within {self.BODY_TIMEOUT_S} s")
+        self.assertEqual(headers.get("Connection"), "close")
+        self.assertGreaterEqual(elapsed, self.BODY_TIMEOUT_S - 0.1)
+        ev = self.gw.wait_events("request", path="/v1/echo/slow", status="408")
+        self.assertTrue(ev, self.gw.log_tail())
+
+    def test_a_body_in_time_is_served(self):
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        try:
+            s.sendall(b"POST /v1/echo/quick HTTP/1.1\r\nHost: t\r\n"
+                      b"Content-Length: 10\r\n\r\nhello")
+            time.sleep(0.2)
+            s.sendall(b"world")
+            status, _, body, _ = read_one(s)
+            self.assertIn(" 200 ", status)
+            self.assertEqual(body, b"helloworld")
+            # Kept alive, and the next request has no body deadline left
+            # over: it is served after more than the body timeout.
+            time.sleep(self.BODY_TIMEOUT_S + 0.5)
+            s.sendall(b"GET /fib/9 HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, _, body, _ = read_one(s)
+            self.assertIn(" 200 ", status)
+            self.assertEqual(json.loads(body), {"n": 9, "fib": "34"})
+        finally:
+            s.close()
+
+
 class BodyMemoryTest(unittest.TestCase):
     """Memory for a body is taken as it arrives: a declared length alone
     holds none of the 256 MiB the gateway keeps for bodies.  It was all
