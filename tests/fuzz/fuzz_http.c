@@ -94,6 +94,7 @@ static void start(void) {
     cfg.max_connections_per_ip = 64;
     cfg.idle_timeout_s = TIMEOUT_S;
     cfg.header_timeout_s = TIMEOUT_S;
+    cfg.body_timeout_s = TIMEOUT_S;
     routes = gw_routes_parse(ROUTES, strlen(ROUTES), errors, sizeof(errors));
     if (routes == NULL) {
         fprintf(stderr, "fuzz_http: %s\n", errors);
