@@ -119,6 +119,7 @@ static int start(void **state) {
     cfg.max_connections_per_ip = 16;
     cfg.idle_timeout_s = 30;
     cfg.header_timeout_s = 30;
+    cfg.body_timeout_s = 30;
     http = gw_http_start(&cfg, NULL, &metrics, gw_routes_default(cfg.queue),
                          NULL, NULL);
     if (http == NULL)
