@@ -312,7 +312,6 @@ static enum MHD_Result raw_outcome(struct MHD_Connection *c, req_t *r,
         r->call.body_type != NULL ? r->call.body_type : RAW_DEFAULT_TYPE;
     size_t i, head = sizeof("Content-Type: \r\n") - 1 + strlen(type);
     struct MHD_Response *resp;
-
     char expose[sizeof(GW_CORS_EXPOSE_HEADERS) + GW_CORS_EXTRA_MAX];
     enum MHD_Result ret;
     int cors = r->h->cfg->cors.n > 0;

@@ -16,10 +16,10 @@
 #include "call.h"
 #include "config.h"
 #include "ids.h"
+#include "cors.h"
 #include "latest.h"
 #include "metrics.h"
 #include "request.h"
-#include "cors.h"
 #include "routes.h"
 #include "rpc.h"
 
