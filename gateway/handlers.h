@@ -15,8 +15,8 @@
 
 #include "call.h"
 #include "config.h"
-#include "ids.h"
 #include "cors.h"
+#include "ids.h"
 #include "latest.h"
 #include "metrics.h"
 #include "request.h"
