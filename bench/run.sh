@@ -423,6 +423,16 @@ phase_raw() {
     R[raw_rps_64]=$W_RPS R[raw_p50_64]=$W_P50 R[raw_p99_64]=$W_P99
     R[raw_bad_64]=$((W_NON2XX + W_SOCKERR)) R[raw_load_64]=$(load)
     say "   c=64: $W_RPS req/s  p50 ${W_P50}us  p99 ${W_P99}us  non-2xx $W_NON2XX  socket errors $W_SOCKERR"
+    # The fib route once more, right after: the load on a shared machine
+    # drifts over a run, so raw is set against fib before and after it.
+    wrk_run wrk-c64-again -t2 -c64 -d"$DURATION"s "http://127.0.0.1:$GW_PORT/fib/10"
+    R[gw_rps_64_again]=$W_RPS
+    if [ -n "${R[gw_rps_64]:-}" ]; then
+        R[gw_rps_64_around]=$(( (R[gw_rps_64] + W_RPS) / 2 ))
+    else
+        R[gw_rps_64_around]=$W_RPS
+    fi
+    say "   fib again, c=64: $W_RPS req/s (the fib route before and after raw: ${R[gw_rps_64]:-n/a} and $W_RPS)"
     check_alive gw || true
 }
 
@@ -755,7 +765,7 @@ summary() {
             printf '%-44s %12s %10s %10s  %s\n' "raw route, 64 connections (POST /raw/fib)" \
                 "$(v raw_rps_64)" "$(ms raw_p50_64)" "$(ms raw_p99_64)" "non-2xx+socket errors $(v raw_bad_64); load ${R[raw_load_64]}"
             printf '%-44s %12s %10s %10s  %s\n' "ratio raw route/fib route, 1 connection" "$(ratio raw_rps_1 gw_rps_1)" "" "" ""
-            printf '%-44s %12s %10s %10s  %s\n' "ratio raw route/fib route, 64 connections" "$(ratio raw_rps_64 gw_rps_64)" "" "" "target >= 0.9"
+            printf '%-44s %12s %10s %10s  %s\n' "ratio raw route/fib route, 64 connections" "$(ratio raw_rps_64 gw_rps_64_around)" "" "" "target >= 0.9; fib: mean of the runs before and after raw"
             printf '%-44s %s\n' "CPU per call (us), raw route at 64" "$(v cpu_raw_64)"
             printf '%-44s %s\n' "CPU per call (us), raw route at 1" "$(v cpu_raw_1)"
         fi
