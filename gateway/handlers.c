@@ -64,8 +64,7 @@ void gw_handler_offer(gw_handler_ctx_t *h, gw_routes_t *routes) {
 static void cors_allow_headers(gw_table_t *t, const gw_routes_t *routes) {
     size_t i, j, n = gw_routes_count(routes);
 
-    snprintf(t->cors_allow, sizeof(t->cors_allow), "%s",
-             GW_CORS_ALLOW_HEADERS);
+    snprintf(t->cors_allow, sizeof(t->cors_allow), "%s", GW_CORS_ALLOW_HEADERS);
     for (i = 0; i < n; i++) {
         const gw_route_t *r = gw_routes_at(routes, i);
 
@@ -870,7 +869,7 @@ static enum MHD_Result preflight(struct MHD_Connection *c, req_t *r) {
     /* OPTIONS matched no route, so allow holds the path's methods; with
      * tokens required, the same answer on every path (see check_head) */
     MHD_add_response_header(resp, "Access-Control-Allow-Methods",
-                            tokens_required(r->h)  ? ANY_METHODS
+                            tokens_required(r->h) ? ANY_METHODS
                             : r->allow[0] != '\0' ? r->allow
                                                   : ENDPOINT_METHODS);
     MHD_add_response_header(resp, "Access-Control-Allow-Headers",

@@ -319,8 +319,8 @@ static int head_fits(gw_http_t *h, struct MHD_Connection *c, req_t *r,
 /* Whether a body follows the head (chunked, or a Content-Length above
  * 0; the framing is checked already: gw_handler_check_head). */
 static int body_follows(struct MHD_Connection *c) {
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl = MHD_lookup_connection_value(
+        c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 
     if (MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                     MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL)
@@ -366,8 +366,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         *upload_size = 0;
         return gw_handler_body(c, r, upload, size, url);
     }
+    /* The body is all in: its deadline is met. */
     if (r->conn != NULL && r->conn->due_in == &h->bodies)
-        head_done(r->conn); /* the body is all in */
+        head_done(r->conn);
     if (r->status != 0) /* answered when the head came in */
         return MHD_YES;
     if (r->state == ST_WAITING) { /* resumed by the AMQP thread */

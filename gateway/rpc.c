@@ -218,8 +218,8 @@ static void fail_all(gw_rpc_t *rpc, gw_err_t err, const char *detail) {
     gw_call_t *held = rpc->held, *retry = rpc->retry;
     /* A call not published (or nacked: never queued) did not run: 503,
      * safe to retry, not the 502 of a call that may have. */
-    gw_err_t unsent = err == GW_E_CONNECTION_LOST ? GW_E_BROKER_UNAVAILABLE
-                                                  : err;
+    gw_err_t unsent =
+        err == GW_E_CONNECTION_LOST ? GW_E_BROKER_UNAVAILABLE : err;
     const char *unsent_detail =
         err == GW_E_CONNECTION_LOST
             ? "the connection to RabbitMQ was lost before the call was "

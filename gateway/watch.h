@@ -22,9 +22,9 @@
 #include <stdint.h>
 
 #define GW_WATCH_MAX        64
-#define GW_WATCH_CONFIRM_MS 1000 /* a zero must last this long */
-#define GW_WATCH_SOME_MS    1000 /* re-read a queue with consumers */
-#define GW_WATCH_NOBODY_MS  100  /* re-read a queue without, to see one come */
+#define GW_WATCH_CONFIRM_MS 1000  /* a zero must last this long */
+#define GW_WATCH_SOME_MS    1000  /* re-read a queue with consumers */
+#define GW_WATCH_NOBODY_MS  100   /* re-read a queue without, to see one come */
 #define GW_WATCH_REFUSED_MS 10000 /* re-read one the broker refused to read */
 
 typedef struct gw_watch gw_watch_t;

@@ -28,11 +28,12 @@
  * return_headers (names in any case) are copied to the response (strings
  * or integers; a value with a control byte is left out); a worker's
  * status comes with those only (no Allow, WWW-Authenticate or
- * Retry-After added by the gateway: list them to pass them on).  A worker that cannot serve the
- * request replies with content type FIBRPC_ERROR_CONTENT_TYPE and
- * {"type": "...", "message": "..."}, exactly as a fib worker does: the
- * caller gets problem JSON (400 worker_rejected for invalid_argument and
- * out_of_range, 504 timeout for expired, 502 otherwise).
+ * Retry-After added by the gateway: list them to pass them on).  A
+ * worker that cannot serve the request replies with content type
+ * FIBRPC_ERROR_CONTENT_TYPE and {"type": "...", "message": "..."},
+ * exactly as a fib worker does: the caller gets problem JSON (400
+ * worker_rejected for invalid_argument and out_of_range, 504 timeout for
+ * expired, 502 otherwise).
  *
  * Header only, no state. */
 #ifndef GWRPC_H

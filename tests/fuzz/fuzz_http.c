@@ -47,11 +47,11 @@
  * forwarded header (the stub echoes the body). */
 #define ROUTES                                                                 \
     "{\"routes\": ["                                                           \
-    "{\"name\": \"fib\", \"kind\": \"fib\", \"method\": \"GET\", "               \
+    "{\"name\": \"fib\", \"kind\": \"fib\", \"method\": \"GET\", "             \
     "\"path\": \"/fib/{n}\", \"queue\": \"fuzz\"},"                            \
-    "{\"name\": \"echo\", \"method\": \"POST\", \"path\": \"/v1/echo/{id}\", "     \
-    "\"queue\": \"echo\", \"max_body_bytes\": 4096, "                           \
-    "\"content_types\": [\"text/plain\"], "                                   \
+    "{\"name\": \"echo\", \"method\": \"POST\", \"path\": \"/v1/echo/{id}\", " \
+    "\"queue\": \"echo\", \"max_body_bytes\": 4096, "                          \
+    "\"content_types\": [\"text/plain\"], "                                    \
     "\"forward_headers\": [\"accept-language\"]}]}"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

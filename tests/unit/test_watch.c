@@ -175,7 +175,8 @@ static void test_a_refused_read_is_not_nobody(void **state) {
     assert_int_equal(gw_watch_refused(w, 0, 2000), 1);
     assert_int_equal(gw_watch_nobody(w, 0), 0);
     assert_int_equal(gw_watch_consumers(w, 0), -1);
-    assert_int_equal(gw_watch_due(w, 2000 + GW_WATCH_REFUSED_MS - 1, &next), -1);
+    assert_int_equal(gw_watch_due(w, 2000 + GW_WATCH_REFUSED_MS - 1, &next),
+                     -1);
     assert_int_equal(next, 2000 + GW_WATCH_REFUSED_MS);
     assert_int_equal(gw_watch_refused(w, 0, next), 0); /* nothing changed */
     gw_watch_free(w);
