@@ -208,18 +208,24 @@ void gw_link_event_header(const gw_link_event_t *ev, const char *name,
     }
 }
 
-/* Records a count of slot (missing: no such queue).  Returns 1 with *ev
- * filled when callers see something new, else 0. */
-static int counted(gw_link_t *link, int slot, int n, int missing,
-                   gw_link_event_t *ev) {
-    if (!gw_watch_record(link->watch, (size_t)slot, n, missing, cm_now_ms()))
-        return 0;
-    if (ev != NULL) {
+/* Returns changed (what callers see of slot changed), with *ev filled
+ * then, if given. */
+static int consumers_event(int changed, int slot, gw_link_event_t *ev) {
+    if (changed && ev != NULL) {
         memset(ev, 0, sizeof(*ev));
         ev->kind = GW_LINK_CONSUMERS;
         ev->slot = slot;
     }
-    return 1;
+    return changed;
+}
+
+/* Records a count of slot (missing: no such queue).  Returns 1 with *ev
+ * filled when callers see something new, else 0. */
+static int counted(gw_link_t *link, int slot, int n, int missing,
+                   gw_link_event_t *ev) {
+    return consumers_event(
+        gw_watch_record(link->watch, (size_t)slot, n, missing, cm_now_ms()),
+        slot, ev);
 }
 
 /* The broker closed CH_CHECK over a read of slot: 404 is a missing queue
@@ -228,24 +234,18 @@ static int counted(gw_link_t *link, int slot, int n, int missing,
  * unknown and calls are published.  Returns what counted() returns. */
 static int check_refused(gw_link_t *link, int slot, unsigned code,
                          amqp_bytes_t text, gw_link_event_t *ev) {
+    const char *name = gw_watch_name(link->watch, (size_t)slot);
     cm_log_t l;
 
     if (code == AMQP_NOT_FOUND)
         return counted(link, slot, 0, 1, ev);
     cm_log_begin(&l, CM_LOG_WARN, "amqp_check_refused");
-    cm_log_str(&l, "name", gw_watch_name(link->watch, (size_t)slot),
-               strlen(gw_watch_name(link->watch, (size_t)slot)));
+    cm_log_str(&l, "name", name, strlen(name));
     cm_log_kv(&l, "code", "%u", code);
     cm_log_str(&l, "reason", text.bytes, text.len);
     cm_log_end(&l);
-    if (!gw_watch_refused(link->watch, (size_t)slot, cm_now_ms()))
-        return 0;
-    if (ev != NULL) {
-        memset(ev, 0, sizeof(*ev));
-        ev->kind = GW_LINK_CONSUMERS;
-        ev->slot = slot;
-    }
-    return 1;
+    return consumers_event(
+        gw_watch_refused(link->watch, (size_t)slot, cm_now_ms()), slot, ev);
 }
 
 /* Answers the broker's close of CH_CHECK.  Returns -1 when the connection
