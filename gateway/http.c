@@ -685,28 +685,21 @@ static void close_idle(gw_http_t *h) {
         }
 }
 
-/* Answers 408 to every connection whose request head is overdue, and
- * closes it (slowloris: a head sent a byte at a time never finishes, and
- * libmicrohttpd's idle timeout restarts with every byte).  libmicrohttpd
- * has queued nothing on such a connection. */
+/* Answers 408 to every connection of q whose request head (or body) is
+ * overdue, and closes it (slowloris: a head sent a byte at a time never
+ * finishes, and libmicrohttpd's idle timeout restarts with every byte).
+ * libmicrohttpd has queued nothing on such a connection. */
 static void expire_heads(gw_http_t *h, cm_headq_t *q, int64_t now) {
     const gw_config_t *cfg = h->hc.cfg;
+    int body = q == &h->bodies; /* its request is known: logged as one */
     cm_headq_node_t *n;
     char detail[96];
 
-    if (q == &h->bodies) {
+    if (body)
         snprintf(detail, sizeof(detail),
                  "the request body did not arrive within %u s",
                  cfg->body_timeout_s);
-        while ((n = cm_headq_pop_due(q, now)) != NULL) {
-            conn_t *k = (conn_t *)n;
-
-            k->due_in = NULL;
-            answer_raw(h, k, k->req, GW_E_REQUEST_TIMEOUT, detail, NULL);
-        }
-        return;
-    }
-    if (q == &h->heads)
+    else if (q == &h->heads)
         snprintf(detail, sizeof(detail),
                  "the request head did not arrive within %u s",
                  cfg->header_timeout_s);
@@ -718,8 +711,8 @@ static void expire_heads(gw_http_t *h, cm_headq_t *q, int64_t now) {
         conn_t *k = (conn_t *)n;
 
         k->due_in = NULL;
-        answer_raw(h, k, NULL, GW_E_REQUEST_TIMEOUT, detail,
-                   "request_head_timeout");
+        answer_raw(h, k, body ? k->req : NULL, GW_E_REQUEST_TIMEOUT, detail,
+                   body ? NULL : "request_head_timeout");
     }
 }
 
