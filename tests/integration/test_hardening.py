@@ -21,6 +21,7 @@
 import http.client
 import json
 import os
+import re
 import jsonschema
 import yaml
 import socket
@@ -215,21 +216,26 @@ class SmugglingTest(unittest.TestCase):
         self.assertEqual(body, {"n": 7, "fib": "13"})
 
 
-def connections_seen_from_elsewhere(port):
-    """The gateway's open connections (active and idle), scraped from
-    127.0.0.2 so that 127.0.0.1's share is not touched; the scrape is one."""
+def connection_counts(port, source="127.0.0.1"):
+    """fibgw_http_connections by state ("active": requests whose line is
+    in and whose answer is not written, the scrape itself among them;
+    "idle"), scraped over a connection from source (127.0.0.2 leaves
+    127.0.0.1's per-address share untouched)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=10,
-                                 source_address=("127.0.0.2", 0))
+                                 source_address=(source, 0))
     try:
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         raw, _ = read_all(s, 10)
     finally:
         s.close()
-    total = 0
+    counts = {}
     for line in raw.decode("utf-8", "replace").splitlines():
-        if line.startswith("fibgw_http_connections{"):
-            total += int(line.split()[-1])
-    return total
+        m = re.match(r'fibgw_http_connections\{state="(\w+)"\} (\d+)$', line)
+        if m:
+            counts[m.group(1)] = int(m.group(2))
+    if "active" not in counts:
+        raise AssertionError(f"no connection counts in /metrics: {raw[:300]!r}")
+    return counts
 
 
 class PerAddressLimitTest(unittest.TestCase):
@@ -256,7 +262,7 @@ class PerAddressLimitTest(unittest.TestCase):
         # first: one the gateway has not seen close yet takes a place in
         # 127.0.0.1's share (a busy machine showed 5 of 6 kept).
         deadline = time.monotonic() + 10
-        while connections_seen_from_elsewhere(gw.port) != 1:  # the scrape
+        while sum(connection_counts(gw.port, "127.0.0.2").values()) != 1:  # the scrape
             self.assertLess(time.monotonic(), deadline, "the gateway kept other connections")
             time.sleep(0.05)
         held = []
@@ -392,16 +398,6 @@ def read_one(s):
     return harness.parse_raw(raw.partition(b"\r\n\r\n")[0] + b"\r\n\r\n" + body)
 
 
-def active_requests(port):
-    """fibgw_http_connections{state="active"}: requests whose line is in
-    and whose answer is not written (the scrape itself among them)."""
-    r = harness.get(port, "/metrics")
-    for line in r.body.decode().splitlines():
-        if line.startswith('fibgw_http_connections{state="active"}'):
-            return int(line.split()[-1])
-    raise AssertionError("no active connection count in /metrics")
-
-
 class SlowBodyTest(unittest.TestCase):
     """A raw route's body must arrive whole within --body-timeout-s of its
     head: one trickled a byte at a time gets 408 and is closed (it held
@@ -491,7 +487,7 @@ class BodyMemoryTest(unittest.TestCase):
             # Each head is sent in one piece, so a request line in means its
             # head is in and looked at (same turn of libmicrohttpd's loop).
             deadline = time.monotonic() + 30
-            while active_requests(GW_BODY.port) < len(idle) + 1:
+            while connection_counts(GW_BODY.port)["active"] < len(idle) + 1:
                 self.assertLess(time.monotonic(), deadline, "the idle heads never came in")
                 time.sleep(0.05)
             r = harness.http_request(GW_BODY.port, "POST", "/v1/echo/other",
