@@ -1046,6 +1046,7 @@ enum MHD_Result gw_handler_check_head(gw_handler_ctx_t *h,
     body = has_body(c);
     takes_body = r->endpoint == GW_EP_ROUTE && r->match_err == GW_E_OK &&
                  r->match.route->kind == GW_KIND_RAW;
+    r->body_follows = body && takes_body;
     /* A preflight carries no credentials: before the token check; on a
      * path that exists (OPTIONS matches no route: allow has its methods).
      * With tokens required, on any path, so that a preflight tells nobody

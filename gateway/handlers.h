@@ -87,6 +87,7 @@ typedef struct {
     const char *expose;    /* Access-Control-Expose-Headers, NULL: ours */
     const char *denied;    /* the 401's detail: no valid token */
     int preflight;         /* a CORS preflight, answered 204 */
+    int body_follows;      /* a body to read (a raw route's), if not answered */
     char method[8];
     char path[96]; /* for the access log only */
     /* the request target as received ("/a%20b?x=1"): raw routes send its

@@ -316,18 +316,6 @@ static int head_fits(gw_http_t *h, struct MHD_Connection *c, req_t *r,
     return 0;
 }
 
-/* Whether a body follows the head (chunked, or a Content-Length above
- * 0; the framing is checked already: gw_handler_check_head). */
-static int body_follows(struct MHD_Connection *c) {
-    const char *cl = MHD_lookup_connection_value(
-        c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-
-    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                    MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL)
-        return 1;
-    return cl != NULL && cl[strspn(cl, "0")] != '\0';
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -355,8 +343,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         ret = gw_handler_check_head(&h->hc, c, r, url, method, version);
         /* A body to be read (a raw route's): it too has a deadline, as a
          * head has (libmicrohttpd's idle timeout restarts with each byte). */
-        if (ret == MHD_YES && r->status == 0 && r->conn != NULL &&
-            !r->conn->closing && body_follows(c))
+        if (ret == MHD_YES && r->status == 0 && r->body_follows &&
+            r->conn != NULL && !r->conn->closing)
             head_due_in(r->conn, &h->bodies, h->hc.cfg->body_timeout_s);
         return ret;
     }
