@@ -319,7 +319,8 @@ static enum MHD_Result raw_outcome(struct MHD_Connection *c, req_t *r,
      * connection's block (limits.h): more would leave the caller without
      * an answer at all.  With CORS on, a page may read the returned
      * headers: their names are listed once more (", name"). */
-    snprintf(expose, sizeof(expose), "%s", GW_CORS_EXPOSE_HEADERS);
+    if (cors)
+        snprintf(expose, sizeof(expose), "%s", GW_CORS_EXPOSE_HEADERS);
     for (i = 0; i < r->call.nreply_headers; i++) {
         head += strlen(r->call.reply_headers[i].name) + 4 +
                 strlen(r->call.reply_headers[i].value);
@@ -348,7 +349,7 @@ static enum MHD_Result raw_outcome(struct MHD_Connection *c, req_t *r,
         MHD_add_response_header(resp, r->call.reply_headers[i].name,
                                 r->call.reply_headers[i].value);
     r->worker_status = 1;
-    r->expose = expose; /* copied by libmicrohttpd in queue() */
+    r->expose = cors ? expose : NULL; /* copied by libmicrohttpd */
     ret = queue(c, r, r->call.status, type, resp);
     r->expose = NULL;
     return ret;
