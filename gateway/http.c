@@ -6,7 +6,7 @@
  * polling) so that stopping can look at every connection between two turns
  * of the loop, when libmicrohttpd is not reading.  All callbacks run on that
  * thread, except gw_http_call_done, which runs on the AMQP thread and only
- * resumes. */
+ * hands ended calls over: this thread resumes them, a batch per wake-up. */
 #include "http.h"
 
 #include <errno.h>
@@ -75,12 +75,15 @@ struct gw_http {
     struct MHD_Daemon *daemon;
     pthread_t thread;
     int started;
-    int tls;                 /* HTTPS: nothing may be written beside MHD */
-    int starting;            /* in MHD_start_daemon: keep its first error */
-    char start_error[256];   /* that error, for the listen_failed line */
-    int wake_fd;             /* -> HTTP thread: a resume, or the phase moved */
+    int tls;               /* HTTPS: nothing may be written beside MHD */
+    int starting;          /* in MHD_start_daemon: keep its first error */
+    char start_error[256]; /* that error, for the listen_failed line */
+    int wake_fd;           /* -> HTTP thread: calls ended, or the phase moved */
     atomic_int wake_pending; /* wake_fd written and not read yet */
-    atomic_int phase;        /* PHASE_*; written by main */
+    /* Calls with their outcome, to resume: newest first (a stack the AMQP
+     * thread pushes batches onto). */
+    _Atomic(gw_call_t *) ended;
+    atomic_int phase; /* PHASE_*; written by main */
 
     /* HTTP thread only */
     conn_t *conns;         /* every open connection */
@@ -744,6 +747,27 @@ static void wait_for_work(gw_http_t *h, int mhd_fd) {
     }
 }
 
+/* Resumes the requests whose calls ended, oldest first.  libmicrohttpd
+ * takes them up in this turn's MHD_run; resuming here, not on the AMQP
+ * thread, wakes this thread once per batch of calls rather than once per
+ * call (libmicrohttpd signals its own loop at every resume). */
+static void resume_ended(gw_http_t *h) {
+    gw_call_t *list, *fifo = NULL, *next;
+
+    if (atomic_load_explicit(&h->ended, memory_order_relaxed) == NULL)
+        return;
+    list = atomic_exchange(&h->ended, NULL);
+    for (; list != NULL; list = next) { /* reverse: oldest first */
+        next = list->next;
+        list->next = fifo;
+        fifo = list;
+    }
+    for (; fifo != NULL; fifo = next) {
+        next = fifo->next;
+        MHD_resume_connection(fifo->http);
+    }
+}
+
 static void start_drain(gw_http_t *h) {
     MHD_socket fd = MHD_quiesce_daemon(h->daemon);
 
@@ -806,8 +830,10 @@ static void *http_main(void *arg) {
             if (h->nactive == 0 || cm_now_ms() >= finish_by)
                 break;
         }
-        cm_log_flush(); /* this turn's lines, before we may sleep */
+        cm_log_flush();          /* this turn's lines, before we may sleep */
+        gw_rpc_flush(h->hc.rpc); /* and this turn's calls */
         wait_for_work(h, mhd_fd);
+        resume_ended(h);
         check_first_bytes(h); /* before libmicrohttpd reads them */
         h->replaced = 0;
         MHD_run(h->daemon);
@@ -839,13 +865,24 @@ static void wake(gw_http_t *h) {
         (void)!write(h->wake_fd, &one, sizeof(one));
 }
 
-void gw_http_call_done(gw_call_t *call) {
-    gw_http_t *h = (gw_http_t *)((req_t *)call)->h; /* hc comes first */
+void gw_http_call_done(gw_call_t *calls) {
+    gw_http_t *h = (gw_http_t *)((req_t *)calls)->h; /* hc comes first */
+    gw_call_t *last = calls, *top = atomic_load(&h->ended);
 
-    /* Once resumed, the HTTP thread may answer the request and free it at
-     * any moment: nothing of it may be read after this. */
-    MHD_resume_connection(call->http);
-    /* libmicrohttpd does not wake a loop it does not run: we do. */
+    /* The list arrives oldest first; the stack is newest first. */
+    gw_call_t *prev = NULL, *next;
+
+    for (; calls != NULL; calls = next) {
+        next = calls->next;
+        calls->next = prev;
+        prev = calls;
+    }
+    calls = prev; /* newest first now; last is the oldest */
+    do
+        last->next = top;
+    while (!atomic_compare_exchange_weak(&h->ended, &top, calls));
+    /* Once pushed, the HTTP thread may resume, answer and free these calls
+     * at any moment: nothing of them may be read after this. */
     wake(h);
 }
 
@@ -916,6 +953,7 @@ gw_http_t *gw_http_start(const gw_config_t *cfg, gw_rpc_t *rpc,
     atomic_init(&h->hc.unready, 0);
     atomic_init(&h->phase, PHASE_RUN);
     atomic_init(&h->wake_pending, 0);
+    atomic_init(&h->ended, NULL);
     gw_idgen_init(&h->hc.ids);
     atomic_init(&h->hc.offered, NULL);
     gw_handler_offer(&h->hc, routes);

@@ -1,9 +1,9 @@
 /* http.h - the HTTP side: the only code that includes <microhttpd.h>.
  *
  * One HTTP thread of ours runs libmicrohttpd's epoll loop; requests that
- * need an RPC are suspended, handed to the AMQP thread, and resumed from
- * there through gw_http_call_done.  gw_http_start/drain/stop belong to
- * main. */
+ * need an RPC are suspended and handed to the AMQP thread, which hands
+ * them back through gw_http_call_done to be resumed.  gw_http_start/drain/stop
+ * belong to main. */
 #ifndef GW_HTTP_H
 #define GW_HTTP_H
 
@@ -22,9 +22,10 @@ typedef struct {
     char *key;
 } gw_tls_pem_t;
 
-/* The done callback to give gw_rpc_new: resumes the suspended request.
- * Runs on the AMQP thread. */
-void gw_http_call_done(gw_call_t *call);
+/* The done callback to give gw_rpc_new: hands the ended calls (a list
+ * through ->next) to the HTTP thread, which resumes their requests.  Runs
+ * on the AMQP thread (any thread may call it). */
+void gw_http_call_done(gw_call_t *calls);
 
 /* Starts listening, serving routes (ownership taken, also on failure):
  * HTTPS (TLS 1.2 or newer) when tls is not NULL, whose text is read only

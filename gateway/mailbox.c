@@ -1,9 +1,11 @@
 /* mailbox.c - calls handed from any thread to the AMQP thread: a LIFO
- * under a lock, reversed when taken, and an eventfd written only when the
- * list was empty (the consumer takes the whole list per wake-up). */
+ * under a lock, reversed when taken, and an eventfd written (at the
+ * producer's flush) only when a put found the list empty: the consumer
+ * takes the whole list per wake-up. */
 #include "mailbox.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -13,6 +15,7 @@ struct gw_mailbox {
     pthread_mutex_t lock;
     gw_call_t *head; /* newest first; guarded by lock */
     int closed;      /* guarded by lock */
+    atomic_int owed; /* a put found the list empty: flush wakes */
     int fd;
 };
 
@@ -27,6 +30,7 @@ gw_mailbox_t *gw_mailbox_new(void) {
         return NULL;
     }
     pthread_mutex_init(&mb->lock, NULL);
+    atomic_init(&mb->owed, 0);
     return mb;
 }
 
@@ -57,8 +61,16 @@ int gw_mailbox_put(gw_mailbox_t *mb, gw_call_t *call) {
     mb->head = call;
     pthread_mutex_unlock(&mb->lock);
     if (was_empty)
-        gw_mailbox_wake(mb);
+        atomic_store(&mb->owed, 1);
     return 0;
+}
+
+void gw_mailbox_flush(gw_mailbox_t *mb) {
+    /* A take between the put and here makes this wake-up one too many:
+     * the consumer finds the list empty, which is harmless. */
+    if (atomic_load_explicit(&mb->owed, memory_order_relaxed) &&
+        atomic_exchange(&mb->owed, 0))
+        gw_mailbox_wake(mb);
 }
 
 static gw_call_t *take(gw_mailbox_t *mb, int close) {

@@ -1,11 +1,14 @@
 /* mailbox.h - the hand-over of calls from the HTTP thread to the AMQP
  * thread: a locked list plus an eventfd that wakes the AMQP thread when the
  * list turns non-empty (one wake-up per batch, as h2o's multithread queue
- * and libuv's async handle do).
+ * and libuv's async handle do).  The wake-up waits for gw_mailbox_flush,
+ * which the producer calls once it has put what it has (before it
+ * sleeps): a turn of the HTTP loop that starts many calls wakes the
+ * consumer once, not once per call it catches with an empty list.
  *
- * gw_mailbox_put and gw_mailbox_wake may be called from any thread; the
- * other functions belong to the one consuming thread.  Once the consumer
- * closes it (it exits), a put fails instead of leaving the call to
+ * gw_mailbox_put, gw_mailbox_flush and gw_mailbox_wake may be called from
+ * any thread; the other functions belong to the one consuming thread.  Once the
+ * consumer closes it (it exits), a put fails instead of leaving the call to
  * nobody. */
 #ifndef GW_MAILBOX_H
 #define GW_MAILBOX_H
@@ -21,8 +24,12 @@ void gw_mailbox_free(gw_mailbox_t *mb);
 
 /* Appends call (linked through call->next, which the mailbox owns until
  * the call is taken).  Returns 0, or -1 when the mailbox is closed (the
- * consumer is gone): the call is not taken, it stays the caller's. */
+ * consumer is gone): the call is not taken, it stays the caller's.  The
+ * consumer may not see it before the next gw_mailbox_flush. */
 int gw_mailbox_put(gw_mailbox_t *mb, gw_call_t *call);
+/* Wakes the consumer if a put since the last flush found the list empty
+ * (else it is awake, or woken already, for what the list holds). */
+void gw_mailbox_flush(gw_mailbox_t *mb);
 /* Wakes the consumer even when the list is empty (to look at a flag). */
 void gw_mailbox_wake(gw_mailbox_t *mb);
 

@@ -135,6 +135,8 @@ struct gw_rpc {
      * with no timeout) for nothing, once per turn of the loop. */
     int sock_ready;
     int64_t read_ms; /* when the socket was last read */
+    /* Calls with their outcome, not handed back yet (hand_back). */
+    gw_call_t *ended, **ended_tail;
 };
 
 /* --- calls --------------------------------------------------------------- */
@@ -191,7 +193,21 @@ static void complete(gw_rpc_t *rpc, gw_call_t *call, gw_err_t err,
     /* The slot first: a client that sends its next call as soon as this
      * answer arrives must find it free (with --max-inflight 1 it got 503). */
     atomic_fetch_sub(&rpc->inflight, 1);
-    rpc->done(call); /* the call is not ours any more */
+    call->next = NULL; /* the call is not ours any more once handed back */
+    *rpc->ended_tail = call;
+    rpc->ended_tail = &call->next;
+}
+
+/* Hands the ended calls back, all in one batch: the HTTP thread is woken
+ * once for them.  Called before the thread sleeps or may block. */
+static void hand_back(gw_rpc_t *rpc) {
+    gw_call_t *calls = rpc->ended;
+
+    if (calls == NULL)
+        return;
+    rpc->ended = NULL;
+    rpc->ended_tail = &rpc->ended;
+    rpc->done(calls);
 }
 
 /* Completes every call in the list (linked through ->next). */
@@ -526,7 +542,7 @@ static void start_calls(gw_rpc_t *rpc) {
             continue;
         }
         if (published++ % GW_STALL_CHECK_EVERY == 0 &&
-            gw_publisher_stalled(rpc->pub)) {
+            (hand_back(rpc), gw_publisher_stalled(rpc->pub))) {
             complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
                      "RabbitMQ is not reading what we publish");
             published = 0; /* look again for the next call */
@@ -1037,6 +1053,7 @@ static void wait_for(gw_rpc_t *rpc, int timeout_ms) {
                             {gw_link_fd(rpc->link), POLLIN, 0}};
     int n;
 
+    hand_back(rpc);
     if (gw_link_has_input(rpc->link))
         return;
     n = poll(fds, 2, timeout_ms);
@@ -1099,6 +1116,7 @@ static void *rpc_main(void *arg) {
             }
             if (atomic_load(&rpc->draining))
                 break;
+            hand_back(rpc); /* a connection attempt blocks */
             /* The first attempt after a loss goes at once, to the next
              * node; then the jittered schedule (urls.h), whatever wakes
              * the thread meanwhile. */
@@ -1143,6 +1161,7 @@ static void *rpc_main(void *arg) {
      * itself. */
     complete_list(rpc, gw_mailbox_close(rpc->mailbox), GW_E_SHUTTING_DOWN,
                   "the gateway is shutting down");
+    hand_back(rpc);
     return NULL;
 }
 
@@ -1157,6 +1176,7 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     rpc->cfg = cfg;
     rpc->done = done;
     rpc->metrics = metrics;
+    rpc->ended_tail = &rpc->ended;
     cm_backoff_init(&rpc->backoff, cm_random64());
     gw_idgen_init(&rpc->ids);
     atomic_init(&rpc->up, 0);
@@ -1258,7 +1278,12 @@ void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call) {
     snprintf(call->detail, sizeof(call->detail), "%s",
              "the gateway is shutting down");
     atomic_fetch_sub(&rpc->inflight, 1);
+    call->next = NULL;
     rpc->done(call);
+}
+
+void gw_rpc_flush(gw_rpc_t *rpc) {
+    gw_mailbox_flush(rpc->mailbox);
 }
 
 void gw_rpc_shutdown(gw_rpc_t *rpc) {

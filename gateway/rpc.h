@@ -15,9 +15,13 @@
 
 typedef struct gw_rpc gw_rpc_t;
 
-/* Called on the AMQP thread when a call has its outcome.  The call belongs
- * to the callee from then on; the AMQP thread never touches it again. */
-typedef void (*gw_rpc_done_fn)(gw_call_t *call);
+/* Called on the AMQP thread with calls that have their outcome: a list
+ * linked through ->next, in the order they ended.  The calls belong to the
+ * callee from then on; the AMQP thread never touches them again.  Calls
+ * are handed back in batches, each before the thread next sleeps or
+ * blocks (a poll, a connection attempt), so an outcome waits at most for
+ * the rest of one turn of its loop. */
+typedef void (*gw_rpc_done_fn)(gw_call_t *calls);
 
 /* Returns a stopped instance, or NULL (logged) on failure.  cfg and metrics
  * must outlive it. */
@@ -43,8 +47,13 @@ int gw_rpc_consumers(gw_rpc_t *rpc, const char *queue);
 void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out);
 /* Hands an admitted call to the AMQP thread; done will be called once:
  * on the calling thread, before this returns, when the AMQP thread has
- * already stopped (GW_E_SHUTTING_DOWN). */
+ * already stopped (GW_E_SHUTTING_DOWN).  The AMQP thread may not look at
+ * it before the caller's next gw_rpc_flush. */
 void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call);
+/* Wakes the AMQP thread for the calls submitted since the last flush, if
+ * it needs waking: a thread that submits calls flushes once it has
+ * submitted what it has, before it sleeps. */
+void gw_rpc_flush(gw_rpc_t *rpc);
 
 /* Graceful stop: new calls are refused, calls in flight run to their reply
  * or deadline, then the connection is closed and the thread exits.  Blocks

@@ -90,12 +90,17 @@ void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out) {
 
 /* Runs on the HTTP thread, in the access handler, just after it suspended
  * the request: the outcome comes at once. */
+void gw_rpc_flush(gw_rpc_t *rpc) {
+    (void)rpc;
+}
+
 void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call) {
     call->err = GW_E_OK;
     call->body = malloc(2);
     assert_non_null(call->body);
     memcpy(call->body, "55", 2);
     call->body_len = 2;
+    call->next = NULL;
     gw_http_call_done(call);
 }
 

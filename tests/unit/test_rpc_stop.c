@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,9 +19,11 @@
 static int done_calls;
 static gw_err_t done_err;
 
-static void on_done(gw_call_t *call) {
-    done_calls++;
-    done_err = call->err;
+static void on_done(gw_call_t *calls) {
+    for (; calls != NULL; calls = calls->next) {
+        done_calls++;
+        done_err = calls->err;
+    }
 }
 
 static void test_submit_after_stop_is_answered(void **state) {
@@ -65,8 +68,44 @@ static void test_closed_mailbox_refuses(void **state) {
     gw_mailbox_free(mb);
 }
 
+static int woken(gw_mailbox_t *mb) {
+    struct pollfd p = {gw_mailbox_fd(mb), POLLIN, 0};
+
+    return poll(&p, 1, 0) == 1;
+}
+
+/* Puts wake the consumer at the producer's flush, once per batch. */
+static void test_put_wakes_at_flush(void **state) {
+    gw_mailbox_t *mb = gw_mailbox_new();
+    gw_call_t a, b, *list;
+
+    (void)state;
+    assert_non_null(mb);
+    assert_int_equal(gw_mailbox_put(mb, &a), 0);
+    assert_int_equal(gw_mailbox_put(mb, &b), 0);
+    assert_false(woken(mb));
+    gw_mailbox_flush(mb);
+    assert_true(woken(mb));
+    gw_mailbox_clear(mb);
+    gw_mailbox_flush(mb); /* nothing put since */
+    assert_false(woken(mb));
+    list = gw_mailbox_take_all(mb);
+    assert_ptr_equal(list, &a); /* in the order they were put */
+    assert_ptr_equal(list->next, &b);
+    assert_null(b.next);
+    /* a put into a list not yet taken needs no new wake-up */
+    assert_int_equal(gw_mailbox_put(mb, &a), 0);
+    gw_mailbox_flush(mb);
+    gw_mailbox_clear(mb);
+    assert_int_equal(gw_mailbox_put(mb, &b), 0);
+    gw_mailbox_flush(mb);
+    assert_false(woken(mb));
+    gw_mailbox_free(mb);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_put_wakes_at_flush),
         cmocka_unit_test(test_submit_after_stop_is_answered),
         cmocka_unit_test(test_closed_mailbox_refuses),
     };
