@@ -20,6 +20,8 @@
 
 typedef struct gw_call gw_call_t;
 
+#define GW_DETAIL_MAX 383 /* bytes of an outcome's detail, NUL not counted */
+
 /* A header copied from the reply to the HTTP response (return_headers). */
 typedef struct {
     const char *name; /* the route's (lower case) */
@@ -35,7 +37,7 @@ struct gw_call {
     unsigned timeout_ms;
     char request_id[GW_REQUEST_ID_MAX + 1];
     char traceparent[GW_TRACEPARENT_LEN + 1]; /* "" when none */
-    char routing_key[GW_AMQP_SHORTSTR_MAX + 1];
+    const char *routing_key; /* the route's own, or one the HTTP layer made */
     /* kind raw: the message (owned by the HTTP layer) */
     const void *req_body;
     size_t req_body_len;
@@ -61,7 +63,9 @@ struct gw_call {
     char *body_type; /* malloc'd raw reply content type; NULL: default */
     gw_reply_header_t *reply_headers; /* malloc'd, with the values */
     size_t nreply_headers;
-    char detail[384];     /* human-readable, for problem JSON */
+    /* malloc'd, human-readable, for problem JSON (at most GW_DETAIL_MAX
+     * bytes); NULL: none */
+    char *detail;
     char worker_type[32]; /* worker error type, when err is a worker error */
     char correlation_id[37];
 };

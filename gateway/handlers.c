@@ -495,6 +495,32 @@ static int build_message(struct MHD_Connection *c, req_t *r,
 
 /* --- a route's call ------------------------------------------------------ */
 
+/* Sets the call's routing key: the route's own when nothing of the path
+ * goes into it (a queue's name, a fixed key), else one made from the path
+ * parameters (held by r).  Returns GW_E_OK, or the error (in detail). */
+static gw_err_t routing_key(req_t *r, char *detail, size_t detail_size) {
+    const gw_route_t *route = r->match.route;
+    char key[GW_AMQP_SHORTSTR_MAX + 1];
+    gw_err_t err;
+
+    if (route->queue != NULL || strchr(route->routing_key, '{') == NULL) {
+        r->call.routing_key = route->routing_key;
+        return GW_E_OK;
+    }
+    err =
+        gw_route_routing_key(&r->match, key, sizeof(key), detail, detail_size);
+    if (err != GW_E_OK)
+        return err;
+    free(r->key);
+    r->key = strdup(key);
+    if (r->key == NULL) {
+        snprintf(detail, detail_size, "out of memory");
+        return GW_E_INTERNAL;
+    }
+    r->call.routing_key = r->key;
+    return GW_E_OK;
+}
+
 static const char *admit_detail(gw_err_t err, const gw_call_t *call, char *buf,
                                 size_t size) {
     switch (err) {
@@ -557,9 +583,7 @@ static enum MHD_Result start_call(gw_handler_ctx_t *h, struct MHD_Connection *c,
         return respond_problem(
             c, r, err, "timeout_ms must be a positive integer (milliseconds)",
             url);
-    err = gw_route_routing_key(&r->match, r->call.routing_key,
-                               sizeof(r->call.routing_key), detail,
-                               sizeof(detail));
+    err = routing_key(r, detail, sizeof(detail));
     if (err != GW_E_OK)
         return respond_problem(c, r, err, detail, url);
     if (route->kind == GW_KIND_RAW) {
@@ -1121,6 +1145,8 @@ void gw_handler_done(gw_handler_ctx_t *h, req_t *r) {
     free(r->call.body);
     free(r->call.body_type);
     free(r->call.reply_headers);
+    free(r->call.detail);
+    free(r->key);
     free(r->msg);
     if (r->body != NULL) {
         h->body_bytes -= r->body_cap;

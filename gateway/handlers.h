@@ -81,6 +81,7 @@ typedef struct {
     size_t body_len, body_cap;
     size_t body_declared; /* its Content-Length; 0: chunked, or none */
     void *msg;            /* raw routes: the message's headers (one block) */
+    char *key;            /* a routing key made from the path, or NULL */
     char allow[64];       /* 405: the methods the path has */
     int64_t start_us;
     const char *challenge; /* WWW-Authenticate of a 401 */

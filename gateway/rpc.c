@@ -188,8 +188,11 @@ static void complete(gw_rpc_t *rpc, gw_call_t *call, gw_err_t err,
         call->body = NULL;
         call->body_len = 0;
     }
-    if (detail != NULL)
-        snprintf(call->detail, sizeof(call->detail), "%s", detail);
+    if (detail != NULL) {
+        free(call->detail);
+        /* NULL: the error's title will do */
+        call->detail = strndup(detail, GW_DETAIL_MAX);
+    }
     /* The slot first: a client that sends its next call as soon as this
      * answer arrives must find it free (with --max-inflight 1 it got 503). */
     atomic_fetch_sub(&rpc->inflight, 1);
@@ -1275,8 +1278,7 @@ void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call) {
     /* The AMQP thread is gone (stopping): answered here, on the caller's
      * thread, as it would have. */
     call->err = GW_E_SHUTTING_DOWN;
-    snprintf(call->detail, sizeof(call->detail), "%s",
-             "the gateway is shutting down");
+    call->detail = strdup("the gateway is shutting down");
     atomic_fetch_sub(&rpc->inflight, 1);
     call->next = NULL;
     rpc->done(call);

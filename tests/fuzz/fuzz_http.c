@@ -153,7 +153,7 @@ static void check_answers(const char *out, size_t len, int sent_head) {
 
     while (pos < len) {
         const char *a = out + pos, *eoh, *v;
-        size_t rest = len - pos, hlen, vlen, clen;
+        size_t rest = len - pos, hlen, vlen = 0, clen;
         unsigned count;
         int status;
         char digits[24];

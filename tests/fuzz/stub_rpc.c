@@ -4,6 +4,7 @@
  * input always gets the same answers: a fib call by n (200 with a short or
  * a long body, a worker error, a bad reply, a timeout), a raw call by its
  * body's length (200 echoing the body, or a worker error). */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,13 +53,23 @@ void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out) {
     out->node = "stub:5672";
 }
 
+static void set_detail(gw_call_t *call, const char *fmt, ...) {
+    char buf[128];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    free(call->detail);
+    call->detail = strdup(buf);
+}
+
 /* A raw call: its body back (a worker error for every third length). */
 static void answer_raw(gw_call_t *call) {
     if (call->req_body_len % 3 == 2) {
         call->err = GW_E_WORKER_ERROR;
         snprintf(call->worker_type, sizeof(call->worker_type), "internal");
-        snprintf(call->detail, sizeof(call->detail), "stub: %zu bytes",
-                 call->req_body_len);
+        set_detail(call, "stub: %zu bytes", call->req_body_len);
         return;
     }
     call->status = 200;
@@ -91,15 +102,15 @@ void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call) {
     case 1:
         call->err = GW_E_WORKER_ERROR;
         snprintf(call->worker_type, sizeof(call->worker_type), "internal");
-        snprintf(call->detail, sizeof(call->detail), "stub: n=%u", call->n);
+        set_detail(call, "stub: n=%u", call->n);
         break;
     case 2:
         call->err = GW_E_BAD_REPLY;
-        snprintf(call->detail, sizeof(call->detail), "stub: not digits");
+        set_detail(call, "stub: not digits");
         break;
     case 3:
         call->err = GW_E_TIMEOUT;
-        snprintf(call->detail, sizeof(call->detail), "stub: no reply");
+        set_detail(call, "stub: no reply");
         break;
     default:
         call->body = malloc(len);
