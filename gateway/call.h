@@ -36,7 +36,9 @@ struct gw_call {
     int64_t deadline_ms; /* monotonic clock (cm_now_ms) */
     unsigned timeout_ms;
     char request_id[GW_REQUEST_ID_MAX + 1];
-    char traceparent[GW_TRACEPARENT_LEN + 1]; /* "" when none */
+    /* the request's valid traceparent header, NULL when none (held by
+     * libmicrohttpd while the request lives, which outlasts the call) */
+    const char *traceparent;
     const char *routing_key; /* the route's own, or one the HTTP layer made */
     /* kind raw: the message (owned by the HTTP layer) */
     const void *req_body;

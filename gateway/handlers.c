@@ -169,8 +169,7 @@ void gw_handler_begin(gw_handler_ctx_t *h, struct MHD_Connection *c,
         gw_id_hex(id, call->request_id);
     }
     v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
-    if (gw_traceparent_valid(v))
-        snprintf(call->traceparent, sizeof(call->traceparent), "%s", v);
+    call->traceparent = gw_traceparent_valid(v) ? v : NULL;
 }
 
 /* A page on a listed origin may read the answer (and these headers of
@@ -211,8 +210,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, req_t *r, int status,
      * reply) comes with what the worker sent (return_headers). */
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED && !r->worker_status)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
-                                r->allow[0] != '\0' ? r->allow
-                                                    : ENDPOINT_METHODS);
+                                r->allow != NULL ? r->allow : ENDPOINT_METHODS);
     if (status == MHD_HTTP_UNAUTHORIZED && !r->worker_status)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 r->challenge != NULL ? r->challenge
@@ -476,9 +474,12 @@ static int build_message(struct MHD_Connection *c, req_t *r,
     msg_add(&b, "", GWRPC_HDR_PATH, target, path_len);
     msg_add(&b, "", GWRPC_HDR_QUERY, q != NULL ? q + 1 : "",
             q != NULL ? strlen(q + 1) : 0);
-    for (i = 0; i < route->nparam; i++)
-        msg_add(&b, GWRPC_HDR_PARAM, route->param[i], r->match.value[i].s,
-                r->match.value[i].len);
+    for (i = 0; i < route->nparam; i++) {
+        size_t vlen;
+        const char *v = gw_route_value(&r->match, i, &vlen);
+
+        msg_add(&b, GWRPC_HDR_PARAM, route->param[i], v, vlen);
+    }
     for (i = 0; i < route->forward_headers.n; i++) {
         if (f[i].count == 0)
             continue;
@@ -895,7 +896,7 @@ static enum MHD_Result preflight(struct MHD_Connection *c, req_t *r) {
      * tokens required, the same answer on every path (see check_head) */
     MHD_add_response_header(resp, "Access-Control-Allow-Methods",
                             tokens_required(r->h) ? ANY_METHODS
-                            : r->allow[0] != '\0' ? r->allow
+                            : r->allow != NULL    ? r->allow
                                                   : ENDPOINT_METHODS);
     MHD_add_response_header(resp, "Access-Control-Allow-Headers",
                             r->h->table->cors_allow);
@@ -1015,7 +1016,8 @@ static enum MHD_Result no_route(struct MHD_Connection *c, req_t *r,
 
     if (r->match_err == GW_E_NOT_FOUND)
         return respond_problem(c, r, GW_E_NOT_FOUND, "no such resource", url);
-    snprintf(detail, sizeof(detail), "only %s allowed here", r->allow);
+    snprintf(detail, sizeof(detail), "only %s allowed here",
+             r->allow != NULL ? r->allow : ENDPOINT_METHODS);
     return respond_problem(c, r, GW_E_METHOD_NOT_ALLOWED, detail, url);
 }
 
@@ -1058,10 +1060,16 @@ enum MHD_Result gw_handler_check_head(gw_handler_ctx_t *h,
     }
     r->endpoint = gw_request_endpoint(url);
     if (r->endpoint == GW_EP_ROUTE) {
+        char allow[64] = "";
+
         r->table = h->table;
         r->table->refs++;
         r->match_err = gw_routes_match(r->table->routes, method, url, &r->match,
-                                       r->allow, sizeof(r->allow));
+                                       allow, sizeof(allow));
+        if (allow[0] != '\0' && (r->allow = strdup(allow)) == NULL) {
+            r->close = 1;
+            return respond_problem(c, r, GW_E_INTERNAL, "out of memory", url);
+        }
     }
     /* Without a body an answer waits for the end of the request, so the
      * connection stays open.  A body is read only for a raw route: any
@@ -1147,6 +1155,7 @@ void gw_handler_done(gw_handler_ctx_t *h, req_t *r) {
     free(r->call.reply_headers);
     free(r->call.detail);
     free(r->key);
+    free(r->allow);
     free(r->msg);
     if (r->body != NULL) {
         h->body_bytes -= r->body_cap;

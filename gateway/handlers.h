@@ -82,7 +82,7 @@ typedef struct {
     size_t body_declared; /* its Content-Length; 0: chunked, or none */
     void *msg;            /* raw routes: the message's headers (one block) */
     char *key;            /* a routing key made from the path, or NULL */
-    char allow[64];       /* 405: the methods the path has */
+    char *allow;          /* 405, OPTIONS: the path's methods; else NULL */
     int64_t start_us;
     const char *challenge; /* WWW-Authenticate of a 401 */
     const char *expose;    /* Access-Control-Expose-Headers, NULL: ours */
@@ -90,11 +90,10 @@ typedef struct {
     int preflight;         /* a CORS preflight, answered 204 */
     int body_follows;      /* a body to read (a raw route's), if not answered */
     char method[8];
-    char path[96]; /* for the access log only */
     /* the request target as received ("/a%20b?x=1"): raw routes send its
-     * path and query on; inline when short */
+     * path and query on, the access log its path; inline when short */
     char *target;
-    char target_inline[128];
+    char target_inline[64];
 } req_t;
 
 /* Takes ownership of routes: the table new requests use, installed by

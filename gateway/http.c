@@ -127,6 +127,14 @@ static void counts_changed(gw_http_t *h) {
                           memory_order_relaxed);
 }
 
+/* How much of a target the access log shows: its path, at most 95
+ * bytes. */
+static size_t path_len(const char *target) {
+    size_t n = strcspn(target, "?");
+
+    return n < 96 ? n : 95;
+}
+
 /* The access log line of a request, once it has its answer. */
 static void log_request(const req_t *r) {
     cm_log_t l;
@@ -145,7 +153,8 @@ static void log_request(const req_t *r) {
         cm_log_str(&l, "method", r->method, strlen(r->method));
     else
         cm_log_str(&l, "method", "-", 1);
-    cm_log_str(&l, "path", r->path, strlen(r->path));
+    /* as received, up to 95 bytes (cm_log_str escapes) */
+    cm_log_str(&l, "path", r->target, path_len(r->target));
     if (r->match.route != NULL)
         cm_log_str(&l, "route", r->match.route->name,
                    strlen(r->match.route->name));
@@ -240,7 +249,6 @@ static void *on_request_line(void *cls, const char *uri,
     memcpy(r->target, uri, r->target_len + 1);
     r->h = &h->hc;
     r->start_us = cm_now_us();
-    snprintf(r->path, sizeof(r->path), "%s", uri); /* log escapes */
     r->conn = k;
     if (k == NULL)
         return r;
@@ -339,7 +347,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         if (r->conn != NULL)
             head_done(r->conn);
         snprintf(r->method, sizeof(r->method), "%s", method);
-        snprintf(r->path, sizeof(r->path), "%s", url); /* log escapes */
         gw_handler_begin(&h->hc, c, &r->call);
         if (!head_fits(h, c, r, method))
             return r->raw ? MHD_YES : MHD_NO;

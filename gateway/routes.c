@@ -838,8 +838,10 @@ gw_err_t gw_routes_match(const gw_routes_t *t, const char *method,
     int head = strcmp(method, "HEAD") == 0;
 
     memset(m, 0, sizeof(*m));
-    if (path[0] != '/')
+    /* values are kept as 16-bit offsets; no target is this long (limits.h) */
+    if (path[0] != '/' || strlen(path) > UINT16_MAX)
         return GW_E_NOT_FOUND;
+    m->path = path;
     nseg = split(path, seg, SEGMENTS_MAX);
     for (i = 0; i < t->n; i++) {
         const gw_route_t *r = &t->route[i];
@@ -868,8 +870,8 @@ gw_err_t gw_routes_match(const gw_routes_t *t, const char *method,
         m->route = best;
         for (k = 0; k < best->nseg; k++)
             if (best->seg[k].param >= 0) {
-                m->value[best->seg[k].param].s = seg[k].s;
-                m->value[best->seg[k].param].len = seg[k].len;
+                m->value[best->seg[k].param].off = (uint16_t)(seg[k].s - path);
+                m->value[best->seg[k].param].len = (uint16_t)seg[k].len;
             }
         if (best->kind == GW_KIND_FIB)
             m->rest = seg[best->nseg - 1].s;
@@ -917,6 +919,9 @@ gw_err_t gw_route_routing_key(const gw_route_match_t *m, char *out,
 
     /* A queue's name is the key as it is: a '{' in it opens nothing. */
     while (r->queue == NULL && (open = strchr(s, '{')) != NULL) {
+        const char *v;
+        size_t vlen;
+
         close = strchr(open, '}'); /* validated at load */
         n = (size_t)(open - s);
         if (len + n >= out_size)
@@ -924,17 +929,18 @@ gw_err_t gw_route_routing_key(const gw_route_match_t *m, char *out,
         memcpy(out + len, s, n);
         len += n;
         k = param_index(r, open + 1, (size_t)(close - open - 1));
-        if (!all(m->value[k].s, m->value[k].len, is_key_char)) {
+        v = gw_route_value(m, (size_t)k, &vlen);
+        if (!all(v, vlen, is_key_char)) {
             snprintf(detail, detail_size,
                      "path parameter '%s' may hold only letters, digits, "
                      "'-', '_' and '~': it becomes part of a routing key",
                      r->param[k]);
             return GW_E_INVALID_PARAM;
         }
-        if (len + m->value[k].len >= out_size)
+        if (len + vlen >= out_size)
             goto too_long;
-        memcpy(out + len, m->value[k].s, m->value[k].len);
-        len += m->value[k].len;
+        memcpy(out + len, v, vlen);
+        len += vlen;
         s = close + 1;
     }
     n = strlen(s);

@@ -66,12 +66,13 @@ typedef struct {
 typedef struct gw_routes gw_routes_t;
 
 /* What a request path matched: the route and its parameters' values
- * (pointers into the path, not NUL-terminated). */
+ * (gw_route_value: in the path, not NUL-terminated; kept as offsets, a
+ * match lives in every request). */
 typedef struct {
     const gw_route_t *route;
+    const char *path; /* the path matched */
     struct {
-        const char *s;
-        size_t len;
+        uint16_t off, len;
     } value[GW_ROUTE_PARAMS_MAX];
     /* kind fib: what follows the template's fixed prefix ("10" of
      * "/fib/10", "" of "/fib", "1/2" of "/fib/1/2") */
@@ -103,6 +104,13 @@ const gw_route_t *gw_routes_at(const gw_routes_t *t, size_t i);
  * wins: at the first segment where two templates differ, a literal beats
  * a {param}; a fib route's prefix match comes last, the longest prefix
  * first. */
+/* Parameter k's value in a match; *len gets its length. */
+static inline const char *gw_route_value(const gw_route_match_t *m, size_t k,
+                                         size_t *len) {
+    *len = m->value[k].len;
+    return m->path + m->value[k].off;
+}
+
 gw_err_t gw_routes_match(const gw_routes_t *t, const char *method,
                          const char *path, gw_route_match_t *m, char *allow,
                          size_t allow_size);

@@ -334,9 +334,16 @@ static void test_match(void **state) {
     r = match(t, "POST", "/v1/images/cat.jpg/resize/200", &m);
     assert_non_null(r);
     assert_string_equal(r->name, "img");
-    assert_int_equal(m.value[0].len, 7);
-    assert_memory_equal(m.value[0].s, "cat.jpg", 7);
-    assert_memory_equal(m.value[1].s, "200", 3);
+    {
+        size_t len;
+        const char *v = gw_route_value(&m, 0, &len);
+
+        assert_int_equal(len, 7);
+        assert_memory_equal(v, "cat.jpg", 7);
+        v = gw_route_value(&m, 1, &len);
+        assert_int_equal(len, 3);
+        assert_memory_equal(v, "200", 3);
+    }
 
     /* a literal beats a parameter, whatever the order in the file */
     r = match(t, "POST", "/v1/images/latest/resize/9", &m);
