@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ids.h"
 #include "problem.h"
 #include "msghdr.h"
 #include "request.h"
@@ -35,7 +36,10 @@ struct gw_call {
     uint32_t n;          /* kind fib */
     int64_t deadline_ms; /* monotonic clock (cm_now_ms) */
     unsigned timeout_ms;
-    char request_id[GW_REQUEST_ID_MAX + 1];
+    /* the client's valid X-Request-Id (its header: libmicrohttpd holds it
+     * while the request lives) or own_id; "" until known, never NULL */
+    const char *request_id;
+    char own_id[GW_ID_HEX_LEN + 1];
     /* the request's valid traceparent header, NULL when none (held by
      * libmicrohttpd while the request lives, which outlasts the call) */
     const char *traceparent;
@@ -52,8 +56,8 @@ struct gw_call {
 
     /* AMQP thread only: the channel it was published on (0: not yet), and
      * its place in that channel's list of calls */
-    uint16_t channel;
     gw_call_t *ch_prev, *ch_next;
+    uint16_t channel;
     unsigned attempts; /* publishes so far (a nacked one is published again) */
     int64_t retry_ms;  /* when a nacked call is published again */
 
@@ -68,8 +72,10 @@ struct gw_call {
     /* malloc'd, human-readable, for problem JSON (at most GW_DETAIL_MAX
      * bytes); NULL: none */
     char *detail;
-    char worker_type[32]; /* worker error type, when err is a worker error */
-    char correlation_id[37];
+    char *worker_type; /* malloc'd worker error type; NULL: none */
+    /* the correlation id of its last publish (gw_id_text shows it); all
+     * zero before the first */
+    uint8_t corr[GW_ID_LEN];
 };
 
 #endif

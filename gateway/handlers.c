@@ -163,10 +163,11 @@ void gw_handler_begin(gw_handler_ctx_t *h, struct MHD_Connection *c,
     uint8_t id[GW_ID_LEN];
 
     if (gw_request_id_valid(v)) {
-        snprintf(call->request_id, sizeof(call->request_id), "%s", v);
+        call->request_id = v;
     } else {
         gw_idgen_next(&h->ids, id);
-        gw_id_hex(id, call->request_id);
+        gw_id_hex(id, call->own_id);
+        call->request_id = call->own_id;
     }
     v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
     call->traceparent = gw_traceparent_valid(v) ? v : NULL;
@@ -288,7 +289,7 @@ static enum MHD_Result respond_problem_as(struct MHD_Connection *c, req_t *r,
     r->call.err = err;
     body = gw_problem_json_status(
         err, status, detail, instance, r->call.request_id,
-        r->call.worker_type[0] ? &worker : NULL, &len);
+        r->call.worker_type != NULL ? &worker : NULL, &len);
     return respond(c, r, status, GW_PROBLEM_CONTENT_TYPE, body, len);
 }
 
@@ -1154,6 +1155,7 @@ void gw_handler_done(gw_handler_ctx_t *h, req_t *r) {
     free(r->call.body_type);
     free(r->call.reply_headers);
     free(r->call.detail);
+    free(r->call.worker_type);
     free(r->key);
     free(r->allow);
     free(r->msg);

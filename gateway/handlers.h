@@ -64,19 +64,22 @@ typedef struct {
     gw_call_t call;
     gw_handler_ctx_t *h;
     struct gw_conn *conn; /* NULL when the connection is not tracked */
-    int seen;             /* the access handler has run once: headers are in */
-    int close;            /* the answer closes the connection */
-    int raw;              /* answered on the socket by http.c (answer_raw) */
-    int worker_status;    /* the answer's status is a raw route worker's */
-    int cut_short;        /* the connection ended before the answer did */
-    int deferred;         /* the call waited one turn (start_call) */
-    size_t target_len;    /* strlen of the target when its line came in */
+    /* seen: the access handler has run once (headers are in); close: the
+     * answer closes the connection; raw: answered on the socket by http.c
+     * (answer_raw); worker_status: the answer's status is a raw route
+     * worker's; cut_short: the connection ended before the answer did;
+     * deferred: the call waited one turn (start_call); preflight: a CORS
+     * preflight, answered 204; body_follows: a body to read (a raw
+     * route's), if not answered */
+    unsigned seen : 1, close : 1, raw : 1, worker_status : 1, cut_short : 1,
+        deferred : 1, preflight : 1, body_follows : 1;
     int state;
     int status;
     gw_endpoint_t endpoint;
+    gw_err_t match_err;     /* endpoint GW_EP_ROUTE: why no route (404, 405), */
+    gw_route_match_t match; /* or the route */
+    size_t target_len;      /* strlen of the target when its line came in */
     gw_table_t *table;      /* referenced while the request lives */
-    gw_route_match_t match; /* endpoint GW_EP_ROUTE: the route, */
-    gw_err_t match_err;     /* or why none (404, 405) */
     char *body;             /* raw routes: the request body so far */
     size_t body_len, body_cap;
     size_t body_declared; /* its Content-Length; 0: chunked, or none */
@@ -87,13 +90,11 @@ typedef struct {
     const char *challenge; /* WWW-Authenticate of a 401 */
     const char *expose;    /* Access-Control-Expose-Headers, NULL: ours */
     const char *denied;    /* the 401's detail: no valid token */
-    int preflight;         /* a CORS preflight, answered 204 */
-    int body_follows;      /* a body to read (a raw route's), if not answered */
     char method[8];
     /* the request target as received ("/a%20b?x=1"): raw routes send its
      * path and query on, the access log its path; inline when short */
     char *target;
-    char target_inline[64];
+    char target_inline[40];
 } req_t;
 
 /* Takes ownership of routes: the table new requests use, installed by

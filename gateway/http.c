@@ -163,9 +163,12 @@ static void log_request(const req_t *r) {
               (double)(cm_now_us() - r->start_us) / 1000.0);
     cm_log_str(&l, "request_id", r->call.request_id,
                strlen(r->call.request_id));
-    if (r->call.correlation_id[0] != '\0')
-        cm_log_str(&l, "corr", r->call.correlation_id,
-                   strlen(r->call.correlation_id));
+    if (r->call.attempts > 0) { /* published */
+        char corr[GW_ID_TEXT_LEN + 1];
+
+        gw_id_text(r->call.corr, corr);
+        cm_log_str(&l, "corr", corr, GW_ID_TEXT_LEN);
+    }
     if (r->cut_short) /* the status was meant; the answer did not all go */
         cm_log_str(&l, "sent", "no", 2);
     cm_log_end(&l);
@@ -205,9 +208,10 @@ static void answer_raw(gw_http_t *h, conn_t *k, req_t *r, gw_err_t err,
         r->raw = 1;
         r->status = status;
         r->call.err = err;
-        if (r->call.request_id[0] == '\0')
-            snprintf(r->call.request_id, sizeof(r->call.request_id), "%s",
-                     request_id);
+        if (r->call.request_id[0] == '\0') { /* request_id is idbuf */
+            memcpy(r->call.own_id, idbuf, sizeof(r->call.own_id));
+            r->call.request_id = r->call.own_id;
+        }
         gw_metrics_request(h->hc.metrics, status, err,
                            cm_now_us() - r->start_us);
         log_request(r);
@@ -247,6 +251,7 @@ static void *on_request_line(void *cls, const char *uri,
         return NULL;
     }
     memcpy(r->target, uri, r->target_len + 1);
+    r->call.request_id = ""; /* gw_handler_begin sets it */
     r->h = &h->hc;
     r->start_us = cm_now_us();
     r->conn = k;

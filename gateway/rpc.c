@@ -441,20 +441,21 @@ static int rotate(gw_rpc_t *rpc, const char *why, int64_t now) {
 static int publish(gw_rpc_t *rpc, gw_call_t *call, int64_t now) {
     const gw_route_t *route = call->route;
     char body[16];
-    uint8_t id[GW_ID_LEN];
+    uint8_t *id = call->corr;
+    char corr[GW_ID_TEXT_LEN + 1];
     int64_t left = call->deadline_ms - now;
     gw_request_msg_t m;
     uint16_t channel;
     int rc;
 
     gw_idgen_next(&rpc->ids, id);
-    gw_id_text(id, call->correlation_id);
+    gw_id_text(id, corr);
     call->attempts++;
     m = (gw_request_msg_t){
         .exchange = route->exchange,
         .routing_key = call->routing_key,
         .publish = route->mode == GW_MODE_PUBLISH,
-        .correlation_id = call->correlation_id,
+        .correlation_id = corr,
         .request_id = call->request_id,
         .traceparent = call->traceparent,
         .ttl_ms = left,
@@ -749,13 +750,16 @@ static void on_reply(gw_rpc_t *rpc, const gw_link_event_t *ev, int64_t now) {
         complete(rpc, call, GW_E_OK, NULL);
         return;
     }
-    snprintf(call->worker_type, sizeof(call->worker_type), "%s", reply.type);
+    free(call->worker_type);
+    call->worker_type = reply.type[0] != '\0' ? strdup(reply.type) : NULL;
     if (reply.err == GW_E_BAD_REPLY) {
+        char corr[GW_ID_TEXT_LEN + 1];
         cm_log_t l;
 
+        gw_id_text(call->corr, corr);
         cm_log_begin(&l, CM_LOG_WARN, "bad_reply");
         cm_log_kv(&l, "route", "%s", call->route->name);
-        cm_log_kv(&l, "corr", "%s", call->correlation_id);
+        cm_log_kv(&l, "corr", "%s", corr);
         cm_log_kv(&l, "reason", "%s", reply.message);
         cm_log_end(&l);
     }
@@ -932,7 +936,6 @@ static void on_rotated(gw_rpc_t *rpc, const gw_link_event_t *ev) {
 static void on_channel_lost(gw_rpc_t *rpc, const gw_link_event_t *ev) {
     chan_t *c = chan_find(rpc, ev->channel);
     gw_call_t *call = NULL, *next;
-    uint8_t id[GW_ID_LEN];
 
     gw_unconf_drop(rpc->unconf, ev->channel);
     /* most likely an exchange that went away: look again now */
@@ -947,9 +950,7 @@ static void on_channel_lost(gw_rpc_t *rpc, const gw_link_event_t *ev) {
         next = call->ch_next;
         call->channel = 0;
         /* out of the table too, so a late reply finds nothing */
-        if (gw_id_parse(call->correlation_id, strlen(call->correlation_id),
-                        id) == 0)
-            gw_pending_take(rpc->pending, id);
+        gw_pending_take(rpc->pending, call->corr);
         complete(rpc, call, GW_E_CONNECTION_LOST,
                  "RabbitMQ closed the channel the call was published on");
     }

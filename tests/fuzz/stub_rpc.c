@@ -68,7 +68,7 @@ static void set_detail(gw_call_t *call, const char *fmt, ...) {
 static void answer_raw(gw_call_t *call) {
     if (call->req_body_len % 3 == 2) {
         call->err = GW_E_WORKER_ERROR;
-        snprintf(call->worker_type, sizeof(call->worker_type), "internal");
+        call->worker_type = strdup("internal");
         set_detail(call, "stub: %zu bytes", call->req_body_len);
         return;
     }
@@ -101,7 +101,7 @@ void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call) {
     switch (call->n % 5) {
     case 1:
         call->err = GW_E_WORKER_ERROR;
-        snprintf(call->worker_type, sizeof(call->worker_type), "internal");
+        call->worker_type = strdup("internal");
         set_detail(call, "stub: n=%u", call->n);
         break;
     case 2:
