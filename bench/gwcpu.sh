@@ -67,7 +67,7 @@ sed 's/^/  c64: /' <<<"$r64"
 sed 's/^/  c1:  /' <<<"$r1"
 
 if [ "${SYSCALLS:-0}" = 1 ] && command -v perf >/dev/null; then
-    ev=$(for s in epoll_ctl epoll_wait recvfrom sendmsg sendto poll read write ioctl getsockopt futex; do
+    ev=$(for s in epoll_ctl epoll_wait recvfrom sendmsg sendto poll read write ioctl getsockopt setsockopt futex clock_gettime; do
         printf 'syscalls:sys_enter_%s,' "$s"; done)
     wrk -t2 -c64 -d$((SECS + 2))s "${WRK_S[@]}" "$URL" >/dev/null 2>&1 &
     W=$!

@@ -34,6 +34,8 @@
  * (see sock_ready): rabbitmq-c sends and checks heartbeats only inside
  * its own calls. */
 #define READ_AT_LEAST_MS 100
+/* The publisher's stall check: at least this often while calls start. */
+#define STALL_CHECK_MS 10
 /* Log lines about dropped replies per second, at most: a worker (or
  * anyone who can publish to our reply queue) must not be able to flood the
  * log.  The rest are counted, and summed up in one line per second. */
@@ -134,7 +136,9 @@ struct gw_rpc {
      * empty socket costs rabbitmq-c two system calls (recv, then a poll
      * with no timeout) for nothing, once per turn of the loop. */
     int sock_ready;
-    int64_t read_ms; /* when the socket was last read */
+    int64_t read_ms;    /* when the socket was last read */
+    unsigned unchecked; /* calls started since the last stall check, */
+    int64_t checked_ms; /* and when it was */
     /* Calls with their outcome, not handed back yet (hand_back). */
     gw_call_t *ended, **ended_tail;
 };
@@ -516,11 +520,28 @@ static void no_server(gw_rpc_t *rpc, gw_call_t *call) {
     complete(rpc, call, GW_E_NO_SERVER, detail);
 }
 
+/* Whether the broker has stopped reading what we publish, asked as a call
+ * starts: every GW_STALL_CHECK_EVERY calls, counted across turns (under
+ * load a turn starts only a few calls: asking at the first of each was a
+ * poll every few calls), and at least every STALL_CHECK_MS (a call now and
+ * then is asked about each time).  Once stalled, asked again for the next
+ * call. */
+static int stalled(gw_rpc_t *rpc, int64_t now) {
+    if (rpc->unchecked++ % GW_STALL_CHECK_EVERY != 0 &&
+        now - rpc->checked_ms < STALL_CHECK_MS)
+        return 0;
+    hand_back(rpc); /* the check may wait STALL_GRACE_MS */
+    rpc->checked_ms = now;
+    if (!gw_publisher_stalled(rpc->pub))
+        return 0;
+    rpc->unchecked = 0;
+    return 1;
+}
+
 /* Publishes every submitted call, or answers it at once. */
 static void start_calls(gw_rpc_t *rpc) {
     gw_call_t *call, *next, *first = rpc->held, **tail = &first;
     int64_t now = cm_now_ms();
-    unsigned published = 0;
 
     /* the calls held while down go first, in order */
     rpc->held = NULL;
@@ -545,11 +566,9 @@ static void start_calls(gw_rpc_t *rpc) {
                      "being opened");
             continue;
         }
-        if (published++ % GW_STALL_CHECK_EVERY == 0 &&
-            (hand_back(rpc), gw_publisher_stalled(rpc->pub))) {
+        if (stalled(rpc, now)) {
             complete(rpc, call, GW_E_BROKER_UNAVAILABLE,
                      "RabbitMQ is not reading what we publish");
-            published = 0; /* look again for the next call */
             continue;
         }
         if (call->deadline_ms <= now) {
