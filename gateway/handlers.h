@@ -91,8 +91,11 @@ typedef struct {
     const char *expose;    /* Access-Control-Expose-Headers, NULL: ours */
     const char *denied;    /* the 401's detail: no valid token */
     char method[8];
+    /* the path as libmicrohttpd decoded it, NULL before the head is in
+     * (libmicrohttpd holds it while the request lives): the access log's */
+    const char *url;
     /* the request target as received ("/a%20b?x=1"): raw routes send its
-     * path and query on, the access log its path; inline when short */
+     * path and query on; inline when short */
     char *target;
     char target_inline[40];
 } req_t;

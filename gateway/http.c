@@ -127,16 +127,9 @@ static void counts_changed(gw_http_t *h) {
                           memory_order_relaxed);
 }
 
-/* How much of a target the access log shows: its path, at most 95
- * bytes. */
-static size_t path_len(const char *target) {
-    size_t n = strcspn(target, "?");
-
-    return n < 96 ? n : 95;
-}
-
 /* The access log line of a request, once it has its answer. */
 static void log_request(const req_t *r) {
+    const char *path;
     cm_log_t l;
 
     /* Probes and scrapes that succeed would drown the other lines. */
@@ -153,8 +146,10 @@ static void log_request(const req_t *r) {
         cm_log_str(&l, "method", r->method, strlen(r->method));
     else
         cm_log_str(&l, "method", "-", 1);
-    /* as received, up to 95 bytes (cm_log_str escapes) */
-    cm_log_str(&l, "path", r->target, path_len(r->target));
+    /* decoded once the head is in, else the target as received; up to 95
+     * bytes (cm_log_str escapes) */
+    path = r->url != NULL ? r->url : r->target;
+    cm_log_str(&l, "path", path, strnlen(path, 95));
     if (r->match.route != NULL)
         cm_log_str(&l, "route", r->match.route->name,
                    strlen(r->match.route->name));
@@ -352,6 +347,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         if (r->conn != NULL)
             head_done(r->conn);
         snprintf(r->method, sizeof(r->method), "%s", method);
+        r->url = url;
         gw_handler_begin(&h->hc, c, &r->call);
         if (!head_fits(h, c, r, method))
             return r->raw ? MHD_YES : MHD_NO;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -52,6 +53,7 @@ static void test_submit_after_stop_is_answered(void **state) {
     gw_rpc_submit(rpc, &call); /* admitted before the stop, say */
     assert_int_equal(done_calls, 1);
     assert_int_equal(done_err, GW_E_SHUTTING_DOWN);
+    free(call.detail);
     gw_rpc_free(rpc);
 }
 
