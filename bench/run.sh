@@ -399,6 +399,15 @@ phase_gateway() {
         say "   perf: top of $LOGS/perf-gw-c64.txt:"
         head -15 "$LOGS/perf-gw-c64.txt" >&2 || true
     fi
+    # The HTTP layer alone, through the same gateway: /healthz needs no
+    # AMQP, so its CPU per request is what libmicrohttpd, the socket and
+    # our handler cost without a call: with the ceiling client's own CPU
+    # per call (the AMQP side's work), the floor under the gateway's.
+    cpu_mark
+    wrk_run wrk-healthz-c64 -t2 -c64 -d"$DURATION"s "http://127.0.0.1:$GW_PORT/healthz"
+    cpu_per_call http_64 "$W_REQS"
+    R[http_rps_64]=$W_RPS
+    say "   /healthz c=64 (no AMQP): $W_RPS req/s, gateway CPU ${R[gwcpu_http_64]} us per request"
     check_alive gw || true
     gw_warnings gw
 }
@@ -758,6 +767,13 @@ summary() {
         printf '%-44s %s\n' "CPU per call (us), ceiling at 64" "$(v cpu_ceil_64)"
         printf '%-44s %s\n' "CPU per call (us), gateway at 64" "$(v cpu_gw_64)"
         printf '%-44s %s\n' "CPU per call (us), gateway at 1" "$(v cpu_gw_1)"
+        printf '%-44s %s\n' "CPU per request (us), /healthz at 64" \
+            "gateway $(v gwcpu_http_64) ($(v http_rps_64) req/s): the HTTP side alone, no AMQP"
+        printf '%-44s %s\n' "  floor under the gateway's CPU per call" \
+            "$(awk -v h="${R[gwcpu_http_64]:-}" -v c="${R[cpu_ceil_64]:-}" 'BEGIN {
+                if (h == "" || c == "") { print "n/a"; exit }
+                n = split(c, a, /client /); split(a[2], b, ";")
+                printf "%.1f us: /healthz %.1f + the ceiling client %s", h + b[1], h, b[1] }')"
         fi
         if [ -n "${R[raw_rps_1]:-}" ]; then
             printf '%-44s %12s %10s %10s  %s\n' "raw route, 1 connection (POST /raw/fib)" \
