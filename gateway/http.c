@@ -845,6 +845,7 @@ static void *http_main(void *arg) {
         check_first_bytes(h); /* before libmicrohttpd reads them */
         h->replaced = 0;
         MHD_run(h->daemon);
+        gw_rpc_flush(h->hc.rpc); /* the calls it started, at once */
         expire_heads(h, &h->heads, cm_now_ms());
         expire_heads(h, &h->next_heads, cm_now_ms());
         expire_heads(h, &h->bodies, cm_now_ms());

@@ -1013,6 +1013,7 @@ static int read_events(gw_rpc_t *rpc, char *why, size_t why_size) {
          * once then), so do not pay for reading it empty. */
         if (i > 0 && !gw_link_has_input(rpc->link)) {
             rpc->sock_ready = 0;
+            hand_back(rpc); /* the replies read: their callers wait */
             /* The read that would have found it empty gave back the last
              * reply's memory: do it here (a body can be 4 MiB). */
             gw_link_release(rpc->link);
