@@ -206,7 +206,8 @@ static void complete(gw_rpc_t *rpc, gw_call_t *call, gw_err_t err,
 }
 
 /* Hands the ended calls back, all in one batch: the HTTP thread is woken
- * once for them.  Called before the thread sleeps or may block. */
+ * once for them.  Called after a read of replies and before the thread
+ * sleeps or may wait (rpc.h). */
 static void hand_back(gw_rpc_t *rpc) {
     gw_call_t *calls = rpc->ended;
 

@@ -18,9 +18,11 @@ typedef struct gw_rpc gw_rpc_t;
 /* Called on the AMQP thread with calls that have their outcome: a list
  * linked through ->next, in the order they ended.  The calls belong to the
  * callee from then on; the AMQP thread never touches them again.  Calls
- * are handed back in batches, each before the thread next sleeps or
- * blocks (a poll, a connection attempt), so an outcome waits at most for
- * the rest of one turn of its loop. */
+ * are handed back in batches: after each read of replies, and before the
+ * thread sleeps (poll), connects, or asks whether the broker still reads
+ * what it publishes; so an outcome waits at most for the rest of one turn
+ * of its loop (which, with a broker that stopped reading, may include a
+ * write waiting up to 100 ms for room). */
 typedef void (*gw_rpc_done_fn)(gw_call_t *calls);
 
 /* Returns a stopped instance, or NULL (logged) on failure.  cfg and metrics

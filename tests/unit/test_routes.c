@@ -387,6 +387,24 @@ static void test_match(void **state) {
     assert_int_equal(
         gw_routes_match(t, "GET", "/fibx/1", &m, allow, sizeof(allow)),
         GW_E_NOT_FOUND);
+    {
+        /* values are 16-bit offsets: a path past 65535 bytes (no request
+         * target gets near: limits.h) matches nothing, rather than a value
+         * at a wrapped offset */
+        static char big[70000];
+        size_t len;
+
+        memset(big, 'a', sizeof(big) - 1);
+        memcpy(big, "/v1/images/", 11);
+        assert_int_equal(
+            gw_routes_match(t, "GET", big, &m, allow, sizeof(allow)),
+            GW_E_NOT_FOUND);
+        big[65535] = '\0'; /* the longest that still fits */
+        assert_int_equal(
+            gw_routes_match(t, "GET", big, &m, allow, sizeof(allow)), GW_E_OK);
+        assert_int_equal(gw_route_value(&m, 0, &len) - big, 11);
+        assert_int_equal(len, 65535 - 11);
+    }
     gw_routes_free(t);
 }
 
