@@ -53,7 +53,8 @@ void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out) {
     out->node = "stub:5672";
 }
 
-static void set_detail(gw_call_t *call, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static void
+set_detail(gw_call_t *call, const char *fmt, ...) {
     char buf[128];
     va_list ap;
 
