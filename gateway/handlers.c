@@ -505,10 +505,9 @@ static gw_err_t routing_key(req_t *r, char *detail, size_t detail_size) {
     char key[GW_AMQP_SHORTSTR_MAX + 1];
     gw_err_t err;
 
-    if (route->queue != NULL || strchr(route->routing_key, '{') == NULL) {
-        r->call.routing_key = route->routing_key;
+    r->call.routing_key = gw_route_fixed_key(route);
+    if (r->call.routing_key != NULL)
         return GW_E_OK;
-    }
     err =
         gw_route_routing_key(&r->match, key, sizeof(key), detail, detail_size);
     if (err != GW_E_OK)

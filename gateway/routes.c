@@ -909,6 +909,13 @@ static int is_key_char(int c) {
     return isalnum(c) || c == '_' || c == '~' || c == '-';
 }
 
+const char *gw_route_fixed_key(const gw_route_t *r) {
+    /* A queue's name is the key as it is: a '{' in it opens nothing. */
+    if (r->queue != NULL || strchr(r->routing_key, '{') == NULL)
+        return r->routing_key;
+    return NULL;
+}
+
 gw_err_t gw_route_routing_key(const gw_route_match_t *m, char *out,
                               size_t out_size, char *detail,
                               size_t detail_size) {
@@ -917,7 +924,7 @@ gw_err_t gw_route_routing_key(const gw_route_match_t *m, char *out,
     size_t len = 0, n;
     int k;
 
-    /* A queue's name is the key as it is: a '{' in it opens nothing. */
+    /* A queue's name is the key as it is (gw_route_fixed_key). */
     while (r->queue == NULL && (open = strchr(s, '{')) != NULL) {
         const char *v;
         size_t vlen;

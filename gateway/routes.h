@@ -115,6 +115,11 @@ gw_err_t gw_routes_match(const gw_routes_t *t, const char *method,
                          const char *path, gw_route_match_t *m, char *allow,
                          size_t allow_size);
 
+/* gw_route_fixed_key: the route's routing key when no path parameter goes
+ * into it (a queue's name, a key without {param}s), else NULL: then
+ * gw_route_routing_key makes it for each match. */
+const char *gw_route_fixed_key(const gw_route_t *r);
+
 /* gw_route_routing_key: the routing key for a match: the route's queue,
  * or its routing key template with each {param} replaced by its value.
  * Returns GW_E_OK, or GW_E_INVALID_PARAM (detail says which) when a value

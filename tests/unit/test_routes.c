@@ -464,6 +464,7 @@ static void test_routing_key(void **state) {
     char key[GW_AMQP_SHORTSTR_MAX + 1], detail[256], path[600];
 
     assert_non_null(match(t, "POST", "/v1/images/x/resize/200", &m));
+    assert_null(gw_route_fixed_key(m.route)); /* made per match */
     assert_int_equal(
         gw_route_routing_key(&m, key, sizeof(key), detail, sizeof(detail)),
         GW_E_OK);
@@ -498,6 +499,7 @@ static void test_routing_key(void **state) {
         gw_route_routing_key(&m, key, sizeof(key), detail, sizeof(detail)),
         GW_E_OK);
     assert_string_equal(key, "img");
+    assert_string_equal(gw_route_fixed_key(m.route), "img");
     gw_routes_free(t);
 }
 
@@ -518,6 +520,7 @@ static void test_queue_key_is_verbatim(void **state) {
             gw_route_routing_key(&m, key, sizeof(key), detail, sizeof(detail)),
             GW_E_OK);
         assert_string_equal(key, queues[k]);
+        assert_string_equal(gw_route_fixed_key(m.route), queues[k]);
         gw_routes_free(t);
 
         snprintf(json, sizeof(json),
@@ -532,6 +535,26 @@ static void test_queue_key_is_verbatim(void **state) {
         assert_string_equal(key, queues[k]);
         gw_routes_free(t);
     }
+}
+
+/* An exchange route's key without {param}s is the route's own, used as it
+ * is by every call (nothing is made per match). */
+static void test_fixed_exchange_key(void **state) {
+    gw_routes_t *t =
+        parse_ok("{\"routes\": [{\"name\": \"r\", \"method\": \"POST\", "
+                 "\"path\": \"/r/{n}\", \"exchange\": \"x\", "
+                 "\"routing_key\": \"jobs.all\"}]}");
+    char key[GW_AMQP_SHORTSTR_MAX + 1], detail[256];
+    gw_route_match_t m;
+
+    (void)state;
+    assert_non_null(match(t, "POST", "/r/1", &m));
+    assert_ptr_equal(gw_route_fixed_key(m.route), m.route->routing_key);
+    assert_int_equal(
+        gw_route_routing_key(&m, key, sizeof(key), detail, sizeof(detail)),
+        GW_E_OK);
+    assert_string_equal(key, "jobs.all");
+    gw_routes_free(t);
 }
 
 static void test_accepts(void **state) {
@@ -562,6 +585,7 @@ int main(void) {
         cmocka_unit_test(test_many_segments),
         cmocka_unit_test(test_routing_key),
         cmocka_unit_test(test_queue_key_is_verbatim),
+        cmocka_unit_test(test_fixed_exchange_key),
         cmocka_unit_test(test_accepts),
     };
 
