@@ -838,14 +838,14 @@ static void *http_main(void *arg) {
             if (h->nactive == 0 || cm_now_ms() >= finish_by)
                 break;
         }
-        cm_log_flush();          /* this turn's lines, before we may sleep */
-        gw_rpc_flush(h->hc.rpc); /* and this turn's calls */
+        cm_log_flush(); /* this turn's lines, before we may sleep */
         wait_for_work(h, mhd_fd);
         resume_ended(h);
         check_first_bytes(h); /* before libmicrohttpd reads them */
         h->replaced = 0;
         MHD_run(h->daemon);
-        gw_rpc_flush(h->hc.rpc); /* the calls it started, at once */
+        /* the calls it started (only handlers start calls), at once */
+        gw_rpc_flush(h->hc.rpc);
         expire_heads(h, &h->heads, cm_now_ms());
         expire_heads(h, &h->next_heads, cm_now_ms());
         expire_heads(h, &h->bodies, cm_now_ms());
