@@ -283,6 +283,9 @@ cpu_per_call() {
     R[gwcpu_$1]=$(awk -v a="$CPU_MARK" -v b="$CPU_NOW" -v n="$2" -v hz="$TICK" 'BEGIN {
         split(a, x, " "); split(b, y, " ")
         if (n > 0) printf "%.1f", (y[3] - x[3]) / hz * 1e6 / n }')
+    R[clcpu_$1]=$(awk -v a="$CPU_MARK" -v b="$CPU_NOW" -v n="$2" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        if (n > 0) printf "%.1f", (y[4] - x[4]) * 1e6 / n }')
 }
 
 # ---------------------------------------------------------------- results
@@ -770,10 +773,9 @@ summary() {
         printf '%-44s %s\n' "CPU per request (us), /healthz at 64" \
             "gateway $(v gwcpu_http_64) ($(v http_rps_64) req/s): the HTTP side alone, no AMQP"
         printf '%-44s %s\n' "  floor under the gateway's CPU per call" \
-            "$(awk -v h="${R[gwcpu_http_64]:-}" -v c="${R[cpu_ceil_64]:-}" 'BEGIN {
+            "$(awk -v h="${R[gwcpu_http_64]:-}" -v c="${R[clcpu_ceil_64]:-}" 'BEGIN {
                 if (h == "" || c == "") { print "n/a"; exit }
-                n = split(c, a, /client /); split(a[2], b, ";")
-                printf "%.1f us: /healthz %.1f + the ceiling client %s", h + b[1], h, b[1] }')"
+                printf "%.1f us: /healthz %.1f + the ceiling client %.1f", h + c, h, c }')"
         fi
         if [ -n "${R[raw_rps_1]:-}" ]; then
             printf '%-44s %12s %10s %10s  %s\n' "raw route, 1 connection (POST /raw/fib)" \
