@@ -119,7 +119,7 @@ class Prism:
         """Log lines reporting a violation or a failed request (not the
         startup list of operations, whose example paths are random words:
         /v1/images/et/resize/error)."""
-        return [ln for ln in self.proc.log().splitlines()
+        return [ln for ln in self.proc.lines()
                 if re.search(r"violation|✖|\berror\b|fatal", ln, re.I)
                 and not re.search(r"\[CLI\].*\binfo\s+[A-Z]+\s+http://", ln)]
 

@@ -166,6 +166,13 @@ class Proc:
         with open(self.log_path, "r", errors="replace") as f:
             return f.read()
 
+    def lines(self):
+        """The log's whole lines.  A line being written may be read in part
+        (a write that crosses a page of the file is seen a page at a time),
+        so the text after the last newline is left for the next read."""
+        text = self.log()
+        return text[:text.rfind("\n") + 1].splitlines()
+
     def log_tail(self, lines=40):
         return tail(self.log_path, lines)
 
@@ -214,7 +221,7 @@ class Proc:
         """The program's logfmt log lines as dicts (key -> value, quotes
         removed), optionally only those with msg=`msg`."""
         out = []
-        for line in self.log().splitlines():
+        for line in self.lines():
             ev = parse_logfmt(line)
             if ev and (msg is None or ev.get("msg") == msg):
                 out.append(ev)

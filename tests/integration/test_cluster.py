@@ -92,7 +92,7 @@ def wait_event(proc, msg, after, timeout=harness.READY_TIMEOUT, **match):
 
 def link_lines(gw):
     """The gateway's log lines about its link and the consumer count."""
-    return "".join(ln + "\n" for ln in gw.log().splitlines()
+    return "".join(ln + "\n" for ln in gw.lines()
                    if any(f"msg={m} " in ln for m in ("amqp_connected", "amqp_disconnected",
                                                        "amqp_failover", "queue_consumers",
                                                        "amqp_channel_closed", "amqp_error")))

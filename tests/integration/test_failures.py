@@ -140,7 +140,7 @@ def start_linked_gateway(env, probe="/fib/0", **kw):
 
 
 def dropped_lines(gw):
-    return [ln for ln in gw.log().splitlines() if "msg=reply_dropped " in ln]
+    return [ln for ln in gw.lines() if "msg=reply_dropped " in ln]
 
 
 def suppressed(gw):

@@ -62,7 +62,7 @@ def tearDownModule():
 
 
 def log_lines(proc, msg):
-    return [ln for ln in proc.log().splitlines() if f" msg={msg} " in ln + " "]
+    return [ln for ln in proc.lines() if f" msg={msg} " in ln + " "]
 
 
 class WorkerRobustnessTest(unittest.TestCase):
