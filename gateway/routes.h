@@ -79,6 +79,13 @@ typedef struct {
     const char *rest;
 } gw_route_match_t;
 
+/* Parameter k's value in a match; *len gets its length. */
+static inline const char *gw_route_value(const gw_route_match_t *m, size_t k,
+                                         size_t *len) {
+    *len = m->value[k].len;
+    return m->path + m->value[k].off;
+}
+
 /* gw_routes_parse: builds a table from the route file's text (JSON).
  * Returns the table, or NULL with every error found written to errors (one
  * per line: "route 'upper' (#2): field 'timeout_ms': must be ...";
@@ -104,13 +111,6 @@ const gw_route_t *gw_routes_at(const gw_routes_t *t, size_t i);
  * wins: at the first segment where two templates differ, a literal beats
  * a {param}; a fib route's prefix match comes last, the longest prefix
  * first. */
-/* Parameter k's value in a match; *len gets its length. */
-static inline const char *gw_route_value(const gw_route_match_t *m, size_t k,
-                                         size_t *len) {
-    *len = m->value[k].len;
-    return m->path + m->value[k].off;
-}
-
 gw_err_t gw_routes_match(const gw_routes_t *t, const char *method,
                          const char *path, gw_route_match_t *m, char *allow,
                          size_t allow_size);
