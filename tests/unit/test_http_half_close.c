@@ -88,12 +88,12 @@ void gw_rpc_link(gw_rpc_t *rpc, gw_metrics_link_t *out) {
     out->connected = 1;
 }
 
-/* Runs on the HTTP thread, in the access handler, just after it suspended
- * the request: the outcome comes at once. */
 void gw_rpc_flush(gw_rpc_t *rpc) {
     (void)rpc;
 }
 
+/* Runs on the HTTP thread, in the access handler, just after it suspended
+ * the request: the outcome comes at once. */
 void gw_rpc_submit(gw_rpc_t *rpc, gw_call_t *call) {
     call->err = GW_E_OK;
     call->body = malloc(2);
