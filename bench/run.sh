@@ -271,21 +271,24 @@ cpu_now() {
             printf "%.2f", t }' "$WORK/times")"
 }
 cpu_mark() { cpu_now; CPU_MARK=$CPU_NOW; }
-# cpu_per_call KEY CALLS: sets R[cpu_KEY] to µs of CPU per call, per part.
+# cpu_per_call KEY CALLS: sets R[cpu_KEY] to µs of CPU per call, per part,
+# and R[gwcpu_KEY] and R[clcpu_KEY] to the gateway's and the client's as
+# numbers (empty when there were no calls).
 cpu_per_call() {
+    local out
     cpu_now
-    R[cpu_$1]=$(awk -v a="$CPU_MARK" -v b="$CPU_NOW" -v n="$2" -v hz="$TICK" 'BEGIN {
+    out=$(awk -v a="$CPU_MARK" -v b="$CPU_NOW" -v n="$2" -v hz="$TICK" 'BEGIN {
         split(a, x, " "); split(b, y, " ")
         if (n <= 0) { print "n/a"; exit }
         br = (y[1] - x[1]) / hz * 1e6 / n; wk = (y[2] - x[2]) / hz * 1e6 / n
         gw = (y[3] - x[3]) / hz * 1e6 / n; cl = (y[4] - x[4]) * 1e6 / n
-        printf "broker %.0f, workers %.0f, gateway %.1f, client %.0f; total %.0f", br, wk, gw, cl, br + wk + gw + cl }')
-    R[gwcpu_$1]=$(awk -v a="$CPU_MARK" -v b="$CPU_NOW" -v n="$2" -v hz="$TICK" 'BEGIN {
-        split(a, x, " "); split(b, y, " ")
-        if (n > 0) printf "%.1f", (y[3] - x[3]) / hz * 1e6 / n }')
-    R[clcpu_$1]=$(awk -v a="$CPU_MARK" -v b="$CPU_NOW" -v n="$2" 'BEGIN {
-        split(a, x, " "); split(b, y, " ")
-        if (n > 0) printf "%.1f", (y[4] - x[4]) * 1e6 / n }')
+        printf "broker %.0f, workers %.0f, gateway %.1f, client %.0f; total %.0f\n", br, wk, gw, cl, br + wk + gw + cl
+        printf "%.1f\n%.1f\n", gw, cl }')
+    { # without calls the two numbers are empty (read sets them, and fails)
+        IFS= read -r "R[cpu_$1]"
+        read -r "R[gwcpu_$1]" || true
+        read -r "R[clcpu_$1]" || true
+    } <<<"$out"
 }
 
 # ---------------------------------------------------------------- results
