@@ -878,15 +878,10 @@ void gw_http_call_done(gw_call_t *calls) {
     gw_http_t *h = (gw_http_t *)((req_t *)calls)->h; /* hc comes first */
     gw_call_t *last = calls, *top = atomic_load(&h->ended);
 
-    /* The list arrives oldest first; the stack is newest first. */
-    gw_call_t *prev = NULL, *next;
-
-    for (; calls != NULL; calls = next) {
-        next = calls->next;
-        calls->next = prev;
-        prev = calls;
-    }
-    calls = prev; /* newest first now; last is the oldest */
+    /* The list comes newest first, as the stack keeps it: it goes on top
+     * whole. */
+    while (last->next != NULL)
+        last = last->next;
     do
         last->next = top;
     while (!atomic_compare_exchange_weak(&h->ended, &top, calls));

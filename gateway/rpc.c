@@ -139,8 +139,9 @@ struct gw_rpc {
     int64_t read_ms;    /* when the socket was last read */
     unsigned unchecked; /* calls started since the last stall check, */
     int64_t checked_ms; /* and when it was */
-    /* Calls with their outcome, not handed back yet (hand_back). */
-    gw_call_t *ended, **ended_tail;
+    /* Calls with their outcome, not handed back yet (hand_back): newest
+     * first. */
+    gw_call_t *ended;
 };
 
 /* --- calls --------------------------------------------------------------- */
@@ -200,9 +201,8 @@ static void complete(gw_rpc_t *rpc, gw_call_t *call, gw_err_t err,
     /* The slot first: a client that sends its next call as soon as this
      * answer arrives must find it free (with --max-inflight 1 it got 503). */
     atomic_fetch_sub(&rpc->inflight, 1);
-    call->next = NULL; /* the call is not ours any more once handed back */
-    *rpc->ended_tail = call;
-    rpc->ended_tail = &call->next;
+    call->next = rpc->ended; /* not ours any more once handed back */
+    rpc->ended = call;
 }
 
 /* Hands the ended calls back, all in one batch: the HTTP thread is woken
@@ -214,7 +214,6 @@ static void hand_back(gw_rpc_t *rpc) {
     if (calls == NULL)
         return;
     rpc->ended = NULL;
-    rpc->ended_tail = &rpc->ended;
     rpc->done(calls);
 }
 
@@ -1201,7 +1200,6 @@ gw_rpc_t *gw_rpc_new(const gw_config_t *cfg, gw_metrics_t *metrics,
     rpc->cfg = cfg;
     rpc->done = done;
     rpc->metrics = metrics;
-    rpc->ended_tail = &rpc->ended;
     cm_backoff_init(&rpc->backoff, cm_random64());
     gw_idgen_init(&rpc->ids);
     atomic_init(&rpc->up, 0);

@@ -16,7 +16,7 @@
 typedef struct gw_rpc gw_rpc_t;
 
 /* Called on the AMQP thread with calls that have their outcome: a list
- * linked through ->next, in the order they ended.  The calls belong to the
+ * linked through ->next, the last to end first.  The calls belong to the
  * callee from then on; the AMQP thread never touches them again.  Calls
  * are handed back in batches: after each read of replies, and before the
  * thread sleeps (poll), connects, or asks whether the broker still reads
