@@ -78,4 +78,17 @@ struct gw_call {
     uint8_t corr[GW_ID_LEN];
 };
 
+/* Reverses a list of calls linked through ->next (the lists handed
+ * between threads are stacks, newest first); returns its new head. */
+static inline gw_call_t *gw_calls_reverse(gw_call_t *list) {
+    gw_call_t *out = NULL, *next;
+
+    for (; list != NULL; list = next) {
+        next = list->next;
+        list->next = out;
+        out = list;
+    }
+    return out;
+}
+
 #endif

@@ -760,19 +760,14 @@ static void wait_for_work(gw_http_t *h, int mhd_fd) {
  * thread, wakes this thread once per batch of calls rather than once per
  * call (libmicrohttpd signals its own loop at every resume). */
 static void resume_ended(gw_http_t *h) {
-    gw_call_t *list, *fifo = NULL, *next;
+    gw_call_t *call, *next;
 
     if (atomic_load_explicit(&h->ended, memory_order_relaxed) == NULL)
         return;
-    list = atomic_exchange(&h->ended, NULL);
-    for (; list != NULL; list = next) { /* reverse: oldest first */
-        next = list->next;
-        list->next = fifo;
-        fifo = list;
-    }
-    for (; fifo != NULL; fifo = next) {
-        next = fifo->next;
-        MHD_resume_connection(fifo->http);
+    call = gw_calls_reverse(atomic_exchange(&h->ended, NULL));
+    for (; call != NULL; call = next) {
+        next = call->next;
+        MHD_resume_connection(call->http);
     }
 }
 

@@ -74,7 +74,7 @@ void gw_mailbox_flush(gw_mailbox_t *mb) {
 }
 
 static gw_call_t *take(gw_mailbox_t *mb, int close) {
-    gw_call_t *list, *fifo = NULL;
+    gw_call_t *list;
 
     pthread_mutex_lock(&mb->lock);
     list = mb->head;
@@ -82,13 +82,7 @@ static gw_call_t *take(gw_mailbox_t *mb, int close) {
     if (close)
         mb->closed = 1;
     pthread_mutex_unlock(&mb->lock);
-    while (list != NULL) { /* reverse: oldest first */
-        gw_call_t *next = list->next;
-        list->next = fifo;
-        fifo = list;
-        list = next;
-    }
-    return fifo;
+    return gw_calls_reverse(list); /* oldest first */
 }
 
 gw_call_t *gw_mailbox_take_all(gw_mailbox_t *mb) {
